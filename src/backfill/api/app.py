@@ -1,0 +1,82 @@
+"""The FastAPI application factory.
+
+Wiring only: the request-context middleware (request id, rate limit, last-resort
+errors, access log, latency), the exception handlers that turn every error into the
+envelope of the dialect owning the path, the operational routes and the dialect routers.
+
+Another dialect plugs in with ``app.include_router(router)`` and
+``app.state.error_renderers.register("/api", its_renderer)``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from sqlalchemy import text
+from starlette.responses import Response
+
+from backfill import __version__
+from backfill.api import metrics as metrics_api
+from backfill.api import team_api
+from backfill.api.middleware import (
+    ErrorRenderers,
+    RateLimiter,
+    RequestContextMiddleware,
+    install_exception_handlers,
+    request_id_of,
+)
+from backfill.api.schemas import team as schemas
+from backfill.config import Settings
+from backfill.store.db import Database
+
+DESCRIPTION = """\
+Re-run data pipelines over historical time ranges.
+
+**Team API** (`/v1/teams/{team_id}/...`, canonical): `Authorization: Bearer <token>`;
+every response is `{"meta":{"request_id"},"data":...}`, every error
+`{"meta":{"request_id"},"error":{"code","message","description"?}}`; every response carries
+`X-Request-ID`, `X-RateLimit-Limit` and `X-RateLimit-Remaining`.
+"""
+
+
+def create_app(db: Database, settings: Settings) -> FastAPI:
+    app = FastAPI(title="backfill", version=__version__, description=DESCRIPTION)
+    app.state.db = db
+    app.state.settings = settings
+
+    renderers = ErrorRenderers(default=team_api.render_error)
+    app.state.error_renderers = renderers
+    limiter = RateLimiter(settings.rate_limit)
+    app.state.rate_limiter = limiter
+    install_exception_handlers(app, renderers)
+    app.add_middleware(RequestContextMiddleware, limiter=limiter, renderers=renderers)
+
+    @app.get(
+        "/healthz",
+        response_model=schemas.HealthResponse,
+        tags=["operations"],
+        summary="The process is up",
+    )
+    def healthz(request: Request) -> Response:
+        body = schemas.HealthResponse(
+            meta=schemas.Meta(request_id=request_id_of(request)), data=schemas.Health(status="ok")
+        )
+        return Response(body.model_dump_json(), media_type="application/json")
+
+    @app.get(
+        "/readyz",
+        response_model=schemas.HealthResponse,
+        responses={503: {"model": schemas.ErrorEnvelope, "description": "Database unreachable."}},
+        tags=["operations"],
+        summary="The database is reachable",
+    )
+    def readyz(request: Request) -> Response:
+        with db.read() as conn:
+            conn.execute(text("SELECT 1"))
+        body = schemas.HealthResponse(
+            meta=schemas.Meta(request_id=request_id_of(request)), data=schemas.Health(status="ok")
+        )
+        return Response(body.model_dump_json(), media_type="application/json")
+
+    app.include_router(metrics_api.router)
+    app.include_router(team_api.router)
+    return app

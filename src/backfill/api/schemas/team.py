@@ -1,0 +1,320 @@
+"""Pydantic models of the team API (``/v1``, SPEC §4).
+
+Request bodies ("actions") are separate from response objects, and both from the
+database rows: the translation from rows lives in ``api.team_api``. Timestamps are
+strings already formatted as ISO 8601 UTC with ``Z``; range dates are ``YYYY-MM-DD``
+for day-or-longer intervals and ISO datetimes otherwise, so they are plain strings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Timestamp = Annotated[
+    str, Field(json_schema_extra={"format": "date-time"}, examples=["2024-02-01T09:00:00Z"])
+]
+DateOrTimestamp = Annotated[
+    str,
+    Field(
+        description='"YYYY-MM-DD" for day-or-longer intervals (and cron), else an ISO 8601 UTC datetime',
+        examples=["2024-01-01"],
+    ),
+]
+
+BackfillStatusName = Literal["CREATED", "SCHEDULED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+RunStatusName = Literal["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+IntervalTypeName = Literal["second", "minute", "hour", "day", "week", "month", "year", "custom"]
+RunOrderName = Literal["newest_first", "oldest_first"]
+ReprocessName = Literal["all", "failed", "missing"]
+
+
+# ---- envelope ------------------------------------------------------------------------------
+
+
+class Meta(BaseModel):
+    """Metadata included in every API response."""
+
+    request_id: str = Field(description="Unique identifier of the request, for tracking and debugging.")
+
+
+class PageMeta(Meta):
+    total: int = Field(description="Number of items matching the filters.")
+    limit: int
+    offset: int
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="Stable SCREAMING_SNAKE_CASE identifier: BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, "
+        "PERMISSION_ERROR, NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT_ERROR, UNPROCESSABLE_ENTITY, "
+        "TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE.",
+        examples=["NOT_FOUND"],
+    )
+    message: str = Field(description="Short, human-readable summary of the error.")
+    description: str | None = Field(
+        default=None, description="Optional longer explanation specific to this occurrence."
+    )
+
+
+class ErrorEnvelope(BaseModel):
+    """Standard envelope returned by every error (4xx/5xx) response."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    meta: Meta
+    error: ErrorDetail
+
+
+# ---- actions (request bodies) ----------------------------------------------------------------
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CreateBackfillAction(_Action):
+    """Body of ``POST .../transfers/{transfer_id}/backfills`` (and ``:dry_run``)."""
+
+    range_start: str = Field(
+        max_length=64,
+        description="First interval start, inclusive: a date (00:00 in the backfill's timezone) or an ISO "
+        "datetime (an offset wins; without one it is wall-clock time in the backfill's timezone).",
+        examples=["2024-01-01"],
+    )
+    range_end: str = Field(
+        max_length=64, description="Last interval start, inclusive; same format.", examples=["2024-01-31"]
+    )
+    name: str | None = Field(default=None, max_length=500)
+    interval_type: IntervalTypeName = "day"
+    interval_units: int | None = Field(
+        default=1, ge=1, le=1_000_000, description="Units per interval; seconds for `custom` without cron."
+    )
+    cron: str | None = Field(
+        default=None, max_length=200, description="Cron expression (interval_type custom)."
+    )
+    timezone: str | None = Field(
+        default=None, max_length=64, description="IANA name; default the transfer's."
+    )
+    variables: dict[str, Any] | None = None
+    max_active_runs: int = Field(default=4, ge=1, le=1000)
+    run_order: RunOrderName = "newest_first"
+    reprocess: ReprocessName = "all"
+    retries: int | None = Field(default=None, ge=0, le=100)
+    retry_delay_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    block_uuids: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, max_length=1000, description="Blocks to run; null = all."
+    )
+
+
+class UpdateBackfillAction(_Action):
+    """Body of ``PATCH /v1/teams/{team_id}/backfills/{backfill_id}``: at least one field.
+
+    ``status`` CANCELLED cancels (queued runs are cancelled, running ones finish);
+    SCHEDULED starts a CREATED backfill or retries the failed intervals of a FAILED one.
+    """
+
+    status: BackfillStatusName | None = None
+    paused: bool | None = None
+    max_active_runs: int | None = Field(default=None, ge=1, le=1000)
+    name: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+class ErrorReportEntry(BaseModel):
+    transfer_run_date: DateOrTimestamp = Field(description="Data date of the failed interval.")
+    error: str = Field(description="Error of its latest attempt (at most 1000 characters).")
+
+
+class BackfillMetrics(BaseModel):
+    progress: float = Field(description="Finished runs / total runs, 0..1.")
+    duration_mean_seconds: float | None
+    duration_p95_seconds: float | None
+    duration_total_seconds: float
+    rows: int
+    remaining_runs: int
+    estimated_seconds_remaining: float | None
+
+
+class Backfill(BaseModel):
+    transfer_backfill_id: int = Field(description="Unique identifier of the backfill.")
+    transfer_id: int = Field(description="ID of the transfer this backfill belongs to.")
+    range_start_date: DateOrTimestamp
+    range_end_date: DateOrTimestamp
+    created_time: Timestamp
+    created_user_id: int | None
+    removed_time: Timestamp | None = Field(description="When the backfill was cancelled.")
+    removed_user_id: int | None = Field(description="Who cancelled the backfill.")
+    start_time: Timestamp | None = Field(description="When the first run began.")
+    end_time: Timestamp | None = Field(description="When the backfill finished or was cancelled.")
+    status: BackfillStatusName
+    transfer_runs_total: int
+    transfer_runs_created: int
+    transfer_runs_completed: int
+    transfer_runs_failed: int
+    error_report: list[ErrorReportEntry]
+    # extensions
+    name: str
+    transfer_uuid: str
+    interval_type: IntervalTypeName
+    interval_units: int | None
+    cron: str | None
+    timezone: str
+    max_active_runs: int
+    run_order: RunOrderName
+    reprocess: ReprocessName
+    retries: int
+    variables: dict[str, Any] | None
+    block_uuids: list[str] | None
+    paused: bool
+    transfer_runs_running: int
+    transfer_runs_cancelled: int
+    metrics: BackfillMetrics
+    updated_time: Timestamp
+
+
+class BackfillResponse(BaseModel):
+    meta: Meta
+    data: Backfill
+
+
+class BackfillListResponse(BaseModel):
+    meta: PageMeta
+    data: list[Backfill]
+
+
+class DryRunInterval(BaseModel):
+    interval_start: Timestamp
+    interval_end: Timestamp
+    data_date: DateOrTimestamp
+
+
+class SkippedInterval(BaseModel):
+    interval_start: Timestamp
+    data_date: DateOrTimestamp
+
+
+class DryRun(BaseModel):
+    transfer_id: int
+    name: str
+    range_start_date: DateOrTimestamp
+    range_end_date: DateOrTimestamp
+    interval_type: IntervalTypeName
+    interval_units: int | None
+    cron: str | None
+    timezone: str
+    run_order: RunOrderName
+    reprocess: ReprocessName
+    transfer_runs_total: int = Field(description="Intervals in the range.")
+    transfer_runs_to_run: int = Field(description="Intervals that would run (not skipped by reprocess).")
+    transfer_runs_skipped: int = Field(description="Intervals skipped by reprocess.")
+    intervals: list[DryRunInterval] = Field(
+        description="The first 1000 intervals that would run, in run order."
+    )
+    skipped_intervals: list[SkippedInterval] = Field(description="The first 1000 skipped intervals.")
+
+
+class DryRunResponse(BaseModel):
+    meta: Meta
+    data: DryRun
+
+
+class Run(BaseModel):
+    id: int
+    transfer_id: int
+    transfer_backfill_id: int
+    status: RunStatusName
+    type: Literal["Backfill"]
+    data_date: DateOrTimestamp
+    interval_start: Timestamp
+    interval_end: Timestamp
+    attempt: int = Field(description="Attempts made so far (0 while the run waits for its first).")
+    created_time: Timestamp
+    queued_time: Timestamp
+    started_time: Timestamp | None
+    ended_time: Timestamp | None
+    total_duration: float | None = Field(description="Seconds.")
+    total_rows: int | None
+    message: str | None = Field(description="The error of the latest attempt, if any.")
+
+
+class QueryDetail(BaseModel):
+    block_uuid: str
+    status: str
+    started_time: Timestamp | None
+    ended_time: Timestamp | None
+    duration_seconds: float | None
+    rows: int | None
+    error: str | None
+    output: str | None
+
+
+class RunDetail(Run):
+    query_details: list[QueryDetail]
+
+
+class RunListResponse(BaseModel):
+    meta: PageMeta
+    data: list[Run]
+
+
+class RunResponse(BaseModel):
+    meta: Meta
+    data: RunDetail
+
+
+class RunLogs(BaseModel):
+    transfer_run_id: int
+    content: str = Field(description="Captured output from `offset` (characters).")
+    offset: int
+    next_offset: int = Field(description="Pass as `offset` to continue tailing.")
+    complete: bool = Field(description="The run has ended and no more output will appear.")
+
+
+class RunLogsResponse(BaseModel):
+    meta: Meta
+    data: RunLogs
+
+
+class TransferBlock(BaseModel):
+    uuid: str
+    type: Literal["python", "sql", "shell"]
+    upstream: list[str]
+    connection: str | None
+
+
+class Transfer(BaseModel):
+    id: int
+    uuid: str
+    name: str
+    timezone: str | None
+    variables: dict[str, Any]
+    retries: int
+    retry_delay_seconds: float
+    timeout_seconds: float | None
+    blocks: list[TransferBlock]
+    created_time: Timestamp
+    updated_time: Timestamp
+
+
+class TransferResponse(BaseModel):
+    meta: Meta
+    data: Transfer
+
+
+class TransferListResponse(BaseModel):
+    meta: PageMeta
+    data: list[Transfer]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class HealthResponse(BaseModel):
+    meta: Meta
+    data: Health

@@ -1,0 +1,675 @@
+"""The team API (``/v1/teams/{team_id}/...``, SPEC §4): the canonical HTTP dialect.
+
+Routes are translation only: authenticate and authorize (``security``), call one
+service, render rows as the response models of ``schemas.team`` inside the
+``{"meta":{"request_id"},"data":...}`` envelope. Rules live in services and domain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy import RowMapping
+from starlette.responses import Response
+
+from backfill.api import security
+from backfill.api.middleware import ApiError, Problem, default_error_response, request_id_of
+from backfill.api.schemas import team as s
+from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
+from backfill.domain.model import BackfillStatus, RunStatus
+from backfill.domain.timeparse import format_iso_z
+from backfill.services import backfills, runs
+from backfill.services.backfills import BackfillDetail, BackfillSpec
+from backfill.store.db import Database
+from backfill.store.runs import RunQuery
+
+MAX_ID = 2**63 - 1
+MAX_OFFSET = 1_000_000_000
+CALENDAR_TYPES = frozenset({"day", "week", "month", "year"})
+ERROR_TEXT_LIMIT = 1000
+
+# Field names of the services → names in this dialect.
+FIELD_NAMES = {"start": "range_start", "end": "range_end", "pipeline_id": "transfer_id"}
+_STATUS_WORD = re.compile(r"\b(created|scheduled|running|completed|failed|cancelled|queued)\b")
+
+
+def _error(status: int, description: str) -> dict[str, Any]:
+    return {"model": s.ErrorEnvelope, "description": description}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error(400, "Bad request: malformed JSON or an invalid query parameter (BAD_REQUEST)."),
+    401: _error(401, "Missing, invalid or expired token (UNAUTHORIZED)."),
+    403: _error(
+        403,
+        "Token lacks the scope or not a member (FORBIDDEN); role lacks the permission (PERMISSION_ERROR).",
+    ),
+    404: _error(404, "Absent, or in another team (NOT_FOUND)."),
+    405: _error(405, "Method not allowed (METHOD_NOT_ALLOWED)."),
+    409: _error(409, "Overlaps an unfinished backfill of the same transfer (CONFLICT_ERROR)."),
+    422: _error(422, "Valid JSON with invalid values or an invalid transition (UNPROCESSABLE_ENTITY)."),
+    429: _error(429, "Rate limit exceeded; see Retry-After (TOO_MANY_REQUESTS)."),
+    500: _error(500, "Unexpected error (INTERNAL_SERVER_ERROR)."),
+    503: _error(503, "Database unavailable (SERVICE_UNAVAILABLE)."),
+}
+
+router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES)
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="BearerToken",
+    description="An API token: `Authorization: Bearer <token>` (scopes dwh_transfers_read, "
+    "dwh_transfers_write, admin).",
+)
+
+
+# ---- errors in this dialect --------------------------------------------------------------
+
+
+def _refine(problem: Problem) -> Problem:
+    """Say it in this dialect's words: its field names, its UPPERCASE statuses."""
+    cause = problem.cause
+    message = problem.message
+    if isinstance(cause, ValidationError) and cause.field:
+        api_field = FIELD_NAMES.get(cause.field, cause.field)
+        if message.startswith(cause.field) and api_field != cause.field:
+            message = api_field + message[len(cause.field) :]
+        elif not re.search(rf"\b{re.escape(api_field)}\b", message):
+            message = f"{api_field}: {message}"
+    if isinstance(cause, InvalidTransition | Conflict):
+        message = _STATUS_WORD.sub(lambda m: m.group(1).upper(), message)
+        message = message.replace("pipeline", "transfer")
+    if message is problem.message:
+        return problem
+    return Problem(problem.status, problem.code, message, problem.description, problem.headers, cause)
+
+
+def render_error(problem: Problem, request_id: str) -> Response:
+    return default_error_response(_refine(problem), request_id)
+
+
+# ---- authentication ----------------------------------------------------------------------
+
+
+def _path_team_id(request: Request) -> int | None:
+    raw = request.path_params.get("team_id")
+    try:
+        value = int(str(raw))
+    except (TypeError, ValueError):
+        return None
+    return value if 1 <= value <= MAX_ID else None
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def require(access: security.Access) -> Callable[..., security.Principal]:
+    """Dependency: authenticate, then scope → membership → permission (in that order)."""
+
+    def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> security.Principal:
+        secret = credentials.credentials if credentials is not None else None
+        principal = security.resolve(_db(request), secret, team_id=_path_team_id(request))
+        return security.authorize(principal, access)
+
+    return dependency
+
+
+Reader = Annotated[security.Principal, Depends(require(security.READ))]
+Writer = Annotated[security.Principal, Depends(require(security.WRITE))]
+
+TeamId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the team.")]
+BackfillId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the backfill.")]
+TransferId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the transfer (pipeline).")]
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the transfer run.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+
+
+# ---- rendering ---------------------------------------------------------------------------
+
+
+def _ok(request: Request, model: BaseModel) -> Response:
+    return Response(model.model_dump_json().encode(), media_type="application/json")
+
+
+def _meta(request: Request) -> s.Meta:
+    return s.Meta(request_id=request_id_of(request))
+
+
+def _page_meta(request: Request, total: int, limit: int, offset: int) -> s.PageMeta:
+    return s.PageMeta(request_id=request_id_of(request), total=total, limit=limit, offset=offset)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return format_iso_z(value) if value is not None else None
+
+
+def _is_calendar(interval_type: str, cron: str | None) -> bool:
+    return interval_type in CALENDAR_TYPES or bool(cron)
+
+
+def _range_value(value: datetime, timezone: str, calendar: bool) -> str:
+    """A date for calendar intervals starting at local midnight, else the exact instant."""
+    if calendar:
+        local = value.astimezone(ZoneInfo(timezone))
+        if local.time() == time(0):
+            return local.date().isoformat()
+    return format_iso_z(value)
+
+
+def _data_date(start: datetime, timezone: str, calendar: bool) -> str:
+    if calendar:
+        return start.astimezone(ZoneInfo(timezone)).date().isoformat()
+    return format_iso_z(start)
+
+
+def _backfill(d: BackfillDetail) -> s.Backfill:
+    row = d.row
+    tz = row["timezone"]
+    calendar = _is_calendar(row["interval_type"], row["cron"])
+    return s.Backfill(
+        transfer_backfill_id=row["id"],
+        transfer_id=row["pipeline_id"],
+        range_start_date=_range_value(row["start"], tz, calendar),
+        range_end_date=_range_value(row["end"], tz, calendar),
+        created_time=format_iso_z(row["created_at"]),
+        created_user_id=row["created_user_id"],
+        removed_time=_iso(row["removed_at"]),
+        removed_user_id=row["removed_user_id"],
+        start_time=_iso(row["started_at"]),
+        end_time=_iso(row["completed_at"]),
+        status=row["status"].upper(),
+        transfer_runs_total=row["runs_total"],
+        transfer_runs_created=row["runs_created"],
+        transfer_runs_completed=row["runs_completed"],
+        transfer_runs_failed=row["runs_failed"],
+        error_report=[
+            s.ErrorReportEntry(
+                transfer_run_date=_data_date(e["interval_start"], tz, calendar),
+                error=(e["error"] or "failed without an error message")[:ERROR_TEXT_LIMIT],
+            )
+            for e in d.error_report
+        ],
+        name=row["name"],
+        transfer_uuid=row["pipeline_uuid"],
+        interval_type=row["interval_type"],
+        interval_units=row["interval_units"],
+        cron=row["cron"],
+        timezone=tz,
+        max_active_runs=row["max_active_runs"],
+        run_order=row["run_order"],
+        reprocess=row["reprocess"],
+        retries=row["retries"],
+        variables=row["variables"],
+        block_uuids=row["block_uuids"],
+        paused=bool(row["paused"]),
+        transfer_runs_running=row["runs_running"],
+        transfer_runs_cancelled=row["runs_cancelled"],
+        metrics=s.BackfillMetrics(**d.metrics),
+        updated_time=format_iso_z(row["updated_at"]),
+    )
+
+
+def _run_fields(row: RowMapping) -> dict[str, Any]:
+    calendar = _is_calendar(row["interval_type"], row["cron"])
+    return {
+        "id": row["id"],
+        "transfer_id": row["pipeline_id"],
+        "transfer_backfill_id": row["backfill_id"],
+        "status": row["status"].upper(),
+        "type": "Backfill",
+        "data_date": _data_date(row["interval_start"], row["timezone"], calendar),
+        "interval_start": format_iso_z(row["interval_start"]),
+        "interval_end": format_iso_z(row["interval_end"]),
+        "attempt": row["attempt"],
+        "created_time": format_iso_z(row["created_at"]),
+        "queued_time": format_iso_z(row["queued_at"]),
+        "started_time": _iso(row["started_at"]),
+        "ended_time": _iso(row["ended_at"]),
+        "total_duration": row["duration"],
+        "total_rows": row["rows"],
+        "message": row["error"],
+    }
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _query_detail(block: Mapping[str, Any]) -> s.QueryDetail:
+    started = _parse_time(block.get("started_at"))
+    ended = _parse_time(block.get("ended_at"))
+    duration = (ended - started).total_seconds() if started and ended else None
+    rows = block.get("rows")
+    return s.QueryDetail(
+        block_uuid=str(block.get("uuid", "")),
+        status=str(block.get("status", "")).upper(),
+        started_time=_iso(started),
+        ended_time=_iso(ended),
+        duration_seconds=duration,
+        rows=rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+        error=block.get("error"),
+        output=block.get("output"),
+    )
+
+
+def _transfer(row: RowMapping) -> s.Transfer:
+    definition = row["definition"] or {}
+    return s.Transfer(
+        id=row["id"],
+        uuid=row["uuid"],
+        name=row["name"],
+        timezone=row["timezone"],
+        variables=row["variables"] or {},
+        retries=row["retries"],
+        retry_delay_seconds=row["retry_delay_seconds"],
+        timeout_seconds=row["timeout_seconds"],
+        blocks=[
+            s.TransferBlock(
+                uuid=b["uuid"],
+                type=b["type"],
+                upstream=list(b.get("upstream") or []),
+                connection=b.get("connection"),
+            )
+            for b in definition.get("blocks", [])
+        ],
+        created_time=format_iso_z(row["created_at"]),
+        updated_time=format_iso_z(row["updated_at"]),
+    )
+
+
+# ---- query parameters ----------------------------------------------------------------------
+
+
+def _statuses(value: str | None, names: tuple[str, ...], default: tuple[str, ...] | None) -> list[str] | None:
+    """``?status=A,B`` (case-insensitive) as canonical lowercase values; 400 if unknown."""
+    if value is None:
+        return [n.lower() for n in default] if default is not None else None
+    parts = [p.strip().upper() for p in value.split(",") if p.strip()]
+    bad = [p for p in parts if p not in names]
+    if bad or not parts:
+        raise ApiError(
+            400,
+            f"invalid query parameter status: {', '.join(bad) or 'empty'}; use one or more "
+            f"(comma-separated) of {', '.join(names)}",
+            field="status",
+        )
+    return [p.lower() for p in dict.fromkeys(parts)]
+
+
+BACKFILL_STATUS_NAMES = tuple(st.value.upper() for st in BackfillStatus)
+UNFINISHED_NAMES = ("CREATED", "SCHEDULED", "RUNNING", "FAILED")
+RUN_STATUS_NAMES = tuple(st.value.upper() for st in RunStatus)
+
+SortField = Literal["data_date", "created_time", "ended_time"]
+SortDirection = Literal["asc", "desc"]
+
+
+def _run_query(
+    status: str | None,
+    filter_issues_only: bool,
+    sort_field: SortField,
+    sort_direction: SortDirection,
+    limit: int,
+    offset: int,
+) -> RunQuery:
+    return RunQuery(
+        statuses=_statuses(status, RUN_STATUS_NAMES, None),
+        issues_only=filter_issues_only,
+        sort_field=sort_field,
+        descending=sort_direction == "desc",
+        limit=limit,
+        offset=offset,
+    )
+
+
+RunStatusQuery = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="One or more (comma-separated) of QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED.",
+    ),
+]
+IssuesOnly = Annotated[bool, Query(description="Only FAILED and CANCELLED runs.")]
+SortFieldQuery = Annotated[SortField, Query()]
+SortDirectionQuery = Annotated[SortDirection, Query()]
+RunLimit = Annotated[int, Query(ge=1, le=10_000)]
+
+
+def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
+    return BackfillSpec(
+        start=body.range_start,
+        end=body.range_end,
+        interval_type=body.interval_type,
+        interval_units=body.interval_units,
+        cron=body.cron,
+        timezone=body.timezone,
+        name=body.name,
+        variables=body.variables,
+        block_uuids=body.block_uuids,
+        max_active_runs=body.max_active_runs,
+        run_order=body.run_order,
+        reprocess=body.reprocess,
+        retries=body.retries,
+        retry_delay_seconds=body.retry_delay_seconds,
+        timeout_seconds=body.timeout_seconds,
+        naive="local",
+    )
+
+
+# ---- backfills -------------------------------------------------------------------------------
+
+
+@router.post(
+    "/teams/{team_id}/transfers/{transfer_id}/backfills",
+    response_model=s.BackfillResponse,
+    summary="Create a backfill and start it",
+    description="Saves the backfill and starts it at once. An `Idempotency-Key` header makes a retried "
+    "request return the same backfill. Overlapping an unfinished backfill of the transfer is a 409.",
+)
+def create_backfill(
+    request: Request,
+    principal: Writer,
+    team_id: TeamId,
+    transfer_id: TransferId,
+    body: s.CreateBackfillAction,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
+) -> Response:
+    db = _db(request)
+    backfill_id = backfills.create(
+        db, principal.actor, transfer_id, _spec(body), start=True, idempotency_key=idempotency_key
+    )
+    detail = backfills.get(db, principal.actor, backfill_id)
+    return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+
+
+@router.post(
+    "/teams/{team_id}/transfers/{transfer_id}/backfills:dry_run",
+    response_model=s.DryRunResponse,
+    summary="Preview the intervals of a backfill without saving it",
+)
+def dry_run_backfill(
+    request: Request,
+    principal: Reader,
+    team_id: TeamId,
+    transfer_id: TransferId,
+    body: s.CreateBackfillAction,
+) -> Response:
+    result = backfills.dry_run(_db(request), principal.actor, transfer_id, _spec(body))
+    values = result["values"]
+    tz = values["timezone"]
+    calendar = _is_calendar(values["interval_type"], values["cron"])
+    data = s.DryRun(
+        transfer_id=values["pipeline_id"],
+        name=values["name"],
+        range_start_date=_range_value(values["start"], tz, calendar),
+        range_end_date=_range_value(values["end"], tz, calendar),
+        interval_type=values["interval_type"],
+        interval_units=values["interval_units"],
+        cron=values["cron"],
+        timezone=tz,
+        run_order=values["run_order"],
+        reprocess=values["reprocess"],
+        transfer_runs_total=result["total"],
+        transfer_runs_to_run=result["to_run"],
+        transfer_runs_skipped=result["skipped_count"],
+        intervals=[
+            s.DryRunInterval(
+                interval_start=format_iso_z(iv.start),
+                interval_end=format_iso_z(iv.end),
+                data_date=_data_date(iv.start, tz, calendar),
+            )
+            for iv in result["intervals"]
+        ],
+        skipped_intervals=[
+            s.SkippedInterval(interval_start=format_iso_z(t), data_date=_data_date(t, tz, calendar))
+            for t in result["skipped"]
+        ],
+    )
+    return _ok(request, s.DryRunResponse(meta=_meta(request), data=data))
+
+
+@router.get(
+    "/teams/{team_id}/backfills",
+    response_model=s.BackfillListResponse,
+    summary="List backfills of the team (unfinished ones by default), newest first",
+)
+def list_backfills(
+    request: Request,
+    principal: Reader,
+    team_id: TeamId,
+    status: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="One or more (comma-separated) of CREATED, SCHEDULED, RUNNING, COMPLETED, FAILED, "
+            "CANCELLED; default the unfinished ones (CREATED, SCHEDULED, RUNNING, FAILED).",
+        ),
+    ] = None,
+    transfer_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Offset = 0,
+) -> Response:
+    statuses = _statuses(status, BACKFILL_STATUS_NAMES, UNFINISHED_NAMES)
+    page = runs.list_backfills(
+        _db(request), principal.actor, statuses=statuses, pipeline_id=transfer_id, limit=limit, offset=offset
+    )
+    return _ok(
+        request,
+        s.BackfillListResponse(
+            meta=_page_meta(request, page.total, limit, offset), data=[_backfill(d) for d in page.items]
+        ),
+    )
+
+
+@router.get(
+    "/teams/{team_id}/backfills/{backfill_id}",
+    response_model=s.BackfillResponse,
+    summary="A backfill with its live progress",
+)
+def get_backfill(request: Request, principal: Reader, team_id: TeamId, backfill_id: BackfillId) -> Response:
+    detail = backfills.get(_db(request), principal.actor, backfill_id)
+    return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+
+
+@router.get(
+    "/teams/{team_id}/transfers/{transfer_id}/backfills/latest",
+    response_model=s.BackfillResponse,
+    summary="The latest backfill of a transfer, any status",
+)
+def latest_backfill(
+    request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId
+) -> Response:
+    detail = runs.latest_backfill(_db(request), principal.actor, transfer_id)
+    return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+
+
+@router.patch(
+    "/teams/{team_id}/backfills/{backfill_id}",
+    response_model=s.BackfillResponse,
+    summary="Cancel, retry, pause/resume, or change max_active_runs / name",
+    description='`{"status":"CANCELLED"}` cancels: the status becomes CANCELLED, queued runs are cancelled, '
+    "running ones complete, `end_time`, `removed_time` and `removed_user_id` are set and the backfill "
+    'stays readable. `{"status":"SCHEDULED"}` retries the failed intervals of a FAILED backfill. '
+    "A final backfill cannot change (422).",
+)
+def update_backfill(
+    request: Request,
+    principal: Writer,
+    team_id: TeamId,
+    backfill_id: BackfillId,
+    body: s.UpdateBackfillAction,
+) -> Response:
+    db = _db(request)
+    actor = principal.actor
+    fields = body.model_fields_set
+    if not fields:
+        raise ValidationError("set at least one of: status, paused, max_active_runs, name", field="body")
+    settings: dict[str, Any] = {k: getattr(body, k) for k in ("name", "max_active_runs") if k in fields}
+    if settings:
+        backfills.update_settings(db, actor, backfill_id, settings)
+    if "paused" in fields:
+        backfills.set_paused(db, actor, backfill_id, body.paused)  # type: ignore[arg-type]
+    if "status" in fields:
+        if body.status is None:
+            raise ValidationError("status must not be null", field="status")
+        backfills.request_status(db, actor, backfill_id, BackfillStatus(body.status.lower()))
+    detail = backfills.get(db, actor, backfill_id)
+    return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+
+
+# ---- runs ----------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/teams/{team_id}/backfills/{backfill_id}/runs",
+    response_model=s.RunListResponse,
+    summary="Interval runs of a backfill",
+)
+def list_backfill_runs(
+    request: Request,
+    principal: Reader,
+    team_id: TeamId,
+    backfill_id: BackfillId,
+    status: RunStatusQuery = None,
+    filter_issues_only: IssuesOnly = False,
+    sort_field: SortFieldQuery = "data_date",
+    sort_direction: SortDirectionQuery = "asc",
+    limit: RunLimit = 100,
+    offset: Offset = 0,
+) -> Response:
+    query = _run_query(status, filter_issues_only, sort_field, sort_direction, limit, offset)
+    page = runs.list_backfill_runs(_db(request), principal.actor, backfill_id, query)
+    return _ok(
+        request,
+        s.RunListResponse(
+            meta=_page_meta(request, page.total, limit, offset),
+            data=[s.Run(**_run_fields(r)) for r in page.items],
+        ),
+    )
+
+
+@router.get(
+    "/teams/{team_id}/transfers/{transfer_id}/runs",
+    response_model=s.RunListResponse,
+    summary="Interval runs of a transfer (every backfill) whose data date is within [start_date, end_date]",
+)
+def list_transfer_runs(
+    request: Request,
+    principal: Reader,
+    team_id: TeamId,
+    transfer_id: TransferId,
+    start_date: Annotated[
+        str, Query(max_length=64, description="First data date (inclusive), in the transfer's timezone.")
+    ],
+    end_date: Annotated[str, Query(max_length=64, description="Last data date (inclusive).")],
+    status: RunStatusQuery = None,
+    filter_issues_only: IssuesOnly = False,
+    sort_field: SortFieldQuery = "data_date",
+    sort_direction: SortDirectionQuery = "asc",
+    limit: RunLimit = 100,
+    offset: Offset = 0,
+) -> Response:
+    query = _run_query(status, filter_issues_only, sort_field, sort_direction, limit, offset)
+    try:
+        page = runs.list_pipeline_runs(
+            _db(request), principal.actor, transfer_id, query, start=start_date, end=end_date
+        )
+    except ValidationError as exc:
+        if exc.field in ("start_date", "end_date"):
+            raise ApiError(
+                400, f"invalid query parameter {exc.field}: {exc.message}", field=exc.field
+            ) from exc
+        raise
+    return _ok(
+        request,
+        s.RunListResponse(
+            meta=_page_meta(request, page.total, limit, offset),
+            data=[s.Run(**_run_fields(r)) for r in page.items],
+        ),
+    )
+
+
+@router.get(
+    "/teams/{team_id}/transfer_runs/{run_id}",
+    response_model=s.RunResponse,
+    summary="One transfer run with per-block query details",
+)
+def get_transfer_run(request: Request, principal: Reader, team_id: TeamId, run_id: RunId) -> Response:
+    row = runs.get_run(_db(request), principal.actor, run_id)
+    data = s.RunDetail(
+        **_run_fields(row),
+        query_details=[_query_detail(b) for b in (row["block_results"] or []) if isinstance(b, Mapping)],
+    )
+    return _ok(request, s.RunResponse(meta=_meta(request), data=data))
+
+
+@router.get(
+    "/teams/{team_id}/transfer_runs/{run_id}/logs",
+    response_model=s.RunLogsResponse,
+    summary="Captured output of a transfer run; pass `offset` = previous `next_offset` to tail",
+)
+def get_transfer_run_logs(
+    request: Request,
+    principal: Reader,
+    team_id: TeamId,
+    run_id: RunId,
+    offset: Annotated[int, Query(ge=0, le=10**12, description="Character offset to read from.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=runs.MAX_LOG_CHUNK, description="Characters at most.")] = 1_000_000,
+) -> Response:
+    chunk = runs.read_logs(_db(request), principal.actor, run_id, offset=offset, limit=limit)
+    data = s.RunLogs(
+        transfer_run_id=run_id,
+        content=chunk.content,
+        offset=chunk.offset,
+        next_offset=chunk.next_offset,
+        complete=chunk.complete,
+    )
+    return _ok(request, s.RunLogsResponse(meta=_meta(request), data=data))
+
+
+# ---- transfers --------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/teams/{team_id}/transfers", response_model=s.TransferListResponse, summary="Transfers of the team"
+)
+def list_transfers(
+    request: Request,
+    principal: Reader,
+    team_id: TeamId,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Offset = 0,
+) -> Response:
+    page = runs.list_pipelines(_db(request), principal.actor, limit=limit, offset=offset)
+    return _ok(
+        request,
+        s.TransferListResponse(
+            meta=_page_meta(request, page.total, limit, offset), data=[_transfer(r) for r in page.items]
+        ),
+    )
+
+
+@router.get(
+    "/teams/{team_id}/transfers/{transfer_id}", response_model=s.TransferResponse, summary="One transfer"
+)
+def get_transfer(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
+    row = runs.get_pipeline(_db(request), principal.actor, transfer_id)
+    return _ok(request, s.TransferResponse(meta=_meta(request), data=_transfer(row)))

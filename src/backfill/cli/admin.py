@@ -1,0 +1,98 @@
+"""``backfill admin``: teams, users, tokens and API keys, written to the database directly."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from backfill.cli.common import DbOption, JsonOption, emit, fail, open_db
+from backfill.domain.errors import DomainError
+from backfill.domain.model import Role, Scope
+from backfill.store import auth
+
+app = typer.Typer(
+    help="Manage teams, users, tokens and API keys (writes the database directly).", no_args_is_help=True
+)
+
+
+@app.command("create-team")
+def create_team(
+    name: Annotated[str, typer.Option("--name", help="team name")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a team."""
+    try:
+        with open_db(db).write() as conn:
+            team_id = auth.create_team(conn, name)
+    except DomainError as exc:
+        fail(exc.message)
+    emit({"id": team_id}, as_json, f"team {team_id} created")
+
+
+@app.command("create-user")
+def create_user(
+    email: Annotated[str, typer.Option("--email")],
+    team: Annotated[int, typer.Option("--team", help="team id")],
+    role: Annotated[Role, typer.Option("--role")] = Role.VIEWER,
+    password: Annotated[
+        str | None, typer.Option("--password", help="for web and /api/sessions sign-in")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a user to a team (an existing user gets a new membership)."""
+    try:
+        with open_db(db).write() as conn:
+            user_id = auth.create_user(conn, email, team_id=team, role=role, password=password)
+    except DomainError as exc:
+        fail(exc.message)
+    emit(
+        {"id": user_id, "email": email.strip().lower()},
+        as_json,
+        f"user {user_id} ({email}) is {role.value} of team {team}",
+    )
+
+
+@app.command("create-token")
+def create_token(
+    user: Annotated[int, typer.Option("--user", help="user id")],
+    scope: Annotated[
+        list[Scope] | None, typer.Option("--scope", help="repeatable; default read + write")
+    ] = None,
+    expires_in: Annotated[int | None, typer.Option("--expires-in", help="seconds until it expires")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a bearer token; the secret is printed once."""
+    if expires_in is not None and expires_in <= 0:
+        fail("--expires-in must be a positive number of seconds")
+    try:
+        with open_db(db).write() as conn:
+            issued = auth.create_token(
+                conn,
+                user,
+                scopes=scope or auth.DEFAULT_SCOPES,
+                expires_in=timedelta(seconds=expires_in) if expires_in else None,
+            )
+    except DomainError as exc:
+        fail(exc.message)
+    emit({"id": issued.id, "token": issued.secret}, as_json, issued.secret)
+
+
+@app.command("create-api-key")
+def create_api_key(
+    team: Annotated[int, typer.Option("--team", help="team id")],
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a pipeline-API client key (X-API-KEY); printed once."""
+    try:
+        with open_db(db).write() as conn:
+            issued = auth.create_api_key(conn, team, name=name)
+    except DomainError as exc:
+        fail(exc.message)
+    emit({"id": issued.id, "key": issued.secret}, as_json, issued.secret)

@@ -1,0 +1,188 @@
+"""The ``backfill`` command line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from backfill.cli import admin, pipelines_cmd
+from backfill.cli.common import DbOption, fail, open_db
+from backfill.config import STATE_DIR, load_settings
+from backfill.domain.errors import DomainError
+from backfill.logging_setup import configure as configure_logging
+
+app = typer.Typer(
+    name="backfill",
+    help="Re-run data pipelines over historical time ranges.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(admin.app, name="admin")
+app.add_typer(pipelines_cmd.app, name="pipelines")
+
+log = logging.getLogger("backfill.cli")
+
+
+@app.command()
+def migrate(db: DbOption = None) -> None:
+    """Apply database migrations."""
+    from backfill.store.migrate import upgrade
+
+    database = open_db(db)
+    upgrade(database)
+    typer.echo("database schema is up to date")
+
+
+def _parse_create(value: str) -> tuple[str, str, str]:
+    parts = value.split(",")
+    if len(parts) != 3:
+        raise typer.BadParameter("expected PIPELINE,START,END e.g. daily_sales,2024-01-01,2024-03-31")
+    return parts[0], parts[1], parts[2]
+
+
+@app.command()
+def serve(
+    project: Annotated[Path | None, typer.Option(help="project directory with pipelines/")] = None,
+    db: DbOption = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on (default 6789)")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker slots in this process tree")] = None,
+    backfill: Annotated[
+        list[str] | None,
+        typer.Option("--backfill", help="start a daily backfill on start-up: PIPELINE,START,END (once)"),
+    ] = None,
+) -> None:
+    """Run the API, the scheduler and worker slots in one process tree."""
+    import uvicorn
+
+    from backfill.api.app import create_app
+    from backfill.engine.scheduler import Scheduler
+    from backfill.engine.worker import Worker, WorkerSettings
+    from backfill.services import bootstrap
+    from backfill.store.migrate import upgrade
+
+    settings = load_settings(database_url=db, project_dir=project, host=host, port=port, workers=workers)
+    configure_logging(settings.log_level)
+    requests = [_parse_create(v) for v in backfill or []]
+    database = open_db(settings.database_url)
+    upgrade(database)
+    url = f"http://{settings.host}:{settings.port}"
+    creds = bootstrap.ensure_default_team(database, STATE_DIR / "credentials.json", url)
+    if creds:
+        log.info(
+            "first start: wrote %s (team %s, user %s)",
+            STATE_DIR / "credentials.json",
+            creds.team_id,
+            creds.email,
+        )
+    team_id = bootstrap.default_team_id(database)
+    assert team_id is not None
+    connections: dict[str, str] = {}
+    if settings.project_dir:
+        loaded = bootstrap.sync_project(database, settings.project_dir, team_id=team_id)
+        connections = dict(loaded.connections)
+    for pipeline_uuid, start, end in requests:
+        _startup_backfill(database, team_id, pipeline_uuid, start, end)
+
+    stop = threading.Event()
+    scheduler = Scheduler(database, interval_seconds=settings.scheduler_interval_seconds)
+    worker = Worker(
+        database,
+        WorkerSettings(
+            concurrency=settings.workers,
+            lease_seconds=settings.lease_seconds,
+            max_log_bytes=settings.max_log_bytes,
+        ),
+        connections=connections,
+    )
+    threads = [
+        threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True),
+        threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(database, settings), host=settings.host, port=settings.port, log_config=None
+        )
+    )
+    log.info("serving on %s", url)
+    try:
+        server.run()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=35)
+
+
+def _startup_backfill(database: Any, team_id: int, pipeline_uuid: str, start: str, end: str) -> None:
+    from backfill.services import backfills
+    from backfill.services.actor import Actor
+    from backfill.store import pipelines as pipeline_store
+
+    with database.read() as conn:
+        pipeline = pipeline_store.get_in_team(conn, team_id, uuid=pipeline_uuid)
+    key = f"serve:{pipeline_uuid}:{start}:{end}"
+    actor = Actor(team_id=team_id, user_id=None)
+    backfill_id = backfills.create(
+        database,
+        actor,
+        int(pipeline["id"]),
+        backfills.BackfillSpec(start=start, end=end, interval_type="day", interval_units=1),
+        start=True,
+        idempotency_key=key,
+    )
+    log.info("start-up backfill %s of %s %s → %s", backfill_id, pipeline_uuid, start, end)
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    concurrency: Annotated[int, typer.Option(help="runs executed at once")] = 4,
+    project: Annotated[Path | None, typer.Option(help="project directory (for connections.yaml)")] = None,
+    scheduler: Annotated[bool, typer.Option(help="also expire leases of lost workers")] = True,
+    lease_seconds: Annotated[float | None, typer.Option(help="lease length; heartbeats every third")] = None,
+) -> None:
+    """Run a worker only (for other machines; point --db at the shared PostgreSQL)."""
+    from backfill.engine.scheduler import Scheduler
+    from backfill.engine.worker import Worker, WorkerSettings
+    from backfill.pipelines.loader import load_project
+
+    settings = load_settings(database_url=db, project_dir=project, lease_seconds=lease_seconds)
+    configure_logging(settings.log_level)
+    database = open_db(settings.database_url)
+    connections = dict(load_project(settings.project_dir).connections) if settings.project_dir else {}
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal %s: finishing running runs, claiming no more", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    threads: list[threading.Thread] = []
+    if scheduler:
+        s = Scheduler(database, interval_seconds=settings.scheduler_interval_seconds)
+        threads.append(threading.Thread(target=s.run, args=(stop,), name="scheduler", daemon=True))
+        threads[-1].start()
+    Worker(
+        database,
+        WorkerSettings(concurrency=concurrency, lease_seconds=settings.lease_seconds),
+        connections=connections,
+    ).run(stop)
+    for t in threads:
+        t.join(timeout=5)
+
+
+def main() -> NoReturn:
+    try:
+        app()
+    except DomainError as exc:
+        fail(exc.message)
+    sys.exit(0)

@@ -1,0 +1,70 @@
+"""``backfill pipelines``: load the project directory into the database and list it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from backfill.cli.common import DbOption, JsonOption, emit, fail, open_db
+from backfill.config import load_settings
+from backfill.pipelines.loader import load_project
+from backfill.services import bootstrap
+from backfill.store import pipelines as pipeline_store
+from backfill.store.pipelines import sync as sync_definitions
+
+app = typer.Typer(help="Pipelines of the project directory.", no_args_is_help=True)
+
+ProjectOption = Annotated[Path | None, typer.Option("--project", help="project directory")]
+
+
+@app.command("sync")
+def sync(project: ProjectOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Load pipelines/*/pipeline.yaml and store them; invalid files are reported."""
+    settings = load_settings(project_dir=project)
+    if settings.project_dir is None:
+        fail("no project directory: pass --project DIR or set BACKFILL_PROJECT_DIR")
+    database = open_db(db)
+    team_id = bootstrap.default_team_id(database)
+    if team_id is None:
+        fail("no team yet: run `backfill serve` once or `backfill admin create-team`")
+    loaded = load_project(settings.project_dir)
+    with database.write() as conn:
+        result = sync_definitions(conn, loaded.pipelines, default_team_id=team_id)
+    errors = [{"path": e.path, "reason": e.reason} for e in loaded.errors]
+    text = (
+        "\n".join(
+            [f"created {u}" for u in result.created]
+            + [f"updated {u}" for u in result.updated]
+            + [f"rejected {e['path']}: {e['reason']}" for e in errors]
+        )
+        or "pipelines are up to date"
+    )
+    emit({"created": list(result.created), "updated": list(result.updated), "errors": errors}, as_json, text)
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_(
+    db: DbOption = None,
+    team: Annotated[int | None, typer.Option("--team", help="team id (default: the first team)")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the pipelines stored for a team."""
+    database = open_db(db)
+    team_id = team or bootstrap.default_team_id(database)
+    if team_id is None:
+        fail("no team yet")
+    with database.read() as conn:
+        rows = pipeline_store.list_for_team(conn, team_id, limit=1000)
+    items = [
+        {"id": r["id"], "uuid": r["uuid"], "name": r["name"], "blocks": len(r["definition"]["blocks"])}
+        for r in rows
+    ]
+    emit(
+        {"pipelines": items},
+        as_json,
+        "\n".join(f"{i['id']:>4}  {i['uuid']:<30} {i['name']}" for i in items) or "no pipelines",
+    )

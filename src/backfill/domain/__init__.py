@@ -1,0 +1,1 @@
+"""Pure domain core: interval arithmetic, value objects, state transitions. No I/O."""

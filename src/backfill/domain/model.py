@@ -1,0 +1,97 @@
+"""Enums and value objects shared by every layer."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class IntervalType(StrEnum):
+    SECOND = "second"
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    YEAR = "year"
+    CUSTOM = "custom"
+
+
+class BackfillStatus(StrEnum):
+    """Canonical backfill states (SPEC §2)."""
+
+    CREATED = "created"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (BackfillStatus.COMPLETED, BackfillStatus.CANCELLED)
+
+    @property
+    def is_unfinished(self) -> bool:
+        """Statuses that block an overlapping backfill (SPEC §2 "Overlap")."""
+        return self in (BackfillStatus.SCHEDULED, BackfillStatus.RUNNING, BackfillStatus.FAILED)
+
+
+ACTIVE_BACKFILL_STATUSES = (BackfillStatus.SCHEDULED, BackfillStatus.RUNNING)
+
+
+class RunStatus(StrEnum):
+    """Interval run states. A run row exists once it is materialized, as ``queued``."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class RunOrder(StrEnum):
+    NEWEST_FIRST = "newest_first"
+    OLDEST_FIRST = "oldest_first"
+
+
+class Reprocess(StrEnum):
+    ALL = "all"
+    FAILED = "failed"
+    MISSING = "missing"
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+
+
+class Permission(StrEnum):
+    VIEW = "dwh.transfer.view"
+    EDIT = "dwh.transfer.edit"
+    MANAGE = "team.manage"
+
+
+class Scope(StrEnum):
+    READ = "dwh_transfers_read"
+    WRITE = "dwh_transfers_write"
+    ADMIN = "admin"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: frozenset({Permission.VIEW}),
+    Role.EDITOR: frozenset({Permission.VIEW, Permission.EDIT}),
+    Role.ADMIN: frozenset({Permission.VIEW, Permission.EDIT, Permission.MANAGE}),
+    Role.OWNER: frozenset({Permission.VIEW, Permission.EDIT, Permission.MANAGE}),
+}
+
+
+class BlockType(StrEnum):
+    PYTHON = "python"
+    SQL = "sql"
+    SHELL = "shell"

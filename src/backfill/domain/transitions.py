@@ -1,0 +1,173 @@
+"""The one place that decides every state change of backfills and interval runs.
+
+Services and the engine ask this module what a transition leads to, then persist the
+answer; nothing else compares or assigns statuses on its own. Every refusal is an
+``InvalidTransition`` that names the transitions allowed from the current state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from backfill.domain.errors import InvalidTransition
+from backfill.domain.model import BackfillStatus, RunStatus
+
+B = BackfillStatus
+
+# What a user may ask for, per current status (SPEC §2 "Transitions").
+_ALLOWED: dict[BackfillStatus, tuple[BackfillStatus, ...]] = {
+    B.CREATED: (B.SCHEDULED, B.CANCELLED),
+    B.SCHEDULED: (B.CANCELLED,),
+    B.RUNNING: (B.CANCELLED,),
+    B.FAILED: (B.SCHEDULED, B.CANCELLED),
+    B.COMPLETED: (),
+    B.CANCELLED: (),
+}
+
+MAX_RETRY_DELAY_SECONDS = 3600.0
+
+
+class Action(StrEnum):
+    START = "start"
+    RETRY = "retry"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """Interval runs of one backfill by status (materialized runs only)."""
+
+    created: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    running: int = 0
+
+    @property
+    def queued(self) -> int:
+        return self.created - self.completed - self.failed - self.cancelled - self.running
+
+
+def allowed_targets(current: BackfillStatus) -> tuple[BackfillStatus, ...]:
+    return _ALLOWED[current]
+
+
+def _refuse(current: BackfillStatus, requested: str) -> InvalidTransition:
+    allowed = allowed_targets(current)
+    if allowed:
+        names = ", ".join(s.value for s in allowed)
+        message = f"cannot change status from {current.value} to {requested}; allowed: {names}"
+    else:
+        message = f"the backfill is {current.value}, a final status; it can no longer change"
+    return InvalidTransition(message, allowed=tuple(s.value for s in allowed))
+
+
+def request(current: BackfillStatus, requested: BackfillStatus) -> Action:
+    """Map a requested status to the action that reaches it, or refuse."""
+    if requested not in allowed_targets(current):
+        raise _refuse(current, requested.value)
+    if requested is B.CANCELLED:
+        return Action.CANCEL
+    return Action.START if current is B.CREATED else Action.RETRY
+
+
+def start(current: BackfillStatus) -> BackfillStatus:
+    if current is not B.CREATED:
+        raise _refuse(current, B.SCHEDULED.value)
+    return B.SCHEDULED
+
+
+def retry(current: BackfillStatus) -> BackfillStatus:
+    """failed → scheduled; the caller re-queues only the failed and cancelled runs."""
+    if current is not B.FAILED:
+        raise _refuse(current, B.SCHEDULED.value)
+    return B.SCHEDULED
+
+
+def cancel(current: BackfillStatus) -> BackfillStatus:
+    if B.CANCELLED not in allowed_targets(current):
+        raise _refuse(current, B.CANCELLED.value)
+    return B.CANCELLED
+
+
+def check_pause(current: BackfillStatus) -> None:
+    """Pause and resume apply to backfills that can still run something."""
+    if current.is_final:
+        raise InvalidTransition(
+            f"the backfill is {current.value}, a final status; it cannot be paused or resumed"
+        )
+
+
+def check_settings_editable(current: BackfillStatus, field: str) -> None:
+    """Range, interval, variables and block selection change only before the start."""
+    if current is not B.CREATED:
+        raise InvalidTransition(
+            f"{field} can only be changed before the backfill starts (it is {current.value})"
+        )
+
+
+def check_deletable(current: BackfillStatus) -> None:
+    if current in (B.SCHEDULED, B.RUNNING):
+        raise InvalidTransition(
+            f"the backfill is {current.value}; cancel it before deleting it", allowed=(B.CANCELLED.value,)
+        )
+
+
+def settle(current: BackfillStatus, counts: RunCounts, *, exhausted: bool) -> BackfillStatus:
+    """The backfill status implied by its runs, after any run changed.
+
+    ``exhausted`` means every interval has been materialized as a run.
+    """
+    if current not in (B.SCHEDULED, B.RUNNING):
+        return current
+    if exhausted and counts.queued == 0 and counts.running == 0:
+        return B.FAILED if counts.failed or counts.cancelled else B.COMPLETED
+    if current is B.SCHEDULED and counts.running:
+        return B.RUNNING  # a run has begun (also after a retry: scheduled until one starts)
+    return current
+
+
+def can_claim(status: BackfillStatus, *, paused: bool) -> bool:
+    """Whether a worker may start a run of a backfill in this state."""
+    return status in (B.SCHEDULED, B.RUNNING) and not paused
+
+
+# ---- interval runs -------------------------------------------------------------------
+
+
+def run_claim(current: RunStatus) -> RunStatus:
+    if current is not RunStatus.QUEUED:
+        raise InvalidTransition(f"run is {current.value}; only queued runs can start")
+    return RunStatus.RUNNING
+
+
+def run_after_attempt(*, ok: bool, tries: int, retries: int) -> RunStatus:
+    """Outcome of an attempt: completed, re-queued while retries remain, else failed."""
+    if ok:
+        return RunStatus.COMPLETED
+    return RunStatus.QUEUED if tries <= retries else RunStatus.FAILED
+
+
+def run_cancel(current: RunStatus) -> RunStatus:
+    """Cancelling a backfill cancels its runs that have not started."""
+    if current is not RunStatus.QUEUED:
+        raise InvalidTransition(f"run is {current.value}; only queued runs are cancelled")
+    return RunStatus.CANCELLED
+
+
+def run_retry(current: RunStatus) -> RunStatus:
+    """A manual retry re-queues failed and cancelled runs, nothing else."""
+    if current not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise InvalidTransition(f"run is {current.value}; only failed or cancelled runs are retried")
+    return RunStatus.QUEUED
+
+
+RETRYABLE_RUN_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+def retry_delay(base_seconds: float, tries: int) -> float:
+    """Exponential backoff before the next attempt: base · 2^(tries-1), capped at an hour."""
+    if tries < 1:
+        return 0.0
+    return float(min(base_seconds * (2 ** (tries - 1)), MAX_RETRY_DELAY_SECONDS))

@@ -1,0 +1,200 @@
+"""A worker: claim → execute in a child process → record, fenced by (run, attempt, owner).
+
+The worker holds a lease on each run it executes and renews it by heartbeat. Runs it
+no longer holds (the lease expired and the run was re-queued or failed) are killed and
+their results dropped: the fence in ``store.queue.record_attempt`` refuses them anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from backfill.domain.pipeline import PipelineDefinition
+from backfill.engine.executor import Executor, RunOutcome, RunRequest
+from backfill.store import pipelines as pipeline_store
+from backfill.store import queue
+from backfill.store.clock import utcnow
+from backfill.store.db import Database
+
+log = logging.getLogger("backfill.worker")
+
+PIPELINE_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 4
+    lease_seconds: float = 30.0
+    poll_seconds: float = 0.5
+    max_log_bytes: int = 1_000_000
+    max_runs_per_child: int | None = None
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return max(0.05, self.lease_seconds / 3)
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        settings: WorkerSettings | None = None,
+        *,
+        connections: Mapping[str, str] | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings or WorkerSettings()
+        self.connections = dict(connections or {})
+        self.owner = owner or new_owner_id()
+        self._executor: Executor | None = None
+        self._running: dict[int, queue.ClaimedRun] = {}
+        self._pipelines: dict[int, tuple[float, PipelineDefinition]] = {}
+        self._last_heartbeat = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, drain_seconds: float = 30.0) -> None:
+        """Work until ``stop`` is set, then stop claiming and let running runs finish
+        (up to ``drain_seconds``; what is left is killed and comes back by lease expiry)."""
+        log.info("worker %s started with %d slots", self.owner, self.settings.concurrency)
+        with Executor(
+            self.settings.concurrency,
+            max_log_bytes=self.settings.max_log_bytes,
+            max_runs_per_child=self.settings.max_runs_per_child,
+        ) as executor:
+            self._executor = executor
+            while not stop.is_set():
+                self.step(claim=True)
+            deadline = time.monotonic() + drain_seconds
+            while self._running and time.monotonic() < deadline:
+                self.step(claim=False)
+            self._executor = None
+        log.info("worker %s stopped", self.owner)
+
+    def step(self, *, claim: bool = True) -> int:
+        """One loop iteration: claim into free slots, wait briefly, record outcomes,
+        heartbeat. Returns how many runs it claimed."""
+        executor = self._executor
+        assert executor is not None, "step() runs inside run()"
+        claimed = self._claim(executor.free_slots) if claim else []
+        busy = bool(self._running)
+        outcomes = executor.poll(0.02 if busy or claimed else self.settings.poll_seconds)
+        if outcomes:
+            self._record(outcomes)
+        if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_seconds:
+            self._heartbeat(executor)
+        return len(claimed)
+
+    # -- pieces --------------------------------------------------------------------
+
+    def _claim(self, slots: int) -> list[queue.ClaimedRun]:
+        if slots <= 0:
+            return []
+        executor = self._executor
+        assert executor is not None
+        with self.db.write() as conn:
+            claimed = queue.claim(
+                conn, self.owner, slots, lease_seconds=self.settings.lease_seconds, now=utcnow()
+            )
+        for run in claimed:
+            try:
+                request = self._request(run)
+            except Exception as exc:  # a pipeline that cannot be loaded fails the attempt
+                log.exception("run %s: cannot prepare", run.run_id)
+                with self.db.write() as conn:
+                    queue.record_attempt(
+                        conn,
+                        run.key,
+                        self.owner,
+                        queue.AttemptResult(ok=False, error=f"cannot prepare the run: {exc}"),
+                        utcnow(),
+                    )
+                continue
+            self._running[run.run_id] = run
+            executor.submit(request)
+        return claimed
+
+    def _definition(self, pipeline_id: int) -> PipelineDefinition:
+        cached = self._pipelines.get(pipeline_id)
+        if cached is not None and time.monotonic() - cached[0] < PIPELINE_CACHE_SECONDS:
+            return cached[1]
+        with self.db.read() as conn:
+            definition = pipeline_store.definition(pipeline_store.get(conn, pipeline_id))
+        self._pipelines[pipeline_id] = (time.monotonic(), definition)
+        return definition
+
+    def _request(self, run: queue.ClaimedRun) -> RunRequest:
+        pipeline = self._definition(run.pipeline_id)
+        variables = {**dict(pipeline.variables), **run.variables}
+        return RunRequest(
+            run_id=run.run_id,
+            attempt=run.attempt,
+            backfill_id=run.backfill_id,
+            pipeline=pipeline,
+            block_uuids=run.block_uuids,
+            interval_start=run.interval_start,
+            interval_end=run.interval_end,
+            timezone=run.timezone,
+            variables=variables,
+            connections=self.connections,
+            timeout_seconds=run.timeout_seconds,
+        )
+
+    def _record(self, outcomes: list[RunOutcome]) -> None:
+        now = utcnow()
+        with self.db.write() as conn:
+            for outcome in outcomes:
+                run = self._running.pop(outcome.run_id, None)
+                if run is None or run.attempt != outcome.attempt:
+                    continue  # lost its lease earlier; the result is not ours to record
+                recorded = queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome), now)
+                if not recorded:
+                    log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
+
+    def _heartbeat(self, executor: Executor) -> None:
+        self._last_heartbeat = time.monotonic()
+        if not self._running:
+            return
+        keys = [r.key for r in self._running.values()]
+        with self.db.write() as conn:
+            held = queue.heartbeat(
+                conn, self.owner, keys, lease_seconds=self.settings.lease_seconds, now=utcnow()
+            )
+        for key in set(keys) - held:
+            log.warning("run %s attempt %s: lease lost, killing it", key.run_id, key.attempt)
+            self._running.pop(key.run_id, None)
+            executor.cancel(key.run_id)
+
+
+def attempt_result(outcome: RunOutcome) -> queue.AttemptResult:
+    return queue.AttemptResult(
+        ok=outcome.ok,
+        error=outcome.error,
+        rows=outcome.rows,
+        duration=outcome.duration,
+        block_results=[
+            {
+                "uuid": b.uuid,
+                "status": b.status,
+                "started_at": b.started_at.isoformat() if b.started_at else None,
+                "ended_at": b.ended_at.isoformat() if b.ended_at else None,
+                "rows": b.rows,
+                "error": b.error,
+                "output": b.output,
+            }
+            for b in outcome.block_results
+        ],
+        log=outcome.log,
+    )

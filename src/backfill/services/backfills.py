@@ -1,0 +1,449 @@
+"""Backfill use cases shared by every adapter (team API, pipeline API, CLI, web).
+
+Each function is one transaction and asks ``domain.transitions`` before changing a
+status; run-level SQL is delegated to ``store.queue``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection, RowMapping
+
+from backfill.domain import transitions
+from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
+from backfill.domain.intervals import IntervalSeries
+from backfill.domain.model import BackfillStatus, Reprocess, RunOrder
+from backfill.domain.pipeline import PipelineDefinition, validate_selection
+from backfill.domain.timeparse import parse_instant
+from backfill.services.actor import Actor
+from backfill.store import backfills as store
+from backfill.store import pipelines as pipeline_store
+from backfill.store import queue
+from backfill.store.clock import utcnow
+from backfill.store.db import Database
+
+DEFAULT_MAX_ACTIVE_RUNS = 4
+MAX_MAX_ACTIVE_RUNS = 1000
+Naive = Literal["utc", "local"]
+
+# Settings that shape the intervals or what a run does: editable only before the start.
+SHAPE_FIELDS = (
+    "start",
+    "end",
+    "interval_type",
+    "interval_units",
+    "cron",
+    "timezone",
+    "variables",
+    "block_uuids",
+)
+
+
+@dataclass
+class BackfillSpec:
+    """A backfill as requested by a user, before validation. Datetimes may be strings
+    (parsed in the backfill's timezone, ``naive`` deciding what an offset-less time means)."""
+
+    start: str | datetime
+    end: str | datetime
+    interval_type: str = "day"
+    interval_units: int | None = 1
+    cron: str | None = None
+    timezone: str | None = None
+    name: str | None = None
+    variables: Mapping[str, Any] | None = None
+    block_uuids: list[str] | None = None
+    max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS
+    run_order: str = RunOrder.NEWEST_FIRST.value
+    reprocess: str = Reprocess.ALL.value
+    retries: int | None = None
+    retry_delay_seconds: float | None = None
+    timeout_seconds: float | None = None
+    naive: Naive = "local"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackfillDetail:
+    row: RowMapping
+    error_report: list[RowMapping]
+    metrics: dict[str, Any]
+
+
+# ---- validation helpers --------------------------------------------------------------
+
+
+def _timezone(name: str | None, pipeline: RowMapping) -> str:
+    tz = name or pipeline["timezone"] or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(
+            f"unknown time zone {tz!r}; use an IANA name such as Europe/Berlin", field="timezone"
+        ) from exc
+    return tz
+
+
+def _positive_int(value: Any, field: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{field} must be an integer", field=field)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ValidationError(f"{field} must be {bound}", field=field)
+    return value
+
+
+def _non_negative(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValidationError(f"{field} must be a number ≥ 0", field=field)
+    return float(value)
+
+
+def _enum(value: Any, enum: type[RunOrder] | type[Reprocess], field: str) -> str:
+    try:
+        return str(enum(value).value)
+    except ValueError as exc:
+        allowed = ", ".join(e.value for e in enum)
+        raise ValidationError(f"{field} must be one of: {allowed}", field=field) from exc
+
+
+def _series(spec: BackfillSpec, tz: str) -> tuple[IntervalSeries, datetime, datetime]:
+    start = parse_instant(spec.start, field="start", timezone=tz, naive=spec.naive)
+    end = parse_instant(spec.end, field="end", timezone=tz, naive=spec.naive)
+    series = IntervalSeries(start, end, spec.interval_type, spec.interval_units, timezone=tz, cron=spec.cron)
+    return series, start, end
+
+
+CALENDAR_TYPES = ("day", "week", "month", "year")
+
+
+def _default_name(pipeline_uuid: str, spec: BackfillSpec, start: datetime, end: datetime) -> str:
+    fmt = "%Y-%m-%d" if spec.interval_type in CALENDAR_TYPES else "%Y-%m-%d %H:%M:%S"
+    return f"{pipeline_uuid} {start.strftime(fmt)} → {end.strftime(fmt)}"
+
+
+def _values_from_spec(spec: BackfillSpec, pipeline: RowMapping) -> dict[str, Any]:
+    definition = pipeline_store.definition(pipeline)
+    tz = _timezone(spec.timezone, pipeline)
+    series, start, end = _series(spec, tz)
+    if spec.variables is not None and not isinstance(spec.variables, Mapping):
+        raise ValidationError("variables must be an object", field="variables")
+    selection = _selection(definition, spec.block_uuids)
+    retries = (
+        pipeline["retries"]
+        if spec.retries is None
+        else _positive_int(spec.retries, "retries", minimum=0, maximum=100)
+    )
+    delay = (
+        pipeline["retry_delay_seconds"]
+        if spec.retry_delay_seconds is None
+        else _non_negative(spec.retry_delay_seconds, "retry_delay_seconds")
+    )
+    timeout = pipeline["timeout_seconds"] if spec.timeout_seconds is None else spec.timeout_seconds
+    if timeout is not None and (_non_negative(timeout, "timeout_seconds") <= 0):
+        raise ValidationError("timeout_seconds must be > 0", field="timeout_seconds")
+    name = spec.name if spec.name else _default_name(pipeline["uuid"], spec, start, end)
+    if len(name) > 500:
+        raise ValidationError("name must be at most 500 characters", field="name")
+    return {
+        "pipeline_id": pipeline["id"],
+        "name": name,
+        "start": start,
+        "end": end,
+        "interval_type": spec.interval_type,
+        "interval_units": spec.interval_units,
+        "cron": spec.cron,
+        "timezone": tz,
+        "block_uuids": list(selection) if selection is not None else None,
+        "variables": dict(spec.variables) if spec.variables is not None else None,
+        "max_active_runs": _positive_int(
+            spec.max_active_runs, "max_active_runs", maximum=MAX_MAX_ACTIVE_RUNS
+        ),
+        "run_order": _enum(spec.run_order, RunOrder, "run_order"),
+        "reprocess": _enum(spec.reprocess, Reprocess, "reprocess"),
+        "retries": retries,
+        "retry_delay_seconds": delay,
+        "timeout_seconds": timeout,
+        "range_end_exclusive": series.last_end,
+        "runs_total": series.count,
+    }
+
+
+def _selection(definition: PipelineDefinition, block_uuids: list[str] | None) -> tuple[str, ...] | None:
+    if block_uuids is None:
+        return None
+    if not isinstance(block_uuids, list) or not all(isinstance(b, str) for b in block_uuids):
+        raise ValidationError("block_uuids must be a list of block uuids", field="block_uuids")
+    try:
+        return validate_selection(definition, block_uuids)
+    except ValidationError as exc:
+        raise ValidationError(exc.message, field="block_uuids") from exc
+
+
+# ---- use cases -----------------------------------------------------------------------
+
+
+def create(
+    db: Database,
+    actor: Actor,
+    pipeline_id: int,
+    spec: BackfillSpec,
+    *,
+    start: bool,
+    idempotency_key: str | None = None,
+) -> int:
+    """Validate and save a backfill; ``start=True`` also starts it (team API)."""
+    with db.write() as conn:
+        if idempotency_key:
+            existing = store.find_by_idempotency_key(conn, actor.team_id, actor.user_id, idempotency_key)
+            if existing is not None:
+                return existing
+        pipeline = pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
+        values = _values_from_spec(spec, pipeline)
+        now = utcnow()
+        backfill_id = store.insert_backfill(
+            conn,
+            {
+                **values,
+                "team_id": actor.team_id,
+                "status": BackfillStatus.CREATED.value,
+                "paused": False,
+                "runs_created": 0,
+                "runs_completed": 0,
+                "runs_failed": 0,
+                "runs_cancelled": 0,
+                "runs_running": 0,
+                "rows_total": 0,
+                "duration_total": 0.0,
+                "exhausted": False,
+                "idempotency_key": idempotency_key,
+                "created_at": now,
+                "created_user_id": actor.user_id,
+                "updated_at": now,
+            },
+        )
+        if start:
+            _start(conn, store.get(conn, backfill_id, lock=True), now)
+        return backfill_id
+
+
+def dry_run(
+    db: Database, actor: Actor, pipeline_id: int, spec: BackfillSpec, *, limit: int = 1000
+) -> dict[str, Any]:
+    """The intervals a backfill would run and those ``reprocess`` would skip; saves nothing."""
+    with db.read() as conn:
+        pipeline = pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
+        values = _values_from_spec(spec, pipeline)
+        series = IntervalSeries(
+            values["start"],
+            values["end"],
+            values["interval_type"],
+            values["interval_units"],
+            timezone=values["timezone"],
+            cron=values["cron"],
+        )
+        probe = {**values, "id": -1}
+        skipped = queue.done_intervals(conn, probe) if values["reprocess"] != Reprocess.ALL.value else set()
+        descending = values["run_order"] == RunOrder.NEWEST_FIRST.value
+        shown = list(
+            islice(
+                (iv for iv in series.iter_from(None, descending=descending) if iv.start not in skipped), limit
+            )
+        )
+        return {
+            "values": values,
+            "total": series.count,
+            "to_run": series.count - len(skipped),
+            "intervals": shown,
+            "skipped": sorted(skipped)[:limit],
+            "skipped_count": len(skipped),
+        }
+
+
+def _check_overlap(conn: Connection, bf: RowMapping) -> None:
+    other = store.find_overlapping(
+        conn, bf["pipeline_id"], bf["start"], bf["range_end_exclusive"], exclude_id=bf["id"]
+    )
+    if other is not None:
+        raise Conflict(
+            f"backfill {other['id']} ({other['name']!r}, {other['status']}) already covers intervals "
+            f"of this range for the same pipeline; cancel it or wait for it to finish"
+        )
+
+
+def _start(conn: Connection, bf: RowMapping, now: datetime) -> None:
+    status = transitions.start(BackfillStatus(bf["status"]))
+    _check_overlap(conn, bf)
+    series = queue.series_of(bf)
+    skipped = len(queue.done_intervals(conn, bf))
+    total = series.count - skipped
+    store.update_backfill(
+        conn,
+        bf["id"],
+        status=status.value,
+        runs_total=total,
+        exhausted=total == 0,
+        cursor=None,
+        updated_at=now,
+    )
+    queue.settle(conn, bf["id"], now)
+
+
+def start(db: Database, actor: Actor, backfill_id: int) -> None:
+    with db.write() as conn:
+        _start(conn, store.get(conn, backfill_id, team_id=actor.team_id, lock=True), utcnow())
+
+
+def cancel(db: Database, actor: Actor, backfill_id: int) -> None:
+    """SPEC §2 cancel: queued runs cancelled in this transaction, running ones finish."""
+    with db.write() as conn:
+        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
+        status = transitions.cancel(BackfillStatus(bf["status"]))
+        now = utcnow()
+        queue.cancel_queued(conn, backfill_id, now)
+        store.update_backfill(
+            conn,
+            backfill_id,
+            status=status.value,
+            completed_at=now,
+            removed_at=now,
+            removed_user_id=actor.user_id,
+            updated_at=now,
+        )
+
+
+def retry(db: Database, actor: Actor, backfill_id: int) -> int:
+    """failed → scheduled; re-queues only the failed and cancelled intervals."""
+    with db.write() as conn:
+        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
+        status = transitions.retry(BackfillStatus(bf["status"]))
+        _check_overlap(conn, bf)
+        now = utcnow()
+        requeued = queue.requeue_for_retry(conn, backfill_id, now)
+        store.update_backfill(
+            conn, backfill_id, status=status.value, failed_at=None, completed_at=None, updated_at=now
+        )
+        queue.settle(conn, backfill_id, now)
+        return requeued
+
+
+def request_status(db: Database, actor: Actor, backfill_id: int, requested: BackfillStatus) -> None:
+    """A status asked for by a user, mapped to start / retry / cancel, or refused."""
+    with db.read() as conn:
+        current = BackfillStatus(store.get(conn, backfill_id, team_id=actor.team_id)["status"])
+    action = transitions.request(current, requested)
+    if action is transitions.Action.CANCEL:
+        cancel(db, actor, backfill_id)
+    elif action is transitions.Action.START:
+        start(db, actor, backfill_id)
+    else:
+        retry(db, actor, backfill_id)
+
+
+def set_paused(db: Database, actor: Actor, backfill_id: int, paused: bool) -> None:
+    if not isinstance(paused, bool):
+        raise ValidationError("paused must be true or false", field="paused")
+    with db.write() as conn:
+        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
+        transitions.check_pause(BackfillStatus(bf["status"]))
+        store.update_backfill(conn, backfill_id, paused=paused)
+
+
+def update_settings(db: Database, actor: Actor, backfill_id: int, changes: Mapping[str, Any]) -> None:
+    """Change name / max_active_runs any time (unless final), and the shape of the
+    backfill (range, interval, variables, blocks, settings) only before it starts."""
+    if not changes:
+        return
+    with db.write() as conn:
+        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
+        status = BackfillStatus(bf["status"])
+        values: dict[str, Any] = {}
+        if "name" in changes:
+            name = changes["name"]
+            if not isinstance(name, str) or not name.strip() or len(name) > 500:
+                raise ValidationError(
+                    "name must be a non-empty string of at most 500 characters", field="name"
+                )
+            values["name"] = name
+        if "max_active_runs" in changes:
+            if status.is_final:
+                raise InvalidTransition(
+                    f"the backfill is {status.value}; max_active_runs can no longer change"
+                )
+            values["max_active_runs"] = _positive_int(
+                changes["max_active_runs"], "max_active_runs", maximum=MAX_MAX_ACTIVE_RUNS
+            )
+        shape = {
+            k: v
+            for k, v in changes.items()
+            if k
+            in (*SHAPE_FIELDS, "run_order", "reprocess", "retries", "retry_delay_seconds", "timeout_seconds")
+        }
+        if shape:
+            transitions.check_settings_editable(status, ", ".join(sorted(shape)))
+            pipeline = pipeline_store.get(conn, bf["pipeline_id"])
+            current = BackfillSpec(
+                start=bf["start"],
+                end=bf["end"],
+                interval_type=bf["interval_type"],
+                interval_units=bf["interval_units"],
+                cron=bf["cron"],
+                timezone=bf["timezone"],
+                name=values.get("name", bf["name"]),
+                variables=bf["variables"],
+                block_uuids=bf["block_uuids"],
+                max_active_runs=values.get("max_active_runs", bf["max_active_runs"]),
+                run_order=bf["run_order"],
+                reprocess=bf["reprocess"],
+                retries=bf["retries"],
+                retry_delay_seconds=bf["retry_delay_seconds"],
+                timeout_seconds=bf["timeout_seconds"],
+                naive=changes.get("naive", "local"),
+            )
+            for key, value in shape.items():
+                setattr(current, key, value)
+            values.update(_values_from_spec(current, pipeline))
+        store.update_backfill(conn, backfill_id, **values)
+
+
+def delete(db: Database, actor: Actor, backfill_id: int) -> None:
+    with db.write() as conn:
+        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
+        transitions.check_deletable(BackfillStatus(bf["status"]))
+        store.delete_backfill(conn, backfill_id)
+
+
+def metrics(row: RowMapping, mean: float | None, p95: float | None) -> dict[str, Any]:
+    finished = row["runs_completed"] + row["runs_failed"] + row["runs_cancelled"]
+    remaining = max(0, row["runs_total"] - finished) if not BackfillStatus(row["status"]).is_final else 0
+    eta = None
+    if mean is not None and remaining and row["status"] in ("scheduled", "running"):
+        eta = round(remaining * mean / max(1, row["max_active_runs"]), 3)
+    total = row["runs_total"]
+    return {
+        "progress": round(finished / total, 4) if total else 1.0,
+        "duration_mean_seconds": round(mean, 6) if mean is not None else None,
+        "duration_p95_seconds": round(p95, 6) if p95 is not None else None,
+        "duration_total_seconds": round(row["duration_total"], 6),
+        "rows": int(row["rows_total"]),
+        "remaining_runs": remaining,
+        "estimated_seconds_remaining": eta,
+    }
+
+
+def get(db: Database, actor: Actor, backfill_id: int) -> BackfillDetail:
+    with db.read() as conn:
+        return detail(conn, store.get(conn, backfill_id, team_id=actor.team_id))
+
+
+def detail(conn: Connection, row: RowMapping) -> BackfillDetail:
+    mean, p95 = store.duration_stats(conn, row["id"])
+    return BackfillDetail(
+        row=row, error_report=store.error_report(conn, row["id"]), metrics=metrics(row, mean, p95)
+    )

@@ -1,0 +1,141 @@
+"""Reads and plain updates of backfill rows. Run-status SQL lives in ``queue.py``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, and_, delete, func, insert, select, update
+
+from backfill.domain.errors import NotFound
+from backfill.domain.model import BackfillStatus, RunStatus
+from backfill.store.clock import utcnow
+from backfill.store.tables import backfills, interval_runs, pipelines
+
+UNFINISHED = [s.value for s in BackfillStatus if s.is_unfinished]
+
+
+def insert_backfill(conn: Connection, values: dict[str, Any]) -> int:
+    return int(conn.execute(insert(backfills).values(**values).returning(backfills.c.id)).scalar_one())
+
+
+def get(conn: Connection, backfill_id: int, *, team_id: int | None = None, lock: bool = False) -> RowMapping:
+    """One backfill; NotFound when absent or in another team (never leak existence)."""
+    q = select(backfills, pipelines.c.uuid.label("pipeline_uuid")).join(
+        pipelines, pipelines.c.id == backfills.c.pipeline_id
+    )
+    q = q.where(backfills.c.id == backfill_id)
+    if team_id is not None:
+        q = q.where(backfills.c.team_id == team_id)
+    if lock and conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=backfills)
+    row = conn.execute(q).mappings().first()
+    if row is None:
+        raise NotFound(f"backfill {backfill_id} not found")
+    return row
+
+
+def find_by_idempotency_key(conn: Connection, team_id: int, user_id: int | None, key: str) -> int | None:
+    found = conn.execute(
+        select(backfills.c.id).where(
+            backfills.c.team_id == team_id,
+            backfills.c.created_user_id == user_id,
+            backfills.c.idempotency_key == key,
+        )
+    ).scalar()
+    return int(found) if found is not None else None
+
+
+def list_backfills(
+    conn: Connection,
+    team_id: int,
+    *,
+    statuses: list[str] | None = None,
+    pipeline_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[RowMapping], int]:
+    """Newest first, with the total count matching the filters."""
+    cond = [backfills.c.team_id == team_id]
+    if statuses is not None:
+        cond.append(backfills.c.status.in_(statuses))
+    if pipeline_id is not None:
+        cond.append(backfills.c.pipeline_id == pipeline_id)
+    where = and_(*cond)
+    total = conn.execute(select(func.count()).select_from(backfills).where(where)).scalar_one()
+    q = (
+        select(backfills, pipelines.c.uuid.label("pipeline_uuid"))
+        .join(pipelines, pipelines.c.id == backfills.c.pipeline_id)
+        .where(where)
+        .order_by(backfills.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(conn.execute(q).mappings()), int(total)
+
+
+def latest_for_pipeline(conn: Connection, team_id: int, pipeline_id: int) -> RowMapping:
+    found = conn.execute(
+        select(backfills.c.id)
+        .where(backfills.c.team_id == team_id, backfills.c.pipeline_id == pipeline_id)
+        .order_by(backfills.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if found is None:
+        raise NotFound(f"pipeline {pipeline_id} has no backfill")
+    return get(conn, int(found))
+
+
+def find_overlapping(
+    conn: Connection, pipeline_id: int, first_start: datetime, last_end: datetime, *, exclude_id: int | None
+) -> RowMapping | None:
+    """An unfinished backfill of the same pipeline whose intervals overlap [first_start, last_end)."""
+    q = select(backfills.c.id, backfills.c.name, backfills.c.status).where(
+        backfills.c.pipeline_id == pipeline_id,
+        backfills.c.status.in_(UNFINISHED),
+        backfills.c.start < last_end,
+        backfills.c.range_end_exclusive > first_start,
+    )
+    if exclude_id is not None:
+        q = q.where(backfills.c.id != exclude_id)
+    return conn.execute(q.order_by(backfills.c.id).limit(1)).mappings().first()
+
+
+def update_backfill(conn: Connection, backfill_id: int, **values: Any) -> None:
+    values.setdefault("updated_at", utcnow())
+    conn.execute(update(backfills).where(backfills.c.id == backfill_id).values(**values))
+
+
+def delete_backfill(conn: Connection, backfill_id: int) -> None:
+    conn.execute(delete(interval_runs).where(interval_runs.c.backfill_id == backfill_id))
+    conn.execute(delete(backfills).where(backfills.c.id == backfill_id))
+
+
+def error_report(conn: Connection, backfill_id: int, *, limit: int = 1000) -> list[RowMapping]:
+    """One entry per failed interval: its start and the error of its latest attempt."""
+    q = (
+        select(interval_runs.c.interval_start, interval_runs.c.error)
+        .where(interval_runs.c.backfill_id == backfill_id, interval_runs.c.status == RunStatus.FAILED.value)
+        .order_by(interval_runs.c.interval_start)
+        .limit(limit)
+    )
+    return list(conn.execute(q).mappings())
+
+
+def duration_stats(conn: Connection, backfill_id: int) -> tuple[float | None, float | None]:
+    """Mean and p95 duration of the completed runs (p95 by rank, one indexed query each)."""
+    completed = and_(
+        interval_runs.c.backfill_id == backfill_id, interval_runs.c.status == RunStatus.COMPLETED.value
+    )
+    n, mean = conn.execute(select(func.count(), func.avg(interval_runs.c.duration)).where(completed)).one()
+    if not n:
+        return None, None
+    rank = max(0, int(n * 0.95 + 0.999999) - 1)
+    p95 = conn.execute(
+        select(interval_runs.c.duration)
+        .where(completed)
+        .order_by(interval_runs.c.duration)
+        .offset(rank)
+        .limit(1)
+    ).scalar()
+    return float(mean), float(p95) if p95 is not None else None

@@ -1,0 +1,288 @@
+"""Authorization matrix over every team API route (SPEC §2, §4).
+
+Check order: authenticate (401) → scope (403 FORBIDDEN) → membership (403 FORBIDDEN)
+→ permission (403 PERMISSION_ERROR) → resource (404, also for another team's ids).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, update
+
+from backfill.api import security
+from backfill.domain.model import Permission, Role, Scope
+from backfill.store.db import Database
+from backfill.store.tables import memberships, tokens
+
+from .conftest import World, assert_error, assert_ok, bearer
+
+JANUARY = {"range_start": "2024-01-01", "range_end": "2024-01-31"}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    method: str
+    template: str
+    access: str  # "read" | "write"
+    body: dict[str, Any] | None = None
+    has_resource_id: bool = True
+
+    def url(self, w: World, *, other_ids: bool = False) -> str:
+        return self.template.format(
+            team=w.team_id,
+            backfill=w.other_backfill_id if other_ids else w.backfill_id,
+            transfer=w.other_pipeline_id if other_ids else w.pipeline_id,
+            run=w.other_run_id if other_ids else w.run_id,
+        )
+
+    def call(self, client: TestClient, w: World, headers: dict[str, str], *, other_ids: bool = False) -> Any:
+        return client.request(self.method, self.url(w, other_ids=other_ids), json=self.body, headers=headers)
+
+
+ROUTES = [
+    Route("create", "POST", "/v1/teams/{team}/transfers/{transfer}/backfills", "write", JANUARY),
+    Route("dry_run", "POST", "/v1/teams/{team}/transfers/{transfer}/backfills:dry_run", "read", JANUARY),
+    Route("list", "GET", "/v1/teams/{team}/backfills", "read", has_resource_id=False),
+    Route("get", "GET", "/v1/teams/{team}/backfills/{backfill}", "read"),
+    Route("latest", "GET", "/v1/teams/{team}/transfers/{transfer}/backfills/latest", "read"),
+    Route("patch", "PATCH", "/v1/teams/{team}/backfills/{backfill}", "write", {"paused": True}),
+    Route("backfill_runs", "GET", "/v1/teams/{team}/backfills/{backfill}/runs", "read"),
+    Route("transfers", "GET", "/v1/teams/{team}/transfers", "read", has_resource_id=False),
+    Route("transfer", "GET", "/v1/teams/{team}/transfers/{transfer}", "read"),
+    Route(
+        "transfer_runs",
+        "GET",
+        "/v1/teams/{team}/transfers/{transfer}/runs?start_date=2023-01-01&end_date=2023-12-31",
+        "read",
+    ),
+    Route("run", "GET", "/v1/teams/{team}/transfer_runs/{run}", "read"),
+    Route("run_logs", "GET", "/v1/teams/{team}/transfer_runs/{run}/logs", "read"),
+]
+WRITE_ROUTES = [r for r in ROUTES if r.access == "write"]
+READ_ROUTES = [r for r in ROUTES if r.access == "read"]
+ids = pytest.mark.parametrize("route", ROUTES, ids=[r.name for r in ROUTES])
+
+
+def test_the_matrix_covers_every_team_api_operation(app: FastAPI) -> None:
+    declared = {
+        (method.upper(), path)
+        for path, item in app.openapi()["paths"].items()
+        if path.startswith("/v1/")
+        for method in item
+    }
+    covered = {
+        (
+            r.method,
+            r.template.split("?")[0]
+            .replace("{team}", "{team_id}")
+            .replace("{backfill}", "{backfill_id}")
+            .replace("{transfer}", "{transfer_id}")
+            .replace("{run}", "{run_id}"),
+        )
+        for r in ROUTES
+    }
+    assert declared == covered
+
+
+# ---- 401 ------------------------------------------------------------------------------------------
+
+
+@ids
+@pytest.mark.parametrize("credentials", ["none", "unknown", "expired", "revoked", "basic", "empty_bearer"])
+def test_unauthenticated_is_401(
+    client: TestClient, db: Database, world: World, route: Route, credentials: str
+) -> None:
+    headers: dict[str, str]
+    if credentials == "none":
+        headers = {}
+    elif credentials == "unknown":
+        headers = bearer("not-a-real-token")
+    elif credentials == "expired":
+        headers = world.auth("expired")
+    elif credentials == "revoked":
+        with db.write() as conn:
+            conn.execute(update(tokens).values(revoked_at=datetime.now(UTC)))
+        headers = world.auth("owner")
+    elif credentials == "basic":
+        headers = {"Authorization": "Basic dXNlcjpwYXNz"}
+    else:
+        headers = {"Authorization": "Bearer "}
+    error = assert_error(route.call(client, world, headers), 401, "UNAUTHORIZED")
+    assert error["message"]
+
+
+# ---- 403 FORBIDDEN: scope, membership -------------------------------------------------------------
+
+
+@ids
+def test_token_without_the_scope_is_403_forbidden(client: TestClient, world: World, route: Route) -> None:
+    # the editor's token lacking the route's scope: the role alone does not allow it
+    token = "read_only" if route.access == "write" else "write_only"
+    error = assert_error(route.call(client, world, world.auth(token)), 403, "FORBIDDEN")
+    expected = Scope.WRITE if route.access == "write" else Scope.READ
+    assert expected.value in error["message"]
+
+
+@ids
+def test_non_member_is_403_forbidden(client: TestClient, world: World, route: Route) -> None:
+    assert_error(route.call(client, world, world.auth("outsider")), 403, "FORBIDDEN")
+
+
+@ids
+def test_unknown_or_invalid_team_is_403_forbidden(client: TestClient, world: World, route: Route) -> None:
+    for team in ("999999", "abc", "0"):
+        url = route.url(world).replace(f"/v1/teams/{world.team_id}/", f"/v1/teams/{team}/", 1)
+        response = client.request(route.method, url, json=route.body, headers=world.auth("owner"))
+        assert_error(response, 403, "FORBIDDEN")
+
+
+# ---- 403 PERMISSION_ERROR / allowed ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", WRITE_ROUTES, ids=[r.name for r in WRITE_ROUTES])
+def test_viewer_on_write_routes_is_permission_error(client: TestClient, world: World, route: Route) -> None:
+    error = assert_error(route.call(client, world, world.auth("viewer")), 403, "PERMISSION_ERROR")
+    assert Permission.EDIT.value in error["message"]
+
+
+@pytest.mark.parametrize("route", READ_ROUTES, ids=[r.name for r in READ_ROUTES])
+def test_viewer_on_read_routes_is_allowed(client: TestClient, world: World, route: Route) -> None:
+    assert_ok(route.call(client, world, world.auth("viewer")))
+
+
+@ids
+@pytest.mark.parametrize("who", ["editor", "owner", "admin"])
+def test_editor_owner_and_admin_scope_are_allowed(
+    client: TestClient, world: World, route: Route, who: str
+) -> None:
+    # "admin" holds only the admin scope, which implies read and write
+    assert_ok(route.call(client, world, world.auth(who)))
+
+
+# ---- 404: another team's ids ----------------------------------------------------------------------------
+
+CROSS_TEAM = [r for r in ROUTES if r.has_resource_id]
+
+
+@pytest.mark.parametrize("route", CROSS_TEAM, ids=[r.name for r in CROSS_TEAM])
+def test_other_teams_ids_are_404(client: TestClient, world: World, route: Route) -> None:
+    assert_error(route.call(client, world, world.auth("editor"), other_ids=True), 404, "NOT_FOUND")
+
+
+# ---- the order of the checks ----------------------------------------------------------------------------
+
+
+@ids
+def test_order_401_before_403(client: TestClient, db: Database, world: World, route: Route) -> None:
+    with db.write() as conn:  # an outsider's expired token: authentication fails first
+        secret = security_token(conn, world.users["outsider"], expires_in=timedelta(seconds=-5))
+    assert_error(route.call(client, world, bearer(secret), other_ids=True), 401, "UNAUTHORIZED")
+
+
+@ids
+def test_order_scope_before_membership(client: TestClient, world: World, route: Route) -> None:
+    token = "outsider_read_only"
+    response = route.call(client, world, world.auth(token))
+    if route.access == "write":
+        error = assert_error(response, 403, "FORBIDDEN")
+        assert Scope.WRITE.value in error["message"]
+    else:
+        error = assert_error(response, 403, "FORBIDDEN")
+        assert "member" in error["message"]
+
+
+@pytest.mark.parametrize("route", WRITE_ROUTES, ids=[r.name for r in WRITE_ROUTES])
+def test_order_scope_before_permission_before_resource(
+    client: TestClient, world: World, route: Route
+) -> None:
+    # a viewer's read-only token: the scope fails first
+    error = assert_error(route.call(client, world, world.auth("viewer_read_only")), 403, "FORBIDDEN")
+    assert Scope.WRITE.value in error["message"]
+    # a viewer with the scope, on another team's id: the permission fails before the lookup
+    assert_error(route.call(client, world, world.auth("viewer"), other_ids=True), 403, "PERMISSION_ERROR")
+
+
+# ---- no stale authorization -----------------------------------------------------------------------------
+
+
+def test_revocation_and_removed_membership_apply_at_once(
+    client: TestClient, db: Database, world: World
+) -> None:
+    url = f"/v1/teams/{world.team_id}/backfills/{world.backfill_id}"
+    assert_ok(client.get(url, headers=world.auth("viewer")))
+    with db.write() as conn:
+        conn.execute(
+            delete(memberships).where(
+                memberships.c.user_id == world.users["viewer"], memberships.c.team_id == world.team_id
+            )
+        )
+    assert_error(client.get(url, headers=world.auth("viewer")), 403, "FORBIDDEN")
+    assert_ok(client.get(url, headers=world.auth("editor")))
+    with db.write() as conn:
+        conn.execute(
+            update(tokens)
+            .where(tokens.c.user_id == world.users["editor"])
+            .values(revoked_at=datetime.now(UTC))
+        )
+    assert_error(client.get(url, headers=world.auth("editor")), 401, "UNAUTHORIZED")
+
+
+def test_role_change_applies_at_once(client: TestClient, db: Database, world: World) -> None:
+    url = f"/v1/teams/{world.team_id}/backfills/{world.backfill_id}"
+    assert_error(
+        client.patch(url, json={"paused": True}, headers=world.auth("viewer")), 403, "PERMISSION_ERROR"
+    )
+    with db.write() as conn:
+        conn.execute(
+            update(memberships)
+            .where(memberships.c.user_id == world.users["viewer"], memberships.c.team_id == world.team_id)
+            .values(role=Role.EDITOR.value)
+        )
+    assert_ok(client.patch(url, json={"paused": True}, headers=world.auth("viewer")))
+
+
+# ---- the neutral security module (shared with the pipeline dialect) --------------------------------------
+
+
+def test_security_module_is_dialect_neutral(db: Database, world: World) -> None:
+    principal = security.resolve(db, world.tokens["viewer"], team_id=world.team_id)
+    assert principal.role is Role.VIEWER
+    assert security.authorize(principal, security.READ) is principal
+    with pytest.raises(security.PermissionDenied):
+        security.authorize(principal, security.WRITE)
+    default = security.resolve(db, world.tokens["outsider"], team_id=None, default_team=True)
+    assert default.team_id == world.other_team_id
+    assert default.role is Role.OWNER
+    with pytest.raises(security.TokenExpired):
+        security.resolve(db, world.tokens["expired"], team_id=world.team_id)
+    with pytest.raises(security.TokenInvalid):
+        security.resolve(db, "nope", team_id=world.team_id)
+    with pytest.raises(security.TokenMissing):
+        security.resolve(db, None, team_id=world.team_id)
+    assert security.bearer_secret("bearer abc ") == "abc"
+    assert security.bearer_secret("Token abc") is None
+
+
+def test_session_jwt_roundtrip() -> None:
+    future = datetime.now(UTC) + timedelta(hours=1)
+    jwt_value = security.issue_session_jwt("raw-token", "s3cret", future)
+    assert security.token_from_session(jwt_value, "s3cret") == "raw-token"
+    assert security.token_from_session("raw-token", "s3cret") == "raw-token"
+    with pytest.raises(security.TokenInvalid):
+        security.token_from_session(jwt_value, "other-secret")
+    past = security.issue_session_jwt("raw-token", "s3cret", datetime.now(UTC) - timedelta(seconds=1))
+    with pytest.raises(security.TokenExpired):
+        security.token_from_session(past, "s3cret")
+
+
+def security_token(conn: Any, user_id: int, *, expires_in: timedelta | None = None) -> str:
+    from backfill.store import auth
+
+    return auth.create_token(conn, user_id, scopes=(Scope.READ, Scope.WRITE), expires_in=expires_in).secret
