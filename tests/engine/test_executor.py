@@ -288,9 +288,7 @@ def test_sys_exit_in_block_is_a_block_failure(ex: Executor) -> None:
 
 
 def test_os_exit_kills_only_the_child(ex: Executor) -> None:
-    pipe = pipeline(
-        py("first", "    return {'rows': 4}"), py("die", "    import os\n    os._exit(9)", ("first",))
-    )
+    pipe = pipeline(py("first", "    return {'rows': 4}"), py("die", "    import os\n    os._exit(9)", ("first",)))
     outcome = run_one(ex, request(1, pipe))
     assert not outcome.ok
     assert not outcome.timed_out
@@ -326,8 +324,7 @@ def test_sql_block_on_sqlite(ex: Executor, tmp_path: Path) -> None:
         Block(
             "load",
             BlockType.SQL,
-            "DELETE FROM daily WHERE ds = '{{ ds }}';\n"
-            "INSERT INTO daily VALUES ('{{ ds }}', {{ variables.v }})",
+            "DELETE FROM daily WHERE ds = '{{ ds }}';\nINSERT INTO daily VALUES ('{{ ds }}', {{ variables.v }})",
             upstream=("ddl",),
             connection="wh",
         ),
@@ -336,9 +333,7 @@ def test_sql_block_on_sqlite(ex: Executor, tmp_path: Path) -> None:
     outcome = run_one(ex, request(1, pipe, variables={"v": 42}, connections=conns))
     assert outcome.ok, outcome.error
     assert [b.rows for b in outcome.block_results] == [0, 1, 1]
-    assert (
-        outcome.block_results[2].output == '{"rows": 1, "columns": ["ds", "v"], "data": [["2024-01-01", 42]]}'
-    )
+    assert outcome.block_results[2].output == '{"rows": 1, "columns": ["ds", "v"], "data": [["2024-01-01", 42]]}'
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT ds, v FROM daily").fetchall() == [("2024-01-01", 42)]
 
@@ -352,9 +347,7 @@ def test_sql_block_on_sqlite(ex: Executor, tmp_path: Path) -> None:
 
 
 def test_timeout_kills_a_sleeping_block(ex: Executor) -> None:
-    pipe = pipeline(
-        py("done", "    return {'rows': 2}"), py("slow", "    import time\n    time.sleep(60)", ("done",))
-    )
+    pipe = pipeline(py("done", "    return {'rows': 2}"), py("slow", "    import time\n    time.sleep(60)", ("done",)))
     began = time.monotonic()
     outcome = run_one(ex, request(1, pipe, timeout=1))
     assert time.monotonic() - began < 5
@@ -535,13 +528,12 @@ def test_close_kills_children_and_is_idempotent() -> None:
         ex.submit(request(2, NOOP))
 
 
-def test_many_noop_runs_are_fast() -> None:
+def test_many_noop_runs_on_reused_children() -> None:
     with Executor(2) as ex:
         for i in range(2):
             ex.submit(request(i, NOOP))
         collect(ex, 2)
         n = 400
-        began = time.monotonic()
         submitted = done = 0
         while submitted < 2:
             ex.submit(request(1000 + submitted, NOOP))
@@ -553,15 +545,12 @@ def test_many_noop_runs_are_fast() -> None:
                 if submitted < n:
                     ex.submit(request(1000 + submitted, NOOP))
                     submitted += 1
-        elapsed = time.monotonic() - began
-    # The engine's target is >= 500 runs/s end to end; the executor alone must be far faster.
-    assert n / elapsed > 500, f"{n / elapsed:.0f} runs/s"
+    # Speed is measured in benchmarks/executor.py, never asserted here (noisy machines).
+    assert done == n
 
 
 def test_block_changes_to_environ_and_cwd_do_not_leak_into_the_next_run(ex: Executor) -> None:
-    leak = (
-        "    import os\n    os.environ['BACKFILL_TEST_LEAK'] = '1'\n    os.chdir('/')\n    return os.getcwd()"
-    )
+    leak = "    import os\n    os.environ['BACKFILL_TEST_LEAK'] = '1'\n    os.chdir('/')\n    return os.getcwd()"
     check = "    import os\n    return [os.environ.get('BACKFILL_TEST_LEAK'), os.getcwd()]"
     first = run_one(ex, request(1, pipeline(py("leak", leak))))
     assert first.block_results[0].output == '"/"'

@@ -75,15 +75,11 @@ def runs(db: Database, backfill_id: int) -> list[dict[str, object]]:
     with db.read() as conn:
         return [
             dict(r)
-            for r in conn.execute(
-                select(interval_runs).where(interval_runs.c.backfill_id == backfill_id)
-            ).mappings()
+            for r in conn.execute(select(interval_runs).where(interval_runs.c.backfill_id == backfill_id)).mappings()
         ]
 
 
-def create(
-    db: Database, team: Actor, pipeline_id: int, journal: Path, start: str, end: str, **kw: object
-) -> int:
+def create(db: Database, team: Actor, pipeline_id: int, journal: Path, start: str, end: str, **kw: object) -> int:
     variables = {"journal": str(journal), **kw.pop("variables", {})}  # type: ignore[dict-item]
     spec = svc.BackfillSpec(start=start, end=end, variables=variables, **kw)  # type: ignore[arg-type]
     return svc.create(db, team, pipeline_id, spec, start=True)
@@ -145,14 +141,10 @@ def test_kill_9_worker_mid_run_every_interval_completes_once(
     assert (row["runs_completed"], row["runs_running"], row["runs_failed"]) == (counts.completed, 0, 0)
 
 
-def test_several_workers_never_exceed_max_active_runs(
-    db: Database, db_url: str, team: Actor, tmp_path: Path
-) -> None:
+def test_several_workers_never_exceed_max_active_runs(db: Database, db_url: str, team: Actor, tmp_path: Path) -> None:
     journal = tmp_path / "journal.txt"
     pid = journal_pipeline(db, team)
-    bf = create(
-        db, team, pid, journal, "2024-01-01", "2024-01-24", max_active_runs=3, variables={"sleep": 0.15}
-    )
+    bf = create(db, team, pid, journal, "2024-01-01", "2024-01-24", max_active_runs=3, variables={"sleep": 0.15})
     with workers(db_url, n=3, concurrency=4):  # 12 slots, 3 schedulers, cap 3
         wait_for(lambda: status(db, bf) == "completed", timeout=120)
     entries = read_journal(journal)
@@ -178,9 +170,7 @@ def test_cancel_races(db: Database, db_url: str, team: Actor, tmp_path: Path) ->
                 max_active_runs=4,
                 variables={"sleep": 0.05 * (i % 4)},
             )
-            wait_for(
-                lambda bf=bf: any(r["status"] != "queued" for r in runs(db, bf)), timeout=30, interval=0.01
-            )
+            wait_for(lambda bf=bf: any(r["status"] != "queued" for r in runs(db, bf)), timeout=30, interval=0.01)
             svc.cancel(db, team, bf)
             cancelled_at = datetime.now(UTC)
             after_cancel = runs(db, bf)
@@ -256,9 +246,7 @@ def run(context):
 """
 
 
-def test_faulty_blocks_are_handled_and_reported(
-    db: Database, db_url: str, team: Actor, tmp_path: Path
-) -> None:
+def test_faulty_blocks_are_handled_and_reported(db: Database, db_url: str, team: Actor, tmp_path: Path) -> None:
     pid = add_pipeline(
         db,
         team,
@@ -279,9 +267,7 @@ def test_faulty_blocks_are_handled_and_reported(
     with workers(db_url, n=1, concurrency=5):
         wait_for(lambda: status(db, bf) == "failed", timeout=60)
     by_day = {r["interval_start"].strftime("%Y-%m-%d"): r for r in runs(db, bf)}  # type: ignore[union-attr]
-    assert by_day["2024-03-01"]["status"] == "failed" and "bad input row 17" in str(
-        by_day["2024-03-01"]["error"]
-    )
+    assert by_day["2024-03-01"]["status"] == "failed" and "bad input row 17" in str(by_day["2024-03-01"]["error"])
     assert by_day["2024-03-02"]["status"] == "failed" and "exit" in str(by_day["2024-03-02"]["error"]).lower()
     assert by_day["2024-03-03"]["status"] == "failed" and "timed out" in str(by_day["2024-03-03"]["error"])
     assert by_day["2024-03-04"]["status"] == "completed" and by_day["2024-03-04"]["rows"] == 5

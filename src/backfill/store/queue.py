@@ -20,13 +20,14 @@ from functools import lru_cache
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, func, insert, or_, select, update
 
 from backfill.domain import transitions
 from backfill.domain.intervals import IntervalSeries
 from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, BackfillStatus, Reprocess, RunOrder, RunStatus
 from backfill.domain.transitions import RunCounts
 from backfill.store.tables import backfills, interval_runs, run_logs
+from backfill.store.types import UTCDateTime, json_type
 
 ERROR_LIMIT = 10_000
 ACTIVE = [s.value for s in ACTIVE_BACKFILL_STATUSES]
@@ -93,9 +94,7 @@ def _series(
 
 def series_of(bf: Row) -> IntervalSeries:
     """The backfill's interval series (cached: building a cron series costs a count)."""
-    return _series(
-        bf["start"], bf["end"], bf["interval_type"], bf["interval_units"], bf["timezone"], bf["cron"]
-    )
+    return _series(bf["start"], bf["end"], bf["interval_type"], bf["interval_units"], bf["timezone"], bf["cron"])
 
 
 def _done_clause(reprocess: Reprocess) -> Any:
@@ -223,27 +222,50 @@ def _claim_candidates(conn: Connection, limit: int) -> list[RowMapping]:
     return list(conn.execute(q).mappings())
 
 
-def _next_queued(conn: Connection, bf: Row, now: datetime) -> RowMapping | None:
-    order = interval_runs.c.interval_start
-    q = (
-        select(
+@lru_cache(maxsize=8)
+def _take_next_statement(descending: bool, postgres: bool) -> Any:
+    """Claim the next ready queued run of a backfill in one statement (built once)."""
+    order = interval_runs.c.interval_start.desc() if descending else interval_runs.c.interval_start.asc()
+    pick = (
+        select(interval_runs.c.id)
+        .where(
+            interval_runs.c.backfill_id == bindparam("p_backfill"),
+            interval_runs.c.status == RunStatus.QUEUED.value,
+            or_(interval_runs.c.not_before.is_(None), interval_runs.c.not_before <= bindparam("p_now")),
+        )
+        .order_by(order)
+        .limit(1)
+    )
+    if postgres:
+        pick = pick.with_for_update(skip_locked=True)
+    return (
+        update(interval_runs)
+        .where(interval_runs.c.id == pick.scalar_subquery())
+        .values(
+            status=transitions.run_claim(RunStatus.QUEUED).value,
+            attempt=interval_runs.c.attempt + 1,
+            tries=interval_runs.c.tries + 1,
+            lease_owner=bindparam("p_owner"),
+            lease_expires_at=bindparam("p_lease", type_=UTCDateTime()),
+            started_at=bindparam("p_now", type_=UTCDateTime()),
+            ended_at=None,
+            duration=None,
+            not_before=None,
+        )
+        .returning(
             interval_runs.c.id,
             interval_runs.c.attempt,
             interval_runs.c.tries,
             interval_runs.c.interval_start,
             interval_runs.c.interval_end,
         )
-        .where(
-            interval_runs.c.backfill_id == bf["id"],
-            interval_runs.c.status == RunStatus.QUEUED.value,
-            or_(interval_runs.c.not_before.is_(None), interval_runs.c.not_before <= now),
-        )
-        .order_by(order.desc() if bf["run_order"] == RunOrder.NEWEST_FIRST.value else order.asc())
-        .limit(1)
     )
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    return conn.execute(q).mappings().first()
+
+
+def _take_next(conn: Connection, bf: Row, owner: str, lease_until: datetime, now: datetime) -> RowMapping | None:
+    stmt = _take_next_statement(bf["run_order"] == RunOrder.NEWEST_FIRST.value, conn.dialect.name == "postgresql")
+    params = {"p_backfill": bf["id"], "p_now": now, "p_owner": owner, "p_lease": lease_until}
+    return conn.execute(stmt, params).mappings().first()
 
 
 def materialize_chunk_size(bf: Row) -> int:
@@ -251,9 +273,7 @@ def materialize_chunk_size(bf: Row) -> int:
     return max(32, 4 * int(bf["max_active_runs"]))
 
 
-def claim(
-    conn: Connection, owner: str, limit: int, *, lease_seconds: float, now: datetime
-) -> list[ClaimedRun]:
+def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now: datetime) -> list[ClaimedRun]:
     """Claim up to ``limit`` runs for worker ``owner``, rotating over competing backfills.
 
     Backfills are served least-recently-claimed first, one run per backfill per round,
@@ -272,59 +292,28 @@ def claim(
             if bf["runs_running"] >= bf["max_active_runs"]:
                 candidates.remove(bf)
                 continue
-            run = _next_queued(conn, bf, now)
+            run = _take_next(conn, bf, owner, lease_until, now)
             if run is None and not bf["exhausted"]:
                 made = materialize(conn, bf, materialize_chunk_size(bf), now)
                 bf["runs_created"] += made.inserted
                 bf["exhausted"] = made.exhausted
                 bf["cursor"] = made.cursor
                 if made.inserted:
-                    run = _next_queued(conn, bf, now)
+                    run = _take_next(conn, bf, owner, lease_until, now)
                 elif made.exhausted:
                     _settle(conn, bf["id"], now)
             if run is None:
                 candidates.remove(bf)
                 continue
-            attempt = run["attempt"] + 1
-            conn.execute(
-                update(interval_runs)
-                .where(interval_runs.c.id == run["id"])
-                .values(
-                    status=transitions.run_claim(RunStatus.QUEUED).value,
-                    attempt=attempt,
-                    tries=run["tries"] + 1,
-                    lease_owner=owner,
-                    lease_expires_at=lease_until,
-                    started_at=now,
-                    ended_at=None,
-                    duration=None,
-                    not_before=None,
-                )
-            )
-            bf["runs_running"] += 1
             tick += 1
             # Distinct, increasing stamps keep the round-robin order inside one claim.
-            stamp = now + timedelta(microseconds=tick)
-            status = transitions.settle(
-                BackfillStatus(bf["status"]), counts_of(bf), exhausted=bool(bf["exhausted"])
-            )
-            conn.execute(
-                update(backfills)
-                .where(backfills.c.id == bf["id"])
-                .values(
-                    runs_running=backfills.c.runs_running + 1,
-                    status=status.value,
-                    started_at=func.coalesce(backfills.c.started_at, now),
-                    last_claimed_at=stamp,
-                    updated_at=now,
-                )
-            )
-            bf["status"] = status.value
+            counters = _bump(conn, bf["id"], now, running=1, claimed_at=now + timedelta(microseconds=tick))
+            bf.update(counters)
             claimed.append(
                 ClaimedRun(
                     run_id=run["id"],
-                    attempt=attempt,
-                    tries=run["tries"] + 1,
+                    attempt=run["attempt"],
+                    tries=run["tries"],
                     backfill_id=bf["id"],
                     pipeline_id=bf["pipeline_id"],
                     interval_start=run["interval_start"],
@@ -387,8 +376,7 @@ def expire_leases(conn: Connection, now: datetime, *, limit: int = 500) -> list[
     for row in conn.execute(q).all():
         key = RunKey(int(row.id), int(row.attempt))
         message = (
-            f"worker {row.lease_owner} stopped renewing its lease (killed or lost); "
-            f"attempt {row.attempt} abandoned"
+            f"worker {row.lease_owner} stopped renewing its lease (killed or lost); attempt {row.attempt} abandoned"
         )
         if record_attempt(conn, key, None, AttemptResult(ok=False, error=message), now, expired_before=now):
             expired.append(key)
@@ -396,6 +384,29 @@ def expire_leases(conn: Connection, now: datetime, *, limit: int = 500) -> list[
 
 
 # ---- finishing -----------------------------------------------------------------------
+
+
+_COMPLETE = (
+    update(interval_runs)
+    .where(
+        interval_runs.c.id == bindparam("p_run"),
+        interval_runs.c.attempt == bindparam("p_attempt"),
+        interval_runs.c.status == RunStatus.RUNNING.value,
+        interval_runs.c.lease_owner == bindparam("p_owner"),
+    )
+    .values(
+        status=RunStatus.COMPLETED.value,
+        ended_at=bindparam("p_now", type_=UTCDateTime()),
+        duration=bindparam("p_duration"),
+        rows=bindparam("p_rows"),
+        error=None,
+        block_results=bindparam("p_blocks", type_=json_type()),
+        lease_owner=None,
+        lease_expires_at=None,
+        not_before=None,
+    )
+    .returning(interval_runs.c.backfill_id)
+)
 
 
 def record_attempt(
@@ -412,6 +423,8 @@ def record_attempt(
     Returns False (and writes nothing) when the caller no longer holds that attempt —
     a worker that lost its lease cannot overwrite a newer attempt.
     """
+    if result.ok and owner is not None and expired_before is None:
+        return _record_success(conn, key, owner, result, now)
     fence = [
         interval_runs.c.id == key.run_id,
         interval_runs.c.attempt == key.attempt,
@@ -439,9 +452,7 @@ def record_attempt(
     if row is None:
         return False
     backfill_active = BackfillStatus(row.backfill_status) in ACTIVE_BACKFILL_STATUSES
-    status = transitions.run_after_attempt(
-        ok=result.ok, tries=row.tries, retries=row.retries if backfill_active else 0
-    )
+    status = transitions.run_after_attempt(ok=result.ok, tries=row.tries, retries=row.retries if backfill_active else 0)
     duration = result.duration
     if duration is None and row.started_at is not None:
         duration = max(0.0, (now - row.started_at).total_seconds())
@@ -465,46 +476,124 @@ def record_attempt(
             queued_at=now if status is RunStatus.QUEUED else interval_runs.c.queued_at,
         )
     )
-    if result.log:
-        conn.execute(
-            insert(run_logs).values(
-                run_id=key.run_id, attempt=key.attempt, content=result.log, created_at=now
-            )
-        )
-    conn.execute(
-        update(backfills)
-        .where(backfills.c.id == row.backfill_id)
-        .values(
-            runs_running=backfills.c.runs_running - 1,
-            runs_completed=backfills.c.runs_completed + (1 if status is RunStatus.COMPLETED else 0),
-            runs_failed=backfills.c.runs_failed + (1 if status is RunStatus.FAILED else 0),
-            rows_total=backfills.c.rows_total + (result.rows if status is RunStatus.COMPLETED else 0),
-            duration_total=backfills.c.duration_total
-            + ((duration or 0.0) if status is RunStatus.COMPLETED else 0.0),
-            updated_at=now,
-        )
+    _save_log(conn, key, result, now)
+    completed = status is RunStatus.COMPLETED
+    _bump(
+        conn,
+        row.backfill_id,
+        now,
+        running=-1,
+        completed=1 if completed else 0,
+        failed=1 if status is RunStatus.FAILED else 0,
+        rows=result.rows if completed else 0,
+        duration=(duration or 0.0) if completed else 0.0,
     )
-    _settle(conn, row.backfill_id, now)
     return True
 
 
-def _settle(conn: Connection, backfill_id: int, now: datetime) -> BackfillStatus:
-    """Derive the backfill status from its counters (same transaction as the change)."""
-    bf = (
+def _record_success(conn: Connection, key: RunKey, owner: str, result: AttemptResult, now: datetime) -> bool:
+    """The hot path: a worker reports a completed attempt (two statements)."""
+    duration = result.duration or 0.0
+    params = {
+        "p_run": key.run_id,
+        "p_attempt": key.attempt,
+        "p_owner": owner,
+        "p_now": now,
+        "p_duration": duration,
+        "p_rows": result.rows,
+        "p_blocks": result.block_results,
+    }
+    backfill_id = conn.execute(_COMPLETE, params).scalar()
+    if backfill_id is None:
+        return False
+    _save_log(conn, key, result, now)
+    _bump(conn, backfill_id, now, running=-1, completed=1, rows=result.rows, duration=duration)
+    return True
+
+
+def _save_log(conn: Connection, key: RunKey, result: AttemptResult, now: datetime) -> None:
+    if result.log:
         conn.execute(
-            select(
-                backfills.c.status,
-                backfills.c.exhausted,
-                backfills.c.runs_created,
-                backfills.c.runs_completed,
-                backfills.c.runs_failed,
-                backfills.c.runs_cancelled,
-                backfills.c.runs_running,
-            ).where(backfills.c.id == backfill_id)
+            insert(run_logs).values(run_id=key.run_id, attempt=key.attempt, content=result.log, created_at=now)
         )
-        .mappings()
-        .one()
+
+
+_COUNTERS = (
+    backfills.c.status,
+    backfills.c.exhausted,
+    backfills.c.runs_created,
+    backfills.c.runs_completed,
+    backfills.c.runs_failed,
+    backfills.c.runs_cancelled,
+    backfills.c.runs_running,
+)
+
+_BUMP = (
+    update(backfills)
+    .where(backfills.c.id == bindparam("p_backfill"))
+    .values(
+        runs_running=backfills.c.runs_running + bindparam("d_running"),
+        runs_completed=backfills.c.runs_completed + bindparam("d_completed"),
+        runs_failed=backfills.c.runs_failed + bindparam("d_failed"),
+        rows_total=backfills.c.rows_total + bindparam("d_rows"),
+        duration_total=backfills.c.duration_total + bindparam("d_duration"),
+        updated_at=bindparam("p_now", type_=UTCDateTime()),
     )
+    .returning(*_COUNTERS)
+)
+
+_CLAIM_BUMP = (
+    update(backfills)
+    .where(backfills.c.id == bindparam("p_backfill"))
+    .values(
+        runs_running=backfills.c.runs_running + bindparam("d_running"),
+        started_at=func.coalesce(backfills.c.started_at, bindparam("p_now", type_=UTCDateTime())),
+        last_claimed_at=bindparam("p_claimed", type_=UTCDateTime()),
+        updated_at=bindparam("p_now", type_=UTCDateTime()),
+    )
+    .returning(*_COUNTERS)
+)
+
+
+def _bump(
+    conn: Connection,
+    backfill_id: int,
+    now: datetime,
+    *,
+    running: int = 0,
+    completed: int = 0,
+    failed: int = 0,
+    rows: int = 0,
+    duration: float = 0.0,
+    claimed_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Move the backfill's counters with its runs, then settle its status — one
+    statement plus, only when the status changes, a second."""
+    if claimed_at is not None:
+        params: dict[str, Any] = {
+            "p_backfill": backfill_id,
+            "d_running": running,
+            "p_now": now,
+            "p_claimed": claimed_at,
+        }
+        row = conn.execute(_CLAIM_BUMP, params).mappings().one()
+    else:
+        params = {
+            "p_backfill": backfill_id,
+            "d_running": running,
+            "d_completed": completed,
+            "d_failed": failed,
+            "d_rows": rows,
+            "d_duration": duration,
+            "p_now": now,
+        }
+        row = conn.execute(_BUMP, params).mappings().one()
+    counters = dict(row)
+    counters["status"] = _apply_settle(conn, backfill_id, counters, now).value
+    return counters
+
+
+def _apply_settle(conn: Connection, backfill_id: int, bf: Row, now: datetime) -> BackfillStatus:
     current = BackfillStatus(bf["status"])
     new = transitions.settle(current, counts_of(bf), exhausted=bool(bf["exhausted"]))
     if new is not current:
@@ -516,6 +605,12 @@ def _settle(conn: Connection, backfill_id: int, now: datetime) -> BackfillStatus
             values["completed_at"] = now
         conn.execute(update(backfills).where(backfills.c.id == backfill_id).values(**values))
     return new
+
+
+def _settle(conn: Connection, backfill_id: int, now: datetime) -> BackfillStatus:
+    """Derive the backfill status from its counters (same transaction as the change)."""
+    bf = conn.execute(select(*_COUNTERS).where(backfills.c.id == backfill_id)).mappings().one()
+    return _apply_settle(conn, backfill_id, bf, now)
 
 
 def settle(conn: Connection, backfill_id: int, now: datetime) -> BackfillStatus:
