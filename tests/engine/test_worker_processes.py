@@ -275,3 +275,45 @@ def test_faulty_blocks_are_handled_and_reported(db: Database, db_url: str, team:
     detail = svc.get(db, team, bf)
     assert len(detail.error_report) == 3
     assert detail.row["rows_total"] == 10
+    from backfill.store.tables import run_logs
+
+    with db.read() as conn:
+        loud = conn.execute(
+            select(run_logs.c.content).where(run_logs.c.run_id == by_day["2024-03-04"]["id"])
+        ).scalar_one()
+    assert len(loud) < 1_100_000  # 3 MB printed, stored capped with a marker
+    assert "truncated" in loud
+
+
+CHATTY = """
+import time
+def run(context):
+    print("hello from", context.ds, flush=True)
+    time.sleep(4)
+    print("bye", flush=True)
+"""
+
+
+def test_output_of_a_running_attempt_can_be_tailed(db: Database, db_url: str, team: Actor) -> None:
+    from backfill.store.tables import run_logs
+
+    pid = add_pipeline(
+        db,
+        team,
+        PipelineDefinition(
+            uuid="chatty", name="chatty", blocks=(Block(uuid="main", type=BlockType.PYTHON, source=CHATTY),)
+        ),
+    )
+    bf = svc.create(db, team, pid, svc.BackfillSpec(start="2024-05-01", end="2024-05-01"), start=True)
+
+    def partial() -> str:
+        with db.read() as conn:
+            return "".join(conn.execute(select(run_logs.c.content)).scalars())
+
+    with workers(db_url, n=1, concurrency=1):
+        wait_for(lambda: "hello from 2024-05-01" in partial(), timeout=30)
+        assert status(db, bf) == "running"
+        assert "bye" not in partial()
+        wait_for(lambda: status(db, bf) == "completed", timeout=30)
+    assert "bye" in partial()
+    assert partial().count("hello from") == 1

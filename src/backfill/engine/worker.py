@@ -26,6 +26,7 @@ from backfill.store.db import Database
 log = logging.getLogger("backfill.worker")
 
 PIPELINE_CACHE_SECONDS = 5.0
+LOG_FLUSH_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class Worker:
         self._running: dict[int, queue.ClaimedRun] = {}
         self._pipelines: dict[int, tuple[float, PipelineDefinition]] = {}
         self._last_heartbeat = 0.0
+        self._last_log_flush = 0.0
+        self._flushed: dict[int, int] = {}  # run id -> length of the partial log stored
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -95,6 +98,8 @@ class Worker:
             self._record(outcomes)
         if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_seconds:
             self._heartbeat(executor)
+        if self._running and time.monotonic() - self._last_log_flush >= LOG_FLUSH_SECONDS:
+            self._flush_logs(executor)
         return len(claimed)
 
     # -- pieces --------------------------------------------------------------------
@@ -105,9 +110,7 @@ class Worker:
         executor = self._executor
         assert executor is not None
         with self.db.write() as conn:
-            claimed = queue.claim(
-                conn, self.owner, slots, lease_seconds=self.settings.lease_seconds, now=utcnow()
-            )
+            claimed = queue.claim(conn, self.owner, slots, lease_seconds=self.settings.lease_seconds, now=utcnow())
         for run in claimed:
             try:
                 request = self._request(run)
@@ -157,11 +160,27 @@ class Worker:
         with self.db.write() as conn:
             for outcome in outcomes:
                 run = self._running.pop(outcome.run_id, None)
+                self._flushed.pop(outcome.run_id, None)
                 if run is None or run.attempt != outcome.attempt:
                     continue  # lost its lease earlier; the result is not ours to record
                 recorded = queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome), now)
                 if not recorded:
                     log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
+
+    def _flush_logs(self, executor: Executor) -> None:
+        """Store what running attempts printed so far, so logs can be tailed live."""
+        self._last_log_flush = time.monotonic()
+        grown: list[tuple[queue.RunKey, str]] = []
+        for run in list(self._running.values()):
+            text = executor.read_log(run.run_id)[: self.settings.max_log_bytes]
+            if text and len(text) != self._flushed.get(run.run_id):
+                grown.append((run.key, text))
+                self._flushed[run.run_id] = len(text)
+        if grown:
+            now = utcnow()
+            with self.db.write() as conn:
+                for key, text in grown:
+                    queue.write_partial_log(conn, key, self.owner, text, now)
 
     def _heartbeat(self, executor: Executor) -> None:
         self._last_heartbeat = time.monotonic()
@@ -169,9 +188,7 @@ class Worker:
             return
         keys = [r.key for r in self._running.values()]
         with self.db.write() as conn:
-            held = queue.heartbeat(
-                conn, self.owner, keys, lease_seconds=self.settings.lease_seconds, now=utcnow()
-            )
+            held = queue.heartbeat(conn, self.owner, keys, lease_seconds=self.settings.lease_seconds, now=utcnow())
         for key in set(keys) - held:
             log.warning("run %s attempt %s: lease lost, killing it", key.run_id, key.attempt)
             self._running.pop(key.run_id, None)

@@ -47,9 +47,7 @@ def get_team(conn: Connection, team_id: int) -> RowMapping:
     return row
 
 
-def create_user(
-    conn: Connection, email: str, *, team_id: int, role: Role, password: str | None = None
-) -> int:
+def create_user(conn: Connection, email: str, *, team_id: int, role: Role, password: str | None = None) -> int:
     """Create the user (or reuse the existing one with that email) and add the membership."""
     email = email.strip().lower()
     if "@" not in email:
@@ -73,16 +71,12 @@ def create_user(
     else:
         user_id = int(existing)
         if password:
-            conn.execute(
-                users.update().where(users.c.id == user_id).values(password_hash=_hasher.hash(password))
-            )
+            conn.execute(users.update().where(users.c.id == user_id).values(password_hash=_hasher.hash(password)))
     member = conn.execute(
         select(memberships.c.role).where(memberships.c.user_id == user_id, memberships.c.team_id == team_id)
     ).first()
     if member is None:
-        conn.execute(
-            insert(memberships).values(user_id=user_id, team_id=team_id, role=role.value, created_at=now)
-        )
+        conn.execute(insert(memberships).values(user_id=user_id, team_id=team_id, role=role.value, created_at=now))
     else:
         conn.execute(
             memberships.update()
@@ -188,15 +182,10 @@ def create_api_key(conn: Connection, team_id: int, *, name: str | None = None) -
 def lookup_api_key(conn: Connection, secret: str) -> int | None:
     """The team id of a valid API key, or None."""
     team_id = conn.execute(
-        select(api_keys.c.team_id).where(
-            api_keys.c.key_hash == hash_secret(secret), api_keys.c.revoked_at.is_(None)
-        )
+        select(api_keys.c.team_id).where(api_keys.c.key_hash == hash_secret(secret), api_keys.c.revoked_at.is_(None))
     ).scalar()
     return int(team_id) if team_id is not None else None
 
 
 def any_api_key(conn: Connection) -> bool:
-    return (
-        conn.execute(select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)).first()
-        is not None
-    )
+    return conn.execute(select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)).first() is not None

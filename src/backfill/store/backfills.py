@@ -124,18 +124,12 @@ def error_report(conn: Connection, backfill_id: int, *, limit: int = 1000) -> li
 
 def duration_stats(conn: Connection, backfill_id: int) -> tuple[float | None, float | None]:
     """Mean and p95 duration of the completed runs (p95 by rank, one indexed query each)."""
-    completed = and_(
-        interval_runs.c.backfill_id == backfill_id, interval_runs.c.status == RunStatus.COMPLETED.value
-    )
+    completed = and_(interval_runs.c.backfill_id == backfill_id, interval_runs.c.status == RunStatus.COMPLETED.value)
     n, mean = conn.execute(select(func.count(), func.avg(interval_runs.c.duration)).where(completed)).one()
     if not n:
         return None, None
     rank = max(0, int(n * 0.95 + 0.999999) - 1)
     p95 = conn.execute(
-        select(interval_runs.c.duration)
-        .where(completed)
-        .order_by(interval_runs.c.duration)
-        .offset(rank)
-        .limit(1)
+        select(interval_runs.c.duration).where(completed).order_by(interval_runs.c.duration).offset(rank).limit(1)
     ).scalar()
     return float(mean), float(p95) if p95 is not None else None

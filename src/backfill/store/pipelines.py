@@ -126,13 +126,7 @@ def get_in_team(
 
 
 def list_for_team(conn: Connection, team_id: int, *, limit: int = 100, offset: int = 0) -> list[RowMapping]:
-    q = (
-        select(pipelines)
-        .where(pipelines.c.team_id == team_id)
-        .order_by(pipelines.c.uuid)
-        .limit(limit)
-        .offset(offset)
-    )
+    q = select(pipelines).where(pipelines.c.team_id == team_id).order_by(pipelines.c.uuid).limit(limit).offset(offset)
     return list(conn.execute(q).mappings())
 
 

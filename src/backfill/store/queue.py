@@ -513,9 +513,34 @@ def _record_success(conn: Connection, key: RunKey, owner: str, result: AttemptRe
 
 def _save_log(conn: Connection, key: RunKey, result: AttemptResult, now: datetime) -> None:
     if result.log:
-        conn.execute(
-            insert(run_logs).values(run_id=key.run_id, attempt=key.attempt, content=result.log, created_at=now)
+        _upsert_log(conn, key, result.log, now)
+
+
+def _upsert_log(conn: Connection, key: RunKey, content: str, now: datetime) -> None:
+    updated = conn.execute(
+        update(run_logs)
+        .where(run_logs.c.run_id == key.run_id, run_logs.c.attempt == key.attempt)
+        .values(content=content)
+    ).rowcount
+    if not updated:
+        conn.execute(insert(run_logs).values(run_id=key.run_id, attempt=key.attempt, content=content, created_at=now))
+
+
+def write_partial_log(conn: Connection, key: RunKey, owner: str, content: str, now: datetime) -> bool:
+    """Store the output of a running attempt so far (for tailing), fenced like every
+    worker write: only the lease owner of that attempt may write it."""
+    held = conn.execute(
+        select(interval_runs.c.id).where(
+            interval_runs.c.id == key.run_id,
+            interval_runs.c.attempt == key.attempt,
+            interval_runs.c.status == RunStatus.RUNNING.value,
+            interval_runs.c.lease_owner == owner,
         )
+    ).first()
+    if held is None:
+        return False
+    _upsert_log(conn, key, content, now)
+    return True
 
 
 _COUNTERS = (

@@ -197,5 +197,7 @@ run_logs = Table(
     Column("attempt", Integer, nullable=False),
     Column("content", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # One row per attempt: rewritten while the attempt runs (for tailing), final at its end.
+    UniqueConstraint("run_id", "attempt"),
     Index("ix_run_logs_run", "run_id", "id"),
 )

@@ -33,9 +33,7 @@ def upgrade() -> None:
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["team_id"], ["teams.id"], name=op.f("fk_api_keys_team_id_teams"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["team_id"], ["teams.id"], name=op.f("fk_api_keys_team_id_teams"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
         sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
     )
@@ -73,9 +71,7 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=200), nullable=True),
         sa.Column("default_team_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["default_team_id"], ["teams.id"], name=op.f("fk_users_default_team_id_teams")
-        ),
+        sa.ForeignKeyConstraint(["default_team_id"], ["teams.id"], name=op.f("fk_users_default_team_id_teams")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
     )
@@ -130,15 +126,9 @@ def upgrade() -> None:
         sa.Column("removed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("removed_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["created_user_id"], ["users.id"], name=op.f("fk_backfills_created_user_id_users")
-        ),
-        sa.ForeignKeyConstraint(
-            ["pipeline_id"], ["pipelines.id"], name=op.f("fk_backfills_pipeline_id_pipelines")
-        ),
-        sa.ForeignKeyConstraint(
-            ["removed_user_id"], ["users.id"], name=op.f("fk_backfills_removed_user_id_users")
-        ),
+        sa.ForeignKeyConstraint(["created_user_id"], ["users.id"], name=op.f("fk_backfills_created_user_id_users")),
+        sa.ForeignKeyConstraint(["pipeline_id"], ["pipelines.id"], name=op.f("fk_backfills_pipeline_id_pipelines")),
+        sa.ForeignKeyConstraint(["removed_user_id"], ["users.id"], name=op.f("fk_backfills_removed_user_id_users")),
         sa.ForeignKeyConstraint(["team_id"], ["teams.id"], name=op.f("fk_backfills_team_id_teams")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_backfills")),
         sa.UniqueConstraint(
@@ -150,9 +140,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("backfills", schema=None) as batch_op:
         batch_op.create_index("ix_backfills_pipeline_status", ["pipeline_id", "status"], unique=False)
-        batch_op.create_index(
-            "ix_backfills_status_claim", ["status", "paused", "last_claimed_at"], unique=False
-        )
+        batch_op.create_index("ix_backfills_status_claim", ["status", "paused", "last_claimed_at"], unique=False)
         batch_op.create_index("ix_backfills_team_created", ["team_id", "id"], unique=False)
 
     op.create_table(
@@ -182,9 +170,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_tokens_user_id_users"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_tokens_user_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_tokens_token_hash")),
     )
@@ -219,18 +205,12 @@ def upgrade() -> None:
             name=op.f("fk_interval_runs_backfill_id_backfills"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["pipeline_id"], ["pipelines.id"], name=op.f("fk_interval_runs_pipeline_id_pipelines")
-        ),
+        sa.ForeignKeyConstraint(["pipeline_id"], ["pipelines.id"], name=op.f("fk_interval_runs_pipeline_id_pipelines")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_interval_runs")),
-        sa.UniqueConstraint(
-            "backfill_id", "interval_start", name=op.f("uq_interval_runs_backfill_id_interval_start")
-        ),
+        sa.UniqueConstraint("backfill_id", "interval_start", name=op.f("uq_interval_runs_backfill_id_interval_start")),
     )
     with op.batch_alter_table("interval_runs", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_interval_runs_claim", ["backfill_id", "status", "interval_start"], unique=False
-        )
+        batch_op.create_index("ix_interval_runs_claim", ["backfill_id", "status", "interval_start"], unique=False)
         batch_op.create_index("ix_interval_runs_lease", ["status", "lease_expires_at"], unique=False)
         batch_op.create_index(
             "ix_interval_runs_pipeline_interval", ["pipeline_id", "interval_start", "status"], unique=False
@@ -250,6 +230,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run_logs")),
+        sa.UniqueConstraint("run_id", "attempt", name=op.f("uq_run_logs_run_id_attempt")),
     )
     with op.batch_alter_table("run_logs", schema=None) as batch_op:
         batch_op.create_index("ix_run_logs_run", ["run_id", "id"], unique=False)
