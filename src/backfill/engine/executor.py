@@ -432,11 +432,7 @@ def _read_capped(path: str, limit: int) -> str:
     except FileNotFoundError:
         return ""
     cut = size - len(head) - len(tail)
-    return (
-        head.decode("utf-8", "replace")
-        + f"\n[... {cut} bytes truncated ...]\n"
-        + tail.decode("utf-8", "replace")
-    )
+    return head.decode("utf-8", "replace") + f"\n[... {cut} bytes truncated ...]\n" + tail.decode("utf-8", "replace")
 
 
 def _exit_description(exitcode: int | None) -> str:
@@ -894,15 +890,10 @@ class Executor:
         if done < len(run.block_uuids):
             current = run.block_uuids[done]
             started = results[-1].ended_at if results else _dt(run.started_wall)
-            if died:
-                error = f"{reason} while running block {current!r}"
-            else:
-                error = f"{reason}\nblock {current!r} was running"
+            error = f"{reason} while running block {current!r}" if died else f"{reason}\nblock {current!r} was running"
             headline = error.partition("\n")[0]
             results.append(BlockResult(current, "failed", started, _dt(now), None, headline, None))
-            results.extend(
-                BlockResult(u, "skipped", None, None, None, None, None) for u in run.block_uuids[done + 1 :]
-            )
+            results.extend(BlockResult(u, "skipped", None, None, None, None, None) for u in run.block_uuids[done + 1 :])
         return RunOutcome(
             run_id=run.request.run_id,
             attempt=run.request.attempt,
