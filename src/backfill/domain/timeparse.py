@@ -34,8 +34,7 @@ __all__ = [
 ]
 
 ACCEPTED_FORMATS = (
-    "YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or ISO 8601 such as 2024-01-31T09:00:00Z "
-    "or 2024-01-31T09:00:00.5+01:00"
+    "YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or ISO 8601 such as 2024-01-31T09:00:00Z or 2024-01-31T09:00:00.5+01:00"
 )
 
 _DATE_ONLY_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
