@@ -147,9 +147,7 @@ class BackfillMachine(RuleBasedStateMachine):
     @rule(ok=st.booleans(), tries=st.integers(1, 3))
     def finish(self, ok: bool, tries: int) -> None:
         active = self.status in (B.SCHEDULED, B.RUNNING)
-        self.runs[self.runs.index(R.RUNNING)] = t.run_after_attempt(
-            ok=ok, tries=tries, retries=1 if active else 0
-        )
+        self.runs[self.runs.index(R.RUNNING)] = t.run_after_attempt(ok=ok, tries=tries, retries=1 if active else 0)
         self.settle()
 
     @invariant()

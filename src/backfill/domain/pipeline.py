@@ -132,9 +132,7 @@ def add_upstream_for_block(
     return tuple(b.uuid for b in order_blocks(pipeline.blocks) if b.uuid in wanted)
 
 
-def validate_selection(
-    pipeline: PipelineDefinition, selection: Iterable[str] | None
-) -> tuple[str, ...] | None:
+def validate_selection(pipeline: PipelineDefinition, selection: Iterable[str] | None) -> tuple[str, ...] | None:
     """Check that every selected block exists; return the selection in topological order."""
     if selection is None:
         return None

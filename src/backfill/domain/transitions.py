@@ -94,17 +94,13 @@ def cancel(current: BackfillStatus) -> BackfillStatus:
 def check_pause(current: BackfillStatus) -> None:
     """Pause and resume apply to backfills that can still run something."""
     if current.is_final:
-        raise InvalidTransition(
-            f"the backfill is {current.value}, a final status; it cannot be paused or resumed"
-        )
+        raise InvalidTransition(f"the backfill is {current.value}, a final status; it cannot be paused or resumed")
 
 
 def check_settings_editable(current: BackfillStatus, field: str) -> None:
     """Range, interval, variables and block selection change only before the start."""
     if current is not B.CREATED:
-        raise InvalidTransition(
-            f"{field} can only be changed before the backfill starts (it is {current.value})"
-        )
+        raise InvalidTransition(f"{field} can only be changed before the backfill starts (it is {current.value})")
 
 
 def check_deletable(current: BackfillStatus) -> None:
