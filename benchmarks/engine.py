@@ -18,10 +18,11 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 import uuid
 from pathlib import Path
 
-import resource
+import psutil
 import sqlalchemy as sa
 
 from backfill.domain.model import BlockType, Role
@@ -84,10 +85,34 @@ def throughput(url: str, runs: int, concurrency: int) -> float:
     return runs / elapsed
 
 
-def create_cancel(url: str, hours: int) -> tuple[float, float, float]:
+class RssSampler(threading.Thread):
+    """Samples this process's RSS every millisecond; stop() returns the peak growth in MiB."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.proc = psutil.Process()
+        self.base = self.proc.memory_info().rss
+        self.peak = self.base
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.001)
+
+    def stop(self) -> float:
+        self.done.set()
+        self.join()
+        return (self.peak - self.base) / 2**20
+
+
+def create_cancel(url: str, hours: int, *, trace: bool) -> tuple[float, float, float, float]:
     db, actor, pid = setup(url)
     gc.collect()
-    peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, process-lifetime peak
+    sampler = RssSampler()
+    if trace:
+        tracemalloc.start()
     end = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(946684800 + (hours - 1) * 3600))
     spec = svc.BackfillSpec(start="2000-01-01T00:00:00", end=end, interval_type="hour")
     t0 = time.perf_counter()
@@ -99,9 +124,11 @@ def create_cancel(url: str, hours: int) -> tuple[float, float, float]:
     with db.read() as conn:
         row = store.get(conn, bf)
     assert row["runs_total"] == hours and row["status"] == "cancelled"
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak0) / 1024
+    allocated = tracemalloc.get_traced_memory()[1] / 2**20 if trace else 0.0
+    tracemalloc.stop()
+    peak = sampler.stop()
     db.dispose()
-    return t_create * 1000, t_cancel * 1000, peak
+    return t_create * 1000, t_cancel * 1000, peak, allocated
 
 
 def pg_schema_url(base: str) -> str:
@@ -130,8 +157,12 @@ def main() -> None:
         rate = throughput(make_url(), args.runs, args.concurrency)
         print(f"{name}: no-op runs/s end to end ({args.runs} runs, concurrency {args.concurrency}): {rate:.0f}")
         for hours in (87_600, 876_000):
-            c, k, mem = create_cancel(make_url(), hours)
-            figures = f"create+start {c:.1f} ms, cancel {k:.1f} ms, peak RSS growth {mem:.1f} MiB"
+            c, k, mem, _ = create_cancel(make_url(), hours, trace=False)
+            _, _, _, alloc = create_cancel(make_url(), hours, trace=True)
+            figures = (
+                f"create+start {c:.1f} ms, cancel {k:.1f} ms, "
+                f"peak RSS growth {mem:.1f} MiB, peak Python allocations {alloc:.2f} MiB"
+            )
             print(f"{name}: {hours} hourly intervals: {figures}")
 
 

@@ -15,6 +15,9 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
 
 from backfill.domain.pipeline import PipelineDefinition
 from backfill.engine.executor import Executor, RunOutcome, RunRequest
@@ -64,6 +67,7 @@ class Worker:
         self._pipelines: dict[int, tuple[float, PipelineDefinition]] = {}
         self._last_heartbeat = 0.0
         self._last_log_flush = 0.0
+        self._next_claim_at = 0.0
         self._flushed: dict[int, int] = {}  # run id -> length of the partial log stored
 
     # -- lifecycle -----------------------------------------------------------------
@@ -87,15 +91,25 @@ class Worker:
         log.info("worker %s stopped", self.owner)
 
     def step(self, *, claim: bool = True) -> int:
-        """One loop iteration: claim into free slots, wait briefly, record outcomes,
-        heartbeat. Returns how many runs it claimed."""
+        """One loop iteration: wait briefly for finished runs, then record them and claim
+        into the free slots in ONE transaction, heartbeat, flush logs. Returns how many
+        runs it claimed."""
         executor = self._executor
         assert executor is not None, "step() runs inside run()"
-        claimed = self._claim(executor.free_slots) if claim else []
         busy = bool(self._running)
-        outcomes = executor.poll(0.02 if busy or claimed else self.settings.poll_seconds)
-        if outcomes:
-            self._record(outcomes)
+        outcomes = executor.poll(0.005 if busy else self.settings.poll_seconds)
+        slots = executor.free_slots if claim and time.monotonic() >= self._next_claim_at else 0
+        claimed: list[queue.ClaimedRun] = []
+        if outcomes or slots:
+            with self.db.write() as conn:
+                now = utcnow()
+                self._record(conn, outcomes, now)
+                if slots:
+                    claimed = queue.claim(conn, self.owner, slots, lease_seconds=self.settings.lease_seconds, now=now)
+            # Nothing (more) to claim: do not ask again before the poll interval, unless a
+            # run finishes and frees a slot.
+            self._next_claim_at = 0.0 if len(claimed) == slots else time.monotonic() + self.settings.poll_seconds
+            self._submit(claimed)
         if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_seconds:
             self._heartbeat(executor)
         if self._running and time.monotonic() - self._last_log_flush >= LOG_FLUSH_SECONDS:
@@ -104,13 +118,9 @@ class Worker:
 
     # -- pieces --------------------------------------------------------------------
 
-    def _claim(self, slots: int) -> list[queue.ClaimedRun]:
-        if slots <= 0:
-            return []
+    def _submit(self, claimed: list[queue.ClaimedRun]) -> None:
         executor = self._executor
         assert executor is not None
-        with self.db.write() as conn:
-            claimed = queue.claim(conn, self.owner, slots, lease_seconds=self.settings.lease_seconds, now=utcnow())
         for run in claimed:
             try:
                 request = self._request(run)
@@ -127,7 +137,6 @@ class Worker:
                 continue
             self._running[run.run_id] = run
             executor.submit(request)
-        return claimed
 
     def _definition(self, pipeline_id: int) -> PipelineDefinition:
         cached = self._pipelines.get(pipeline_id)
@@ -155,17 +164,14 @@ class Worker:
             timeout_seconds=run.timeout_seconds,
         )
 
-    def _record(self, outcomes: list[RunOutcome]) -> None:
-        now = utcnow()
-        with self.db.write() as conn:
-            for outcome in outcomes:
-                run = self._running.pop(outcome.run_id, None)
-                self._flushed.pop(outcome.run_id, None)
-                if run is None or run.attempt != outcome.attempt:
-                    continue  # lost its lease earlier; the result is not ours to record
-                recorded = queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome), now)
-                if not recorded:
-                    log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
+    def _record(self, conn: Connection, outcomes: list[RunOutcome], now: datetime) -> None:
+        for outcome in outcomes:
+            run = self._running.pop(outcome.run_id, None)
+            self._flushed.pop(outcome.run_id, None)
+            if run is None or run.attempt != outcome.attempt:
+                continue  # lost its lease earlier; the result is not ours to record
+            if not queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome), now):
+                log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
 
     def _flush_logs(self, executor: Executor) -> None:
         """Store what running attempts printed so far, so logs can be tailed live."""
