@@ -1,23 +1,27 @@
 """Team API figures (issue: api). Prints, does not assert.
 
-Starts a real server (uvicorn in a subprocess on 127.0.0.1, temp SQLite database seeded
-with a team, a token, a pipeline and a backfill), then measures with httpx clients:
+Starts a real server (uvicorn in a subprocess on 127.0.0.1, as ``backfill serve`` builds
+the app, over a temp SQLite database seeded with a team, a token, a pipeline and a
+backfill), then measures:
 
-- GET /v1/teams/{team}/backfills/{id}: requests/s, p50/p99 latency (target ≥ 1,500 req/s,
-  p99 < 20 ms);
-- the create → cancel cycle (POST a one-day backfill, PATCH it CANCELLED): cycles/s and
-  p50/p99 latency of each request.
+- GET /v1/teams/{team}/backfills/{id}: requests/s and p50/p99 latency (target ≥ 1,500
+  req/s, p99 < 20 ms), once with httpx clients and once with a lighter load generator
+  (``http.client``, keep-alive): on a small machine httpx itself costs more CPU per
+  request than the server and the clients share its cores;
+- the server's CPU time per GET (what bounds the throughput of one server process);
+- the create → cancel cycle with httpx (POST a one-day backfill, PATCH it CANCELLED):
+  cycles/s and p50/p99 of each request.
 
-The load generator runs in separate processes (threads of httpx clients in each), so the
-client's own CPU does not share the server's interpreter; on a small machine they still
-share cores, which the figures include.
+The load runs in client processes (several keep-alive connections each), started
+together. Bounded: 3 phases of ``--seconds`` (default 3) plus start-up.
 
-Usage: python benchmarks/api.py [--seconds 5] [--clients 2] [--threads 8] [--access-log]
+Usage: python benchmarks/api.py [--seconds 3] [--clients 2] [--threads 4] [--no-access-log]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import itertools
 import multiprocessing as mp
 import os
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from backfill.domain.model import BlockType, Role, Scope
 from backfill.domain.pipeline import Block, PipelineDefinition
@@ -99,8 +104,8 @@ def wait_ready(base: str, timeout: float = 20.0) -> None:
 # ---- load generation (runs in client processes) -------------------------------------------------
 
 
-def _get_worker(
-    base: str, path: str, headers: dict[str, str], until: float, out: list[float], errors: list[int]
+def _get_httpx(
+    base: str, path: str, headers: dict[str, str], until: float, out: list[float], errors: list[str]
 ) -> None:
     with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
         while time.perf_counter() < until:
@@ -108,35 +113,54 @@ def _get_worker(
             r = client.get(path)
             out.append(time.perf_counter() - t0)
             if r.status_code != 200:
-                errors.append(r.status_code)
+                errors.append(str(r.status_code))
 
 
-def _cycle_worker(
-    base: str,
-    prefix: str,
-    pipeline: int,
-    headers: dict[str, str],
-    until: float,
-    days: Any,
-    out: dict[str, list[float]],
-    errors: list[str],
+def _get_raw(base: str, path: str, headers: dict[str, str], until: float, out: list[float], errors: list[str]) -> None:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        while time.perf_counter() < until:
+            t0 = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            out.append(time.perf_counter() - t0)
+            if r.status != 200:
+                errors.append(str(r.status))
+    finally:
+        conn.close()
+
+
+class _Days:
+    """Distinct day offsets across threads (and, by offset/stride, across processes)."""
+
+    def __init__(self, offset: int, stride: int) -> None:
+        self._count = itertools.count(offset, stride)
+        self._lock = threading.Lock()
+
+    def __next__(self) -> int:
+        with self._lock:
+            return next(self._count)
+
+
+def _cycle(
+    base: str, prefix: str, pipeline: int, headers: dict[str, str], until: float, days: _Days, out: dict[str, Any]
 ) -> None:
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         while time.perf_counter() < until:
             day = (date(2030, 1, 1) + timedelta(days=next(days))).isoformat()
             t0 = time.perf_counter()
-            r = client.post(
-                f"{prefix}/transfers/{pipeline}/backfills", json={"range_start": day, "range_end": day}
-            )
+            r = client.post(f"{prefix}/transfers/{pipeline}/backfills", json={"range_start": day, "range_end": day})
             t1 = time.perf_counter()
             if r.status_code != 200:
-                errors.append(f"create {r.status_code} {r.text[:200]}")
+                out["errors"].append(f"create {r.status_code} {r.text[:200]}")
                 continue
             bf = r.json()["data"]["transfer_backfill_id"]
             r = client.patch(f"{prefix}/backfills/{bf}", json={"status": "CANCELLED"})
             t2 = time.perf_counter()
             if r.status_code != 200 or r.json()["data"]["status"] != "CANCELLED":
-                errors.append(f"cancel {r.status_code} {r.text[:200]}")
+                out["errors"].append(f"cancel {r.status_code} {r.text[:200]}")
                 continue
             out["create"].append(t1 - t0)
             out["cancel"].append(t2 - t1)
@@ -144,58 +168,30 @@ def _cycle_worker(
 
 
 def client_process(kind: str, args: dict[str, Any], queue: Any) -> None:
-    threads = args["threads"]
-    start_at: float = args["start_at"]
-    while time.time() < start_at:
+    while time.time() < args["start_at"]:
         time.sleep(0.001)
     until = time.perf_counter() + args["seconds"]
     headers = {"Authorization": f"Bearer {args['token']}"}
-    if kind == "get":
-        lat: list[float] = []
-        errors: list[int] = []
-        ts = [
-            threading.Thread(
-                target=_get_worker, args=(args["base"], args["path"], headers, until, lat, errors)
-            )
-            for _ in range(threads)
-        ]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        queue.put({"lat": lat, "errors": [str(e) for e in errors]})
+    out: dict[str, Any] = {"lat": [], "create": [], "cancel": [], "cycle": [], "errors": []}
+    if kind == "cycle":
+        days = _Days(args["offset"], args["stride"])
+        target: Any = _cycle
+        targs: tuple[Any, ...] = (args["base"], args["prefix"], args["pipeline"], headers, until, days, out)
     else:
-        days = itertools.count(args["offset"], args["stride"])
-        lock = threading.Lock()
-
-        def next_day() -> Any:
-            while True:
-                with lock:
-                    value = next(days)
-                yield value
-
-        gen = next_day()
-        out: dict[str, list[float]] = {"create": [], "cancel": [], "cycle": []}
-        cycle_errors: list[str] = []
-        prefix = args["prefix"]
-        ts = [
-            threading.Thread(
-                target=_cycle_worker,
-                args=(args["base"], prefix, args["pipeline"], headers, until, gen, out, cycle_errors),
-            )
-            for _ in range(threads)
-        ]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        queue.put({**out, "errors": cycle_errors})
+        target = _get_httpx if kind == "get_httpx" else _get_raw
+        targs = (args["base"], args["path"], headers, until, out["lat"], out["errors"])
+    threads = [threading.Thread(target=target, args=targs) for _ in range(args["threads"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    queue.put(out)
 
 
-def run_clients(kind: str, processes: int, base_args: dict[str, Any]) -> list[dict[str, Any]]:
+def run_clients(kind: str, processes: int, base_args: dict[str, Any]) -> dict[str, list[Any]]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    start_at = time.time() + 1.5  # let every process import and connect first
+    start_at = time.time() + 1.5  # every process imports and connects first
     procs = [
         ctx.Process(
             target=client_process,
@@ -208,7 +204,7 @@ def run_clients(kind: str, processes: int, base_args: dict[str, Any]) -> list[di
     results = [queue.get(timeout=base_args["seconds"] + 60) for _ in procs]
     for p in procs:
         p.join()
-    return results
+    return {key: [x for r in results for x in r[key]] for key in results[0]}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -222,22 +218,25 @@ def report(label: str, rate: float | None, unit: str, values: list[float], error
     rate_text = f"{rate:8.0f} {unit:<9}" if rate is not None else " " * 18
     error_text = f"   errors {errors}" if errors is not None else ""
     p50, p99 = pct(values, 0.50), pct(values, 0.99)
-    print(f"{label:<24}{rate_text} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms{error_text}")
+    print(f"{label:<30}{rate_text} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms{error_text}")
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each phase")
     parser.add_argument("--clients", type=int, default=2, help="client processes")
-    parser.add_argument("--threads", type=int, default=8, help="threads (connections) per client process")
-    parser.add_argument("--cycle-threads", type=int, default=2, help="threads per client process (cycle)")
-    parser.add_argument("--access-log", action="store_true", help="JSON access log at INFO (to /dev/null)")
+    parser.add_argument("--threads", type=int, default=4, help="keep-alive connections per client process (GET)")
+    parser.add_argument("--cycle-threads", type=int, default=2, help="connections per client process (cycle)")
+    parser.add_argument("--no-access-log", action="store_true", help="logging at WARNING (serve logs at INFO)")
     parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], int(args.serve[1]), args.access_log)
+        serve(args.serve[0], int(args.serve[1]), not args.no_access_log)
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -246,11 +245,9 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, __file__, "--serve", url, str(port)]
-        if args.access_log:
-            cmd.append("--access-log")
-        server = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy()
-        )
+        if args.no_access_log:
+            cmd.append("--no-access-log")
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
         try:
             wait_ready(base)
             prefix = f"/v1/teams/{ids['team']}"
@@ -261,32 +258,31 @@ def main() -> None:
                 for _ in range(200):
                     c.get(get_path)
             common = {"base": base, "token": ids["token"], "seconds": args.seconds, "threads": args.threads}
-
-            results = run_clients("get", args.clients, {**common, "path": get_path})
-            lat = [x for r in results for x in r["lat"]]
-            errors = [e for r in results for e in r["errors"]]
+            proc = psutil.Process(server.pid)
             print(f"server: uvicorn, 1 process, SQLite (WAL); {os.cpu_count()} CPUs shared with the clients")
-            print(
-                f"clients: {args.clients} processes x {args.threads} httpx connections, {args.seconds:.0f} s"
-            )
-            print(f"access log: {'JSON lines at INFO' if args.access_log else 'off (WARNING)'}")
+            print(f"access log: {'off (WARNING)' if args.no_access_log else 'JSON lines at INFO, as serve does'}")
+            print(f"GET load: {args.clients} processes x {args.threads} keep-alive connections, {args.seconds:.0f} s")
             print()
-            report("GET backfill", len(lat) / args.seconds, "req/s", lat, len(errors))
-
-            cycle_args = {
-                **common,
-                "prefix": prefix,
-                "pipeline": ids["pipeline"],
-                "threads": args.cycle_threads,
-            }
-            results = run_clients("cycle", args.clients, cycle_args)
-            cycles = [x for r in results for x in r["cycle"]]
-            errors2 = [e for r in results for e in r["errors"]]
-            report("create -> cancel cycle", len(cycles) / args.seconds, "cycles/s", cycles, len(errors2))
-            report("  POST create", None, "", [x for r in results for x in r["create"]], None)
-            report("  PATCH cancel", None, "", [x for r in results for x in r["cancel"]], None)
-            if errors2:
-                print("  first error:", errors2[0])
+            for kind, label in (("get_httpx", "GET backfill (httpx)"), ("get_raw", "GET backfill (http.client)")):
+                before = cpu_seconds(proc)
+                out = run_clients(kind, args.clients, {**common, "path": get_path})
+                used = cpu_seconds(proc) - before
+                report(label, len(out["lat"]) / args.seconds, "req/s", out["lat"], len(out["errors"]))
+                if out["lat"]:
+                    print(f"{'':<30}server CPU {used / len(out['lat']) * 1e6:.0f} us/request")
+            cycle_args = {**common, "prefix": prefix, "pipeline": ids["pipeline"], "threads": args.cycle_threads}
+            out = run_clients("cycle", args.clients, cycle_args)
+            report(
+                "create -> cancel (httpx)",
+                len(out["cycle"]) / args.seconds,
+                "cycles/s",
+                out["cycle"],
+                len(out["errors"]),
+            )
+            report("  POST create", None, "", out["create"], None)
+            report("  PATCH cancel", None, "", out["cancel"], None)
+            if out["errors"]:
+                print("  first error:", out["errors"][0])
         finally:
             server.terminate()
             server.wait(timeout=10)

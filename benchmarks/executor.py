@@ -44,9 +44,8 @@ def measure(slots: int, n: int) -> None:
                     submit()
                     submitted += 1
         wall, cpu = time.perf_counter() - began, time.process_time() - cpu0
-    print(
-        f"executor slots={slots}: {n / wall:.0f} runs/s, {wall / n * 1e6:.0f} µs/run wall, parent CPU {cpu / n * 1e6:.0f} µs/run"
-    )
+    per_run = f"{wall / n * 1e6:.0f} µs/run wall, parent CPU {cpu / n * 1e6:.0f} µs/run"
+    print(f"executor slots={slots}: {n / wall:.0f} runs/s, {per_run}")
 
 
 def main() -> None:

@@ -26,13 +26,9 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf")),
 )
 
-HTTP_RATE_LIMITED = Counter(
-    "backfill_http_rate_limited_total", "Requests refused with 429 by the rate limiter."
-)
+HTTP_RATE_LIMITED = Counter("backfill_http_rate_limited_total", "Requests refused with 429 by the rate limiter.")
 
-RUNS_BY_STATUS = Gauge(
-    "backfill_interval_runs", "Interval runs by status (from the backfill counters).", ["status"]
-)
+RUNS_BY_STATUS = Gauge("backfill_interval_runs", "Interval runs by status (from the backfill counters).", ["status"])
 
 BACKFILLS_BY_STATUS = Gauge("backfill_backfills", "Backfills by status.", ["status"])
 

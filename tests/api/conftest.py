@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -21,9 +24,11 @@ from backfill.services.actor import Actor
 from backfill.services.backfills import BackfillSpec
 from backfill.store import auth, queue
 from backfill.store import pipelines as pipeline_store
-from backfill.store.db import Database
+from backfill.store.db import Database, normalize_url
+from backfill.store.tables import metadata
 
 ALL_SCOPES = (Scope.READ, Scope.WRITE)
+PG_URL = os.environ.get("BACKFILL_TEST_DATABASE_URL")
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -78,28 +83,14 @@ def add_pipeline(db: Database, team_id: int, uuid: str, **kw: Any) -> int:
         uuid=uuid,
         name=uuid.replace("_", " "),
         blocks=(
-            Block(
-                uuid="extract", type=BlockType.PYTHON, source="def run(context):\n    return {'rows': 1}\n"
-            ),
-            Block(
-                uuid="load", type=BlockType.SQL, source="select 1", upstream=("extract",), connection="dwh"
-            ),
+            Block(uuid="extract", type=BlockType.PYTHON, source="def run(context):\n    return {'rows': 1}\n"),
+            Block(uuid="load", type=BlockType.SQL, source="select 1", upstream=("extract",), connection="dwh"),
         ),
         **kw,
     )
     with db.write() as conn:
         pipeline_store.sync(conn, [definition], default_team_id=team_id)
         return int(pipeline_store.get_in_team(conn, team_id, uuid=uuid)["id"])
-
-
-def _user(db: Database, email: str, team_id: int, role: Role) -> int:
-    with db.write() as conn:
-        return auth.create_user(conn, email, team_id=team_id, role=role)
-
-
-def _token(db: Database, user_id: int, scopes: tuple[Scope, ...], expires_in: timedelta | None = None) -> str:
-    with db.write() as conn:
-        return auth.create_token(conn, user_id, scopes=scopes, expires_in=expires_in).secret
 
 
 def materialize_one(db: Database, backfill_id: int) -> int:
@@ -111,30 +102,34 @@ def materialize_one(db: Database, backfill_id: int) -> int:
     return claimed[0].run_id
 
 
-@pytest.fixture
-def world(db: Database) -> World:
+def build_world(db: Database) -> World:
     with db.write() as conn:
         team_a = auth.create_team(conn, "Team A")
         team_b = auth.create_team(conn, "Team B")
-    users = {
-        "owner": _user(db, "owner@a.example", team_a, Role.OWNER),
-        "admin": _user(db, "admin@a.example", team_a, Role.ADMIN),
-        "editor": _user(db, "editor@a.example", team_a, Role.EDITOR),
-        "viewer": _user(db, "viewer@a.example", team_a, Role.VIEWER),
-        "outsider": _user(db, "owner@b.example", team_b, Role.OWNER),
-    }
-    tokens = {
-        "owner": _token(db, users["owner"], ALL_SCOPES),
-        "admin": _token(db, users["admin"], (Scope.ADMIN,)),
-        "editor": _token(db, users["editor"], ALL_SCOPES),
-        "viewer": _token(db, users["viewer"], ALL_SCOPES),
-        "read_only": _token(db, users["editor"], (Scope.READ,)),
-        "write_only": _token(db, users["editor"], (Scope.WRITE,)),
-        "viewer_read_only": _token(db, users["viewer"], (Scope.READ,)),
-        "outsider": _token(db, users["outsider"], ALL_SCOPES),
-        "outsider_read_only": _token(db, users["outsider"], (Scope.READ,)),
-        "expired": _token(db, users["owner"], ALL_SCOPES, expires_in=timedelta(seconds=-1)),
-    }
+        users = {
+            "owner": auth.create_user(conn, "owner@a.example", team_id=team_a, role=Role.OWNER),
+            "admin": auth.create_user(conn, "admin@a.example", team_id=team_a, role=Role.ADMIN),
+            "editor": auth.create_user(conn, "editor@a.example", team_id=team_a, role=Role.EDITOR),
+            "viewer": auth.create_user(conn, "viewer@a.example", team_id=team_a, role=Role.VIEWER),
+            "outsider": auth.create_user(conn, "owner@b.example", team_id=team_b, role=Role.OWNER),
+        }
+        grants: dict[str, tuple[str, tuple[Scope, ...]]] = {
+            "owner": ("owner", ALL_SCOPES),
+            "admin": ("admin", (Scope.ADMIN,)),
+            "editor": ("editor", ALL_SCOPES),
+            "viewer": ("viewer", ALL_SCOPES),
+            "read_only": ("editor", (Scope.READ,)),
+            "write_only": ("editor", (Scope.WRITE,)),
+            "viewer_read_only": ("viewer", (Scope.READ,)),
+            "outsider": ("outsider", ALL_SCOPES),
+            "outsider_read_only": ("outsider", (Scope.READ,)),
+        }
+        tokens = {
+            name: auth.create_token(conn, users[user], scopes=scopes).secret for name, (user, scopes) in grants.items()
+        }
+        tokens["expired"] = auth.create_token(
+            conn, users["owner"], scopes=ALL_SCOPES, expires_in=timedelta(seconds=-1)
+        ).secret
     a = Actor(team_id=team_a, user_id=users["owner"])
     b = Actor(team_id=team_b, user_id=users["outsider"])
     pipeline_a = add_pipeline(db, team_a, "daily_sales")
@@ -150,6 +145,50 @@ def world(db: Database) -> World:
     )
     w.run_id = materialize_one(db, w.backfill_id)
     return w
+
+
+@pytest.fixture
+def world(db: Database) -> World:
+    return build_world(db)
+
+
+# ---- one world per module, for tests that do not change what they read ----------------------------
+
+
+@pytest.fixture(scope="module")
+def module_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """Like the root ``db`` fixture, shared by a module (SQLite file or PostgreSQL schema)."""
+    if not PG_URL:
+        database = Database(f"sqlite:///{tmp_path_factory.mktemp('api') / 'module.db'}")
+        metadata.create_all(database.engine)
+        yield database
+        database.dispose()
+        return
+    schema = f"m_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(normalize_url(PG_URL))
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    database = Database(f"{PG_URL}{sep}options=-csearch_path%3D{schema}")
+    try:
+        metadata.create_all(database.engine)
+        yield database
+    finally:
+        database.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def shared_world(module_db: Database) -> World:
+    return build_world(module_db)
+
+
+@pytest.fixture(scope="module")
+def shared_client(module_db: Database) -> Iterator[TestClient]:
+    with TestClient(create_app(module_db, make_settings()), raise_server_exceptions=False) as c:
+        yield c
 
 
 def assert_envelope_headers(response: Any) -> None:

@@ -6,6 +6,9 @@ Check order: authenticate (401) → scope (403 FORBIDDEN) → membership (403 FO
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,13 +19,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 
 from backfill.api import security
+from backfill.api.app import AUTH_CACHE_SECONDS, create_app
 from backfill.domain.model import Permission, Role, Scope
+from backfill.store import auth
 from backfill.store.db import Database
 from backfill.store.tables import memberships, tokens
 
-from .conftest import World, assert_error, assert_ok, bearer
+from .conftest import World, assert_error, assert_ok, bearer, build_world, make_settings
 
 JANUARY = {"range_start": "2024-01-01", "range_end": "2024-01-31"}
+_years = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,27 @@ class Route:
             run=w.other_run_id if other_ids else w.run_id,
         )
 
+    def fresh_body(self) -> dict[str, Any] | None:
+        """Creates must not overlap each other in the shared world: a new year each time."""
+        if self.name != "create":
+            return self.body
+        year = 2100 + next(_years)
+        return {"range_start": f"{year}-01-01", "range_end": f"{year}-01-31"}
+
     def call(self, client: TestClient, w: World, headers: dict[str, str], *, other_ids: bool = False) -> Any:
-        return client.request(self.method, self.url(w, other_ids=other_ids), json=self.body, headers=headers)
+        url = self.url(w, other_ids=other_ids)
+        return client.request(self.method, url, json=self.fresh_body(), headers=headers)
+
+
+@pytest.fixture
+def client(shared_client: TestClient) -> TestClient:
+    """The matrix reads (and only adds to) one world per module: fast on both databases."""
+    return shared_client
+
+
+@pytest.fixture
+def world(shared_world: World) -> World:
+    return shared_world
 
 
 ROUTES = [
@@ -70,7 +95,8 @@ READ_ROUTES = [r for r in ROUTES if r.access == "read"]
 ids = pytest.mark.parametrize("route", ROUTES, ids=[r.name for r in ROUTES])
 
 
-def test_the_matrix_covers_every_team_api_operation(app: FastAPI) -> None:
+def test_the_matrix_covers_every_team_api_operation(shared_client: TestClient) -> None:
+    app: FastAPI = shared_client.app  # type: ignore[assignment]
     declared = {
         (method.upper(), path)
         for path, item in app.openapi()["paths"].items()
@@ -97,7 +123,7 @@ def test_the_matrix_covers_every_team_api_operation(app: FastAPI) -> None:
 @ids
 @pytest.mark.parametrize("credentials", ["none", "unknown", "expired", "revoked", "basic", "empty_bearer"])
 def test_unauthenticated_is_401(
-    client: TestClient, db: Database, world: World, route: Route, credentials: str
+    client: TestClient, module_db: Database, world: World, route: Route, credentials: str
 ) -> None:
     headers: dict[str, str]
     if credentials == "none":
@@ -107,9 +133,14 @@ def test_unauthenticated_is_401(
     elif credentials == "expired":
         headers = world.auth("expired")
     elif credentials == "revoked":
-        with db.write() as conn:
-            conn.execute(update(tokens).values(revoked_at=datetime.now(UTC)))
-        headers = world.auth("owner")
+        with module_db.write() as conn:
+            secret = security_token(conn, world.users["owner"])
+            conn.execute(
+                update(tokens)
+                .where(tokens.c.token_hash == auth.hash_secret(secret))
+                .values(revoked_at=datetime.now(UTC))
+            )
+        headers = bearer(secret)
     elif credentials == "basic":
         headers = {"Authorization": "Basic dXNlcjpwYXNz"}
     else:
@@ -139,7 +170,7 @@ def test_non_member_is_403_forbidden(client: TestClient, world: World, route: Ro
 def test_unknown_or_invalid_team_is_403_forbidden(client: TestClient, world: World, route: Route) -> None:
     for team in ("999999", "abc", "0"):
         url = route.url(world).replace(f"/v1/teams/{world.team_id}/", f"/v1/teams/{team}/", 1)
-        response = client.request(route.method, url, json=route.body, headers=world.auth("owner"))
+        response = client.request(route.method, url, json=route.fresh_body(), headers=world.auth("owner"))
         assert_error(response, 403, "FORBIDDEN")
 
 
@@ -159,9 +190,7 @@ def test_viewer_on_read_routes_is_allowed(client: TestClient, world: World, rout
 
 @ids
 @pytest.mark.parametrize("who", ["editor", "owner", "admin"])
-def test_editor_owner_and_admin_scope_are_allowed(
-    client: TestClient, world: World, route: Route, who: str
-) -> None:
+def test_editor_owner_and_admin_scope_are_allowed(client: TestClient, world: World, route: Route, who: str) -> None:
     # "admin" holds only the admin scope, which implies read and write
     assert_ok(route.call(client, world, world.auth(who)))
 
@@ -180,8 +209,8 @@ def test_other_teams_ids_are_404(client: TestClient, world: World, route: Route)
 
 
 @ids
-def test_order_401_before_403(client: TestClient, db: Database, world: World, route: Route) -> None:
-    with db.write() as conn:  # an outsider's expired token: authentication fails first
+def test_order_401_before_403(client: TestClient, module_db: Database, world: World, route: Route) -> None:
+    with module_db.write() as conn:  # an outsider's expired token: authentication fails first
         secret = security_token(conn, world.users["outsider"], expires_in=timedelta(seconds=-5))
     assert_error(route.call(client, world, bearer(secret), other_ids=True), 401, "UNAUTHORIZED")
 
@@ -199,9 +228,7 @@ def test_order_scope_before_membership(client: TestClient, world: World, route: 
 
 
 @pytest.mark.parametrize("route", WRITE_ROUTES, ids=[r.name for r in WRITE_ROUTES])
-def test_order_scope_before_permission_before_resource(
-    client: TestClient, world: World, route: Route
-) -> None:
+def test_order_scope_before_permission_before_resource(client: TestClient, world: World, route: Route) -> None:
     # a viewer's read-only token: the scope fails first
     error = assert_error(route.call(client, world, world.auth("viewer_read_only")), 403, "FORBIDDEN")
     assert Scope.WRITE.value in error["message"]
@@ -209,36 +236,64 @@ def test_order_scope_before_permission_before_resource(
     assert_error(route.call(client, world, world.auth("viewer"), other_ids=True), 403, "PERMISSION_ERROR")
 
 
+@pytest.fixture
+def fresh(db: Database) -> Iterator[tuple[TestClient, World]]:
+    """A world of its own, for tests that change memberships and tokens."""
+    w = build_world(db)
+    with TestClient(create_app(db, make_settings()), raise_server_exceptions=False) as c:
+        yield c, w
+
+
 # ---- no stale authorization -----------------------------------------------------------------------------
 
 
-def test_revocation_and_removed_membership_apply_at_once(
-    client: TestClient, db: Database, world: World
+def test_revocation_membership_and_role_changes_apply_within_a_second(
+    db: Database, fresh: tuple[TestClient, World]
 ) -> None:
+    client, world = fresh
     url = f"/v1/teams/{world.team_id}/backfills/{world.backfill_id}"
+    # resolved (and cached) just before the changes
     assert_ok(client.get(url, headers=world.auth("viewer")))
+    assert_ok(client.get(url, headers=world.auth("editor")))
+    assert_ok(client.get(url, headers=world.auth("admin")))
     with db.write() as conn:
         conn.execute(
             delete(memberships).where(
                 memberships.c.user_id == world.users["viewer"], memberships.c.team_id == world.team_id
             )
         )
-    assert_error(client.get(url, headers=world.auth("viewer")), 403, "FORBIDDEN")
-    assert_ok(client.get(url, headers=world.auth("editor")))
-    with db.write() as conn:
         conn.execute(
-            update(tokens)
-            .where(tokens.c.user_id == world.users["editor"])
-            .values(revoked_at=datetime.now(UTC))
+            update(tokens).where(tokens.c.user_id == world.users["editor"]).values(revoked_at=datetime.now(UTC))
         )
+        conn.execute(
+            update(memberships)
+            .where(memberships.c.user_id == world.users["admin"], memberships.c.team_id == world.team_id)
+            .values(role=Role.VIEWER.value)
+        )
+    changed = time.monotonic()
+    deadline = changed + AUTH_CACHE_SECONDS + 1.0
+    outcomes: tuple[int, int, int] = (200, 200, 200)
+    while time.monotonic() < deadline:
+        outcomes = (
+            client.get(url, headers=world.auth("viewer")).status_code,
+            client.get(url, headers=world.auth("editor")).status_code,
+            client.patch(url, json={"paused": True}, headers=world.auth("admin")).status_code,
+        )
+        if outcomes == (403, 401, 403):
+            break
+        time.sleep(0.1)
+    assert outcomes == (403, 401, 403)
+    assert time.monotonic() - changed <= AUTH_CACHE_SECONDS + 0.5
+    assert_error(client.get(url, headers=world.auth("viewer")), 403, "FORBIDDEN")
     assert_error(client.get(url, headers=world.auth("editor")), 401, "UNAUTHORIZED")
+    assert_error(client.patch(url, json={"paused": True}, headers=world.auth("admin")), 403, "PERMISSION_ERROR")
 
 
-def test_role_change_applies_at_once(client: TestClient, db: Database, world: World) -> None:
+def test_role_change_applies_with_the_cache_off(db: Database, fresh: tuple[TestClient, World]) -> None:
+    client, world = fresh
+    client.app.state.principal_cache.ttl_seconds = 0  # type: ignore[attr-defined]
     url = f"/v1/teams/{world.team_id}/backfills/{world.backfill_id}"
-    assert_error(
-        client.patch(url, json={"paused": True}, headers=world.auth("viewer")), 403, "PERMISSION_ERROR"
-    )
+    assert_error(client.patch(url, json={"paused": True}, headers=world.auth("viewer")), 403, "PERMISSION_ERROR")
     with db.write() as conn:
         conn.execute(
             update(memberships)
@@ -248,10 +303,23 @@ def test_role_change_applies_at_once(client: TestClient, db: Database, world: Wo
     assert_ok(client.patch(url, json={"paused": True}, headers=world.auth("viewer")))
 
 
+def test_expired_token_is_refused_even_when_cached() -> None:
+    cache = security.PrincipalCache(ttl_seconds=60)
+    soon = datetime.now(UTC) + timedelta(milliseconds=50)
+    principal = security.Principal(1, 1, frozenset({"admin"}), 1, Role.OWNER, expires_at=soon)
+    cache.put("secret", 1, principal)
+    assert cache.get("secret", 1) is principal
+    assert cache.get("secret", 2) is None
+    time.sleep(0.06)
+    with pytest.raises(security.TokenExpired):
+        cache.get("secret", 1)
+
+
 # ---- the neutral security module (shared with the pipeline dialect) --------------------------------------
 
 
-def test_security_module_is_dialect_neutral(db: Database, world: World) -> None:
+def test_security_module_is_dialect_neutral(module_db: Database, world: World) -> None:
+    db = module_db
     principal = security.resolve(db, world.tokens["viewer"], team_id=world.team_id)
     assert principal.role is Role.VIEWER
     assert security.authorize(principal, security.READ) is principal
@@ -272,17 +340,17 @@ def test_security_module_is_dialect_neutral(db: Database, world: World) -> None:
 
 def test_session_jwt_roundtrip() -> None:
     future = datetime.now(UTC) + timedelta(hours=1)
-    jwt_value = security.issue_session_jwt("raw-token", "s3cret", future)
-    assert security.token_from_session(jwt_value, "s3cret") == "raw-token"
-    assert security.token_from_session("raw-token", "s3cret") == "raw-token"
+    jwt_value = security.issue_session_jwt("raw-token", "s3cret-s3cret-s3cret-s3cret-s3cret", future)
+    assert security.token_from_session(jwt_value, "s3cret-s3cret-s3cret-s3cret-s3cret") == "raw-token"
+    assert security.token_from_session("raw-token", "s3cret-s3cret-s3cret-s3cret-s3cret") == "raw-token"
     with pytest.raises(security.TokenInvalid):
-        security.token_from_session(jwt_value, "other-secret")
-    past = security.issue_session_jwt("raw-token", "s3cret", datetime.now(UTC) - timedelta(seconds=1))
+        security.token_from_session(jwt_value, "other-secret-other-secret-other-secret")
+    past = security.issue_session_jwt(
+        "raw-token", "s3cret-s3cret-s3cret-s3cret-s3cret", datetime.now(UTC) - timedelta(seconds=1)
+    )
     with pytest.raises(security.TokenExpired):
-        security.token_from_session(past, "s3cret")
+        security.token_from_session(past, "s3cret-s3cret-s3cret-s3cret-s3cret")
 
 
 def security_token(conn: Any, user_id: int, *, expires_in: timedelta | None = None) -> str:
-    from backfill.store import auth
-
     return auth.create_token(conn, user_id, scopes=(Scope.READ, Scope.WRITE), expires_in=expires_in).secret

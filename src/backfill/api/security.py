@@ -9,14 +9,19 @@ exception, which every dialect renders in its own words:
 3. membership   — ``NotMember`` (403, team API ``FORBIDDEN``)
 4. permission   — ``PermissionDenied`` (403, team API ``PERMISSION_ERROR``)
 
-The token and the membership are resolved in one read transaction, and nothing is
-cached: revoking a token or removing a membership takes effect on the next request.
-Nothing here knows about HTTP frameworks; the dialects extract the secret (bearer
-header, ``OAUTH-TOKEN`` header, ``oauth_token`` cookie) and call :func:`resolve`.
+The token and the membership are resolved in one read transaction. A dialect may keep
+the result for at most ``PrincipalCache.ttl_seconds`` (1 s by default) in a
+:class:`PrincipalCache`, so a busy client costs one lookup per second instead of one per
+request; revoking a token, removing a membership or changing a role therefore takes
+effect within that second (expiry is checked on every request). Nothing here knows
+about HTTP frameworks; the dialects extract the secret (bearer header, ``OAUTH-TOKEN``
+header, ``oauth_token`` cookie) and call :func:`resolve`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -118,6 +123,7 @@ class Principal:
     scopes: frozenset[str]
     team_id: int | None
     role: Role | None
+    expires_at: datetime | None = None
 
     def has_scope(self, scope: Scope) -> bool:
         """``admin`` implies every scope."""
@@ -171,8 +177,57 @@ def resolve(
             team_id = int(found) if found is not None else None
         role = auth.role_in_team(conn, info.user_id, team_id) if team_id is not None else None
     return Principal(
-        user_id=info.user_id, token_id=info.token_id, scopes=info.scopes, team_id=team_id, role=role
+        user_id=info.user_id,
+        token_id=info.token_id,
+        scopes=info.scopes,
+        team_id=team_id,
+        role=role,
+        expires_at=info.expires_at,
     )
+
+
+class PrincipalCache:
+    """Successful resolutions kept for ``ttl_seconds`` (failures are never cached).
+
+    Keyed by a hash of the secret and the team, bounded in size; the token's expiry is
+    checked on every hit. Safe to share between threads (plain dict operations).
+    """
+
+    def __init__(self, ttl_seconds: float = 1.0, max_entries: int = 10_000) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, int | None], tuple[float, Principal]] = {}
+
+    @staticmethod
+    def _key(secret: str, team_id: int | None) -> tuple[str, int | None]:
+        return hashlib.blake2b(secret.encode(), digest_size=16).hexdigest(), team_id
+
+    def get(self, secret: str, team_id: int | None) -> Principal | None:
+        if self.ttl_seconds <= 0:
+            return None
+        key = self._key(secret, team_id)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        stored_at, principal = entry
+        if time.monotonic() - stored_at > self.ttl_seconds:
+            self._entries.pop(key, None)
+            return None
+        if principal.expires_at is not None and principal.expires_at <= utcnow():
+            self._entries.pop(key, None)
+            raise TokenExpired("the token has expired")
+        return principal
+
+    def put(self, secret: str, team_id: int | None, principal: Principal) -> None:
+        """Remember ``principal`` as the resolution of (``secret``, requested ``team_id``)."""
+        if self.ttl_seconds <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[self._key(secret, team_id)] = (time.monotonic(), principal)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 def authorize(principal: Principal, access: Access) -> Principal:

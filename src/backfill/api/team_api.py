@@ -8,15 +8,16 @@ service, render rows as the response models of ``schemas.team`` inside the
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import RowMapping
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from backfill.api import security
@@ -30,6 +31,7 @@ from backfill.services.backfills import BackfillDetail, BackfillSpec
 from backfill.store.db import Database
 from backfill.store.runs import RunQuery
 
+T = TypeVar("T")
 MAX_ID = 2**63 - 1
 MAX_OFFSET = 1_000_000_000
 CALENDAR_TYPES = frozenset({"day", "week", "month", "year"})
@@ -112,17 +114,37 @@ def _db(request: Request) -> Database:
     return db
 
 
-def require(access: security.Access) -> Callable[..., security.Principal]:
-    """Dependency: authenticate, then scope → membership → permission (in that order)."""
+def require(access: security.Access) -> Callable[..., Awaitable[security.Principal]]:
+    """Dependency: authenticate, then scope → membership → permission (in that order).
 
-    def dependency(
+    A resolution is reused for at most a second (``app.state.principal_cache``); on a miss
+    the one read transaction runs inline on SQLite, in the thread pool on PostgreSQL.
+    """
+
+    async def dependency(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> security.Principal:
         secret = credentials.credentials if credentials is not None else None
-        principal = security.resolve(_db(request), secret, team_id=_path_team_id(request))
+        team_id = _path_team_id(request)
+        if not secret:
+            raise security.TokenMissing("authentication is required: send Authorization: Bearer <token>")
+        cache: security.PrincipalCache = request.app.state.principal_cache
+        principal = cache.get(secret, team_id)
+        if principal is None:
+            principal = await _read(request, security.resolve, _db(request), secret, team_id=team_id)
+            cache.put(secret, team_id, principal)
         return security.authorize(principal, access)
 
     return dependency
+
+
+async def _read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a read use case. On SQLite it runs inline: a local read takes less time than
+    handing it to a worker thread, and threads competing for the GIL slow the event loop
+    down. On PostgreSQL (network round trips) it runs in the thread pool."""
+    if _db(request).is_sqlite:
+        return fn(*args, **kwargs)
+    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 Reader = Annotated[security.Principal, Depends(require(security.READ))]
@@ -388,15 +410,13 @@ def create_backfill(
     team_id: TeamId,
     transfer_id: TransferId,
     body: s.CreateBackfillAction,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
-    ] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
 ) -> Response:
     db = _db(request)
     backfill_id = backfills.create(
         db, principal.actor, transfer_id, _spec(body), start=True, idempotency_key=idempotency_key
     )
-    detail = backfills.get(db, principal.actor, backfill_id)
+    detail = runs.get_backfill(db, principal.actor, backfill_id)
     return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
@@ -451,7 +471,7 @@ def dry_run_backfill(
     response_model=s.BackfillListResponse,
     summary="List backfills of the team (unfinished ones by default), newest first",
 )
-def list_backfills(
+async def list_backfills(
     request: Request,
     principal: Reader,
     team_id: TeamId,
@@ -468,8 +488,15 @@ def list_backfills(
     offset: Offset = 0,
 ) -> Response:
     statuses = _statuses(status, BACKFILL_STATUS_NAMES, UNFINISHED_NAMES)
-    page = runs.list_backfills(
-        _db(request), principal.actor, statuses=statuses, pipeline_id=transfer_id, limit=limit, offset=offset
+    page = await _read(
+        request,
+        runs.list_backfills,
+        _db(request),
+        principal.actor,
+        statuses=statuses,
+        pipeline_id=transfer_id,
+        limit=limit,
+        offset=offset,
     )
     return _ok(
         request,
@@ -484,8 +511,8 @@ def list_backfills(
     response_model=s.BackfillResponse,
     summary="A backfill with its live progress",
 )
-def get_backfill(request: Request, principal: Reader, team_id: TeamId, backfill_id: BackfillId) -> Response:
-    detail = backfills.get(_db(request), principal.actor, backfill_id)
+async def get_backfill(request: Request, principal: Reader, team_id: TeamId, backfill_id: BackfillId) -> Response:
+    detail = await _read(request, runs.get_backfill, _db(request), principal.actor, backfill_id)
     return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
@@ -494,10 +521,8 @@ def get_backfill(request: Request, principal: Reader, team_id: TeamId, backfill_
     response_model=s.BackfillResponse,
     summary="The latest backfill of a transfer, any status",
 )
-def latest_backfill(
-    request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId
-) -> Response:
-    detail = runs.latest_backfill(_db(request), principal.actor, transfer_id)
+async def latest_backfill(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
+    detail = await _read(request, runs.latest_backfill, _db(request), principal.actor, transfer_id)
     return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
@@ -531,7 +556,7 @@ def update_backfill(
         if body.status is None:
             raise ValidationError("status must not be null", field="status")
         backfills.request_status(db, actor, backfill_id, BackfillStatus(body.status.lower()))
-    detail = backfills.get(db, actor, backfill_id)
+    detail = runs.get_backfill(db, actor, backfill_id)
     return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
@@ -543,7 +568,7 @@ def update_backfill(
     response_model=s.RunListResponse,
     summary="Interval runs of a backfill",
 )
-def list_backfill_runs(
+async def list_backfill_runs(
     request: Request,
     principal: Reader,
     team_id: TeamId,
@@ -556,7 +581,7 @@ def list_backfill_runs(
     offset: Offset = 0,
 ) -> Response:
     query = _run_query(status, filter_issues_only, sort_field, sort_direction, limit, offset)
-    page = runs.list_backfill_runs(_db(request), principal.actor, backfill_id, query)
+    page = await _read(request, runs.list_backfill_runs, _db(request), principal.actor, backfill_id, query)
     return _ok(
         request,
         s.RunListResponse(
@@ -571,7 +596,7 @@ def list_backfill_runs(
     response_model=s.RunListResponse,
     summary="Interval runs of a transfer (every backfill) whose data date is within [start_date, end_date]",
 )
-def list_transfer_runs(
+async def list_transfer_runs(
     request: Request,
     principal: Reader,
     team_id: TeamId,
@@ -589,14 +614,19 @@ def list_transfer_runs(
 ) -> Response:
     query = _run_query(status, filter_issues_only, sort_field, sort_direction, limit, offset)
     try:
-        page = runs.list_pipeline_runs(
-            _db(request), principal.actor, transfer_id, query, start=start_date, end=end_date
+        page = await _read(
+            request,
+            runs.list_pipeline_runs,
+            _db(request),
+            principal.actor,
+            transfer_id,
+            query,
+            start=start_date,
+            end=end_date,
         )
     except ValidationError as exc:
         if exc.field in ("start_date", "end_date"):
-            raise ApiError(
-                400, f"invalid query parameter {exc.field}: {exc.message}", field=exc.field
-            ) from exc
+            raise ApiError(400, f"invalid query parameter {exc.field}: {exc.message}", field=exc.field) from exc
         raise
     return _ok(
         request,
@@ -612,8 +642,8 @@ def list_transfer_runs(
     response_model=s.RunResponse,
     summary="One transfer run with per-block query details",
 )
-def get_transfer_run(request: Request, principal: Reader, team_id: TeamId, run_id: RunId) -> Response:
-    row = runs.get_run(_db(request), principal.actor, run_id)
+async def get_transfer_run(request: Request, principal: Reader, team_id: TeamId, run_id: RunId) -> Response:
+    row = await _read(request, runs.get_run, _db(request), principal.actor, run_id)
     data = s.RunDetail(
         **_run_fields(row),
         query_details=[_query_detail(b) for b in (row["block_results"] or []) if isinstance(b, Mapping)],
@@ -626,7 +656,7 @@ def get_transfer_run(request: Request, principal: Reader, team_id: TeamId, run_i
     response_model=s.RunLogsResponse,
     summary="Captured output of a transfer run; pass `offset` = previous `next_offset` to tail",
 )
-def get_transfer_run_logs(
+async def get_transfer_run_logs(
     request: Request,
     principal: Reader,
     team_id: TeamId,
@@ -634,7 +664,7 @@ def get_transfer_run_logs(
     offset: Annotated[int, Query(ge=0, le=10**12, description="Character offset to read from.")] = 0,
     limit: Annotated[int, Query(ge=1, le=runs.MAX_LOG_CHUNK, description="Characters at most.")] = 1_000_000,
 ) -> Response:
-    chunk = runs.read_logs(_db(request), principal.actor, run_id, offset=offset, limit=limit)
+    chunk = await _read(request, runs.read_logs, _db(request), principal.actor, run_id, offset=offset, limit=limit)
     data = s.RunLogs(
         transfer_run_id=run_id,
         content=chunk.content,
@@ -648,17 +678,15 @@ def get_transfer_run_logs(
 # ---- transfers --------------------------------------------------------------------------------------
 
 
-@router.get(
-    "/teams/{team_id}/transfers", response_model=s.TransferListResponse, summary="Transfers of the team"
-)
-def list_transfers(
+@router.get("/teams/{team_id}/transfers", response_model=s.TransferListResponse, summary="Transfers of the team")
+async def list_transfers(
     request: Request,
     principal: Reader,
     team_id: TeamId,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
 ) -> Response:
-    page = runs.list_pipelines(_db(request), principal.actor, limit=limit, offset=offset)
+    page = await _read(request, runs.list_pipelines, _db(request), principal.actor, limit=limit, offset=offset)
     return _ok(
         request,
         s.TransferListResponse(
@@ -667,9 +695,7 @@ def list_transfers(
     )
 
 
-@router.get(
-    "/teams/{team_id}/transfers/{transfer_id}", response_model=s.TransferResponse, summary="One transfer"
-)
-def get_transfer(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
-    row = runs.get_pipeline(_db(request), principal.actor, transfer_id)
+@router.get("/teams/{team_id}/transfers/{transfer_id}", response_model=s.TransferResponse, summary="One transfer")
+async def get_transfer(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
+    row = await _read(request, runs.get_pipeline, _db(request), principal.actor, transfer_id)
     return _ok(request, s.TransferResponse(meta=_meta(request), data=_transfer(row)))

@@ -12,9 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Timestamp = Annotated[
-    str, Field(json_schema_extra={"format": "date-time"}, examples=["2024-02-01T09:00:00Z"])
-]
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, examples=["2024-02-01T09:00:00Z"])]
 DateOrTimestamp = Annotated[
     str,
     Field(
@@ -91,12 +89,8 @@ class CreateBackfillAction(_Action):
     interval_units: int | None = Field(
         default=1, ge=1, le=1_000_000, description="Units per interval; seconds for `custom` without cron."
     )
-    cron: str | None = Field(
-        default=None, max_length=200, description="Cron expression (interval_type custom)."
-    )
-    timezone: str | None = Field(
-        default=None, max_length=64, description="IANA name; default the transfer's."
-    )
+    cron: str | None = Field(default=None, max_length=200, description="Cron expression (interval_type custom).")
+    timezone: str | None = Field(default=None, max_length=64, description="IANA name; default the transfer's.")
     variables: dict[str, Any] | None = None
     max_active_runs: int = Field(default=4, ge=1, le=1000)
     run_order: RunOrderName = "newest_first"
@@ -212,9 +206,7 @@ class DryRun(BaseModel):
     transfer_runs_total: int = Field(description="Intervals in the range.")
     transfer_runs_to_run: int = Field(description="Intervals that would run (not skipped by reprocess).")
     transfer_runs_skipped: int = Field(description="Intervals skipped by reprocess.")
-    intervals: list[DryRunInterval] = Field(
-        description="The first 1000 intervals that would run, in run order."
-    )
+    intervals: list[DryRunInterval] = Field(description="The first 1000 intervals that would run, in run order.")
     skipped_intervals: list[SkippedInterval] = Field(description="The first 1000 skipped intervals.")
 
 
