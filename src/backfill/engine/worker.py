@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 
 from backfill.domain.pipeline import PipelineDefinition
 from backfill.engine.executor import Executor, RunOutcome, RunRequest
+from backfill.metrics import RUN_DURATION
 from backfill.store import pipelines as pipeline_store
 from backfill.store import queue
 from backfill.store.clock import utcnow
@@ -172,6 +173,8 @@ class Worker:
                 continue  # lost its lease earlier; the result is not ours to record
             if not queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome), now):
                 log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
+                continue
+            RUN_DURATION.labels("completed" if outcome.ok else "failed").observe(outcome.duration)
 
     def _flush_logs(self, executor: Executor) -> None:
         """Store what running attempts printed so far, so logs can be tailed live."""

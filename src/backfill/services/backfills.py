@@ -136,9 +136,7 @@ def _values_from_spec(spec: BackfillSpec, pipeline: RowMapping) -> dict[str, Any
         raise ValidationError("variables must be an object", field="variables")
     selection = _selection(definition, spec.block_uuids)
     retries = (
-        pipeline["retries"]
-        if spec.retries is None
-        else _positive_int(spec.retries, "retries", minimum=0, maximum=100)
+        pipeline["retries"] if spec.retries is None else _positive_int(spec.retries, "retries", minimum=0, maximum=100)
     )
     delay = (
         pipeline["retry_delay_seconds"]
@@ -162,9 +160,7 @@ def _values_from_spec(spec: BackfillSpec, pipeline: RowMapping) -> dict[str, Any
         "timezone": tz,
         "block_uuids": list(selection) if selection is not None else None,
         "variables": dict(spec.variables) if spec.variables is not None else None,
-        "max_active_runs": _positive_int(
-            spec.max_active_runs, "max_active_runs", maximum=MAX_MAX_ACTIVE_RUNS
-        ),
+        "max_active_runs": _positive_int(spec.max_active_runs, "max_active_runs", maximum=MAX_MAX_ACTIVE_RUNS),
         "run_order": _enum(spec.run_order, RunOrder, "run_order"),
         "reprocess": _enum(spec.reprocess, Reprocess, "reprocess"),
         "retries": retries,
@@ -233,9 +229,7 @@ def create(
         return backfill_id
 
 
-def dry_run(
-    db: Database, actor: Actor, pipeline_id: int, spec: BackfillSpec, *, limit: int = 1000
-) -> dict[str, Any]:
+def dry_run(db: Database, actor: Actor, pipeline_id: int, spec: BackfillSpec, *, limit: int = 1000) -> dict[str, Any]:
     """The intervals a backfill would run and those ``reprocess`` would skip; saves nothing."""
     with db.read() as conn:
         pipeline = pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
@@ -252,9 +246,7 @@ def dry_run(
         skipped = queue.done_intervals(conn, probe) if values["reprocess"] != Reprocess.ALL.value else set()
         descending = values["run_order"] == RunOrder.NEWEST_FIRST.value
         shown = list(
-            islice(
-                (iv for iv in series.iter_from(None, descending=descending) if iv.start not in skipped), limit
-            )
+            islice((iv for iv in series.iter_from(None, descending=descending) if iv.start not in skipped), limit)
         )
         return {
             "values": values,
@@ -267,9 +259,7 @@ def dry_run(
 
 
 def _check_overlap(conn: Connection, bf: RowMapping) -> None:
-    other = store.find_overlapping(
-        conn, bf["pipeline_id"], bf["start"], bf["range_end_exclusive"], exclude_id=bf["id"]
-    )
+    other = store.find_overlapping(conn, bf["pipeline_id"], bf["start"], bf["range_end_exclusive"], exclude_id=bf["id"])
     if other is not None:
         raise Conflict(
             f"backfill {other['id']} ({other['name']!r}, {other['status']}) already covers intervals "
@@ -326,9 +316,7 @@ def retry(db: Database, actor: Actor, backfill_id: int) -> int:
         _check_overlap(conn, bf)
         now = utcnow()
         requeued = queue.requeue_for_retry(conn, backfill_id, now)
-        store.update_backfill(
-            conn, backfill_id, status=status.value, failed_at=None, completed_at=None, updated_at=now
-        )
+        store.update_backfill(conn, backfill_id, status=status.value, failed_at=None, completed_at=None, updated_at=now)
         queue.settle(conn, backfill_id, now)
         return requeued
 
@@ -367,23 +355,18 @@ def update_settings(db: Database, actor: Actor, backfill_id: int, changes: Mappi
         if "name" in changes:
             name = changes["name"]
             if not isinstance(name, str) or not name.strip() or len(name) > 500:
-                raise ValidationError(
-                    "name must be a non-empty string of at most 500 characters", field="name"
-                )
+                raise ValidationError("name must be a non-empty string of at most 500 characters", field="name")
             values["name"] = name
         if "max_active_runs" in changes:
             if status.is_final:
-                raise InvalidTransition(
-                    f"the backfill is {status.value}; max_active_runs can no longer change"
-                )
+                raise InvalidTransition(f"the backfill is {status.value}; max_active_runs can no longer change")
             values["max_active_runs"] = _positive_int(
                 changes["max_active_runs"], "max_active_runs", maximum=MAX_MAX_ACTIVE_RUNS
             )
         shape = {
             k: v
             for k, v in changes.items()
-            if k
-            in (*SHAPE_FIELDS, "run_order", "reprocess", "retries", "retry_delay_seconds", "timeout_seconds")
+            if k in (*SHAPE_FIELDS, "run_order", "reprocess", "retries", "retry_delay_seconds", "timeout_seconds")
         }
         if shape:
             transitions.check_settings_editable(status, ", ".join(sorted(shape)))
@@ -444,6 +427,4 @@ def get(db: Database, actor: Actor, backfill_id: int) -> BackfillDetail:
 
 def detail(conn: Connection, row: RowMapping) -> BackfillDetail:
     mean, p95 = store.duration_stats(conn, row["id"])
-    return BackfillDetail(
-        row=row, error_report=store.error_report(conn, row["id"]), metrics=metrics(row, mean, p95)
-    )
+    return BackfillDetail(row=row, error_report=store.error_report(conn, row["id"]), metrics=metrics(row, mean, p95))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import RowMapping
 
 from backfill.domain.errors import ValidationError
 from backfill.domain.model import RunStatus
@@ -45,18 +45,9 @@ class LogChunk:
 # ---- backfills (reads) -----------------------------------------------------------------
 
 
-def _detail(conn: Connection, row: RowMapping) -> BackfillDetail:
-    """``services.backfills.detail`` without the queries the exact counters make needless:
-    no failed run → no error report to read; no completed run → no duration statistics."""
-    error_report = backfill_store.error_report(conn, row["id"]) if row["runs_failed"] else []
-    mean, p95 = backfill_store.duration_stats(conn, row["id"]) if row["runs_completed"] else (None, None)
-    return BackfillDetail(row=row, error_report=error_report, metrics=backfill_service.metrics(row, mean, p95))
-
-
 def get_backfill(db: Database, actor: Actor, backfill_id: int) -> BackfillDetail:
     """One backfill with its live progress (the hot path of the team API's GET)."""
-    with db.read() as conn:
-        return _detail(conn, store.backfill_in_team(conn, actor.team_id, backfill_id))
+    return backfill_service.get(db, actor, backfill_id)
 
 
 def list_backfills(
@@ -73,7 +64,7 @@ def list_backfills(
         rows, total = backfill_store.list_backfills(
             conn, actor.team_id, statuses=statuses, pipeline_id=pipeline_id, limit=limit, offset=offset
         )
-        return Page([_detail(conn, row) for row in rows], total)
+        return Page([backfill_service.detail(conn, row) for row in rows], total)
 
 
 def latest_backfill(db: Database, actor: Actor, pipeline_id: int) -> BackfillDetail:
@@ -81,7 +72,7 @@ def latest_backfill(db: Database, actor: Actor, pipeline_id: int) -> BackfillDet
     with db.read() as conn:
         pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
         row = backfill_store.latest_for_pipeline(conn, actor.team_id, pipeline_id)
-        return _detail(conn, row)
+        return backfill_service.detail(conn, row)
 
 
 # ---- pipelines (reads) -----------------------------------------------------------------

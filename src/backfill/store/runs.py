@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, func, select
 
 from backfill.domain.errors import NotFound
 from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, RunStatus
@@ -46,23 +46,6 @@ _RUN_COLUMNS = (
     backfills.c.interval_type,
     backfills.c.cron,
 )
-
-
-# The hot read of the team API (GET one backfill), built once: constructing a select of
-# every backfill column costs more than running it. Same row as ``backfills.get``.
-_BACKFILL_IN_TEAM = (
-    select(backfills, pipelines.c.uuid.label("pipeline_uuid"))
-    .join(pipelines, pipelines.c.id == backfills.c.pipeline_id)
-    .where(backfills.c.id == bindparam("backfill_id"), backfills.c.team_id == bindparam("team_id"))
-)
-
-
-def backfill_in_team(conn: Connection, team_id: int, backfill_id: int) -> RowMapping:
-    """One backfill with its pipeline uuid; NotFound when absent or in another team."""
-    row = conn.execute(_BACKFILL_IN_TEAM, {"backfill_id": backfill_id, "team_id": team_id}).mappings().first()
-    if row is None:
-        raise NotFound(f"backfill {backfill_id} not found")
-    return row
 
 
 @dataclass(frozen=True)
