@@ -25,6 +25,8 @@ import http.client
 import itertools
 import multiprocessing as mp
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -221,6 +223,27 @@ def report(label: str, rate: float | None, unit: str, values: list[float], error
     print(f"{label:<30}{rate_text} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms{error_text}")
 
 
+def _ms(text: str) -> float:
+    value = float(re.sub(r"[a-z]+$", "", text))
+    unit = re.sub(r"^[0-9.]+", "", text)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(wrk: str, url: str, token: str, seconds: float, *, connections: int) -> tuple[float, float, float]:
+    """The lightest load generator there is (C, one thread): what the server alone can do."""
+    out = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency",
+         "-H", f"Authorization: Bearer {token}", url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw error responses:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return rate, p50, p99
+
+
 def cpu_seconds(proc: psutil.Process) -> float:
     t = proc.cpu_times()
     return float(t.user + t.system)
@@ -270,6 +293,15 @@ def main() -> None:
                 report(label, len(out["lat"]) / args.seconds, "req/s", out["lat"], len(out["errors"]))
                 if out["lat"]:
                     print(f"{'':<30}server CPU {used / len(out['lat']) * 1e6:.0f} us/request")
+            wrk = shutil.which("wrk")
+            if wrk:
+                before = cpu_seconds(proc)
+                rate, p50, p99 = run_wrk(wrk, base + get_path, ids["token"], args.seconds, connections=8)
+                used = cpu_seconds(proc) - before
+                print(f"{'GET backfill (wrk, C client)':<30}{rate:>9.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+                print(f"{'':<30}server CPU {used / max(1.0, rate * args.seconds) * 1e6:.0f} us/request")
+            else:
+                print("GET backfill (wrk): wrk not installed (apt-get install wrk) - skipped")
             cycle_args = {**common, "prefix": prefix, "pipeline": ids["pipeline"], "threads": args.cycle_threads}
             out = run_clients("cycle", args.clients, cycle_args)
             report(
