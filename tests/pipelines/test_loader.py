@@ -141,9 +141,7 @@ def test_defaults(tmp_path: Path) -> None:
 
 def test_python_block_file_is_read_but_never_executed(tmp_path: Path) -> None:
     marker = tmp_path / "executed"
-    source = (
-        f"open({str(marker)!r}, 'w').close()\nraise SystemExit(3)\n\ndef run(context):\n    return None\n"
-    )
+    source = f"open({str(marker)!r}, 'w').close()\nraise SystemExit(3)\n\ndef run(context):\n    return None\n"
     yaml_path = pipeline_dir(
         tmp_path,
         "p",
@@ -182,17 +180,11 @@ def test_sql_connection_is_not_checked_without_connections(tmp_path: Path) -> No
         pytest.param("- uuid: x\n", ["expected a mapping", "list"], id="not-a-mapping"),
         pytest.param("", ["empty"], id="empty-file"),
         pytest.param("name: x\nblocks: [{uuid: a, type: shell, command: ls}]\n", ["uuid"], id="missing-uuid"),
-        pytest.param(
-            "uuid: a b\nblocks: [{uuid: a, type: shell, command: ls}]\n", ["uuid", "'a b'"], id="bad-uuid"
-        ),
-        pytest.param(
-            "uuid: 123\nblocks: [{uuid: a, type: shell, command: ls}]\n", ["uuid", "int"], id="int-uuid"
-        ),
+        pytest.param("uuid: a b\nblocks: [{uuid: a, type: shell, command: ls}]\n", ["uuid", "'a b'"], id="bad-uuid"),
+        pytest.param("uuid: 123\nblocks: [{uuid: a, type: shell, command: ls}]\n", ["uuid", "int"], id="int-uuid"),
         pytest.param("uuid: x\n", ["blocks"], id="missing-blocks"),
         pytest.param("uuid: x\nblocks: []\n", ["blocks", "non-empty"], id="empty-blocks"),
-        pytest.param(
-            "uuid: x\nblocks: [{type: shell, command: ls}]\n", ["block #1", "uuid"], id="block-no-uuid"
-        ),
+        pytest.param("uuid: x\nblocks: [{type: shell, command: ls}]\n", ["block #1", "uuid"], id="block-no-uuid"),
         pytest.param(
             "uuid: x\nblocks: [{uuid: a, type: java}]\n",
             ["block 'a'", "unknown type", "'java'"],
@@ -295,12 +287,8 @@ def test_sql_connection_is_not_checked_without_connections(tmp_path: Path) -> No
             ["block 'a'", "Jinja", "line 1"],
             id="jinja-syntax",
         ),
-        pytest.param(
-            "uuid: x\nblocks: [{uuid: a, type: shell}]\n", ["block 'a'", "command"], id="shell-no-command"
-        ),
-        pytest.param(
-            "uuid: x\nblocks: [{uuid: a, type: python}]\n", ["block 'a'", "file"], id="python-no-file"
-        ),
+        pytest.param("uuid: x\nblocks: [{uuid: a, type: shell}]\n", ["block 'a'", "command"], id="shell-no-command"),
+        pytest.param("uuid: x\nblocks: [{uuid: a, type: python}]\n", ["block 'a'", "file"], id="python-no-file"),
         pytest.param("uuid: x\nblocks: [a, b]\n", ["block #1", "mapping"], id="block-not-mapping"),
         pytest.param(
             "uuid: x\nblocks: [{uuid: a, type: shell, command: ls, upstream: b}]\n",
@@ -309,9 +297,7 @@ def test_sql_connection_is_not_checked_without_connections(tmp_path: Path) -> No
         ),
     ],
 )
-def test_invalid_pipeline_file_names_path_and_reason(
-    tmp_path: Path, yaml_text: str, words: list[str]
-) -> None:
+def test_invalid_pipeline_file_names_path_and_reason(tmp_path: Path, yaml_text: str, words: list[str]) -> None:
     yaml_path = pipeline_dir(tmp_path, "p", yaml_text)
     error = load_error(yaml_path, connections={"dwh": "sqlite://"})
     assert error.path == str(yaml_path)
@@ -413,9 +399,7 @@ def test_duplicate_pipeline_uuid_keeps_the_first_directory(tmp_path: Path) -> No
 def test_project_checks_sql_connections(tmp_path: Path) -> None:
     write(tmp_path / "connections.yaml", "dwh: sqlite:///dwh.db\n")
     pipeline_dir(tmp_path, "ok", "uuid: ok\nblocks: [{uuid: q, type: sql, sql: SELECT 1, connection: dwh}]\n")
-    bad = pipeline_dir(
-        tmp_path, "bad", "uuid: bad\nblocks: [{uuid: q, type: sql, sql: SELECT 1, connection: lake}]\n"
-    )
+    bad = pipeline_dir(tmp_path, "bad", "uuid: bad\nblocks: [{uuid: q, type: sql, sql: SELECT 1, connection: lake}]\n")
     load = load_project(tmp_path)
     assert [p.uuid for p in load.pipelines] == ["ok"]
     (error,) = load.errors
@@ -508,14 +492,10 @@ def test_load_connections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         pytest.param("dwh: {url: sqlite://}\n", ["'dwh'", "string"], id="url-not-string"),
         pytest.param("dwh: not a url\n", ["'dwh'", "SQLAlchemy URL"], id="bad-url"),
         pytest.param("dwh: [\n", ["invalid YAML", "line"], id="bad-yaml"),
-        pytest.param(
-            "dwh: sqlite://\ndwh: sqlite:///x.db\n", ["duplicate key 'dwh'", "line 2"], id="dup-key"
-        ),
+        pytest.param("dwh: sqlite://\ndwh: sqlite:///x.db\n", ["duplicate key 'dwh'", "line 2"], id="dup-key"),
     ],
 )
-def test_invalid_connections_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, words: list[str]
-) -> None:
+def test_invalid_connections_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, words: list[str]) -> None:
     monkeypatch.delenv("BF_UNSET", raising=False)
     path = write(tmp_path / "connections.yaml", text)
     with pytest.raises(PipelineFileError) as info:
@@ -661,7 +641,5 @@ def test_example_blocks_replace_whole_days_for_hourly_intervals(tmp_path: Path) 
     extract, _ = run_example_interval(paths, f"sqlite:///{warehouse}", start, start + timedelta(hours=1))
     assert extract["days"] == ["2024-03-05"]
     with sqlite3.connect(warehouse) as db:
-        rows = db.execute(
-            "SELECT store, orders, revenue FROM daily_sales WHERE day = '2024-03-05'"
-        ).fetchall()
+        rows = db.execute("SELECT store, orders, revenue FROM daily_sales WHERE day = '2024-03-05'").fetchall()
     assert {store: (n, pytest.approx(revenue)) for store, n, revenue in rows} == expected_day("2024-03-05")

@@ -12,9 +12,7 @@ from backfill.domain.errors import DomainError
 from backfill.domain.model import Role, Scope
 from backfill.store import auth
 
-app = typer.Typer(
-    help="Manage teams, users, tokens and API keys (writes the database directly).", no_args_is_help=True
-)
+app = typer.Typer(help="Manage teams, users, tokens and API keys (writes the database directly).", no_args_is_help=True)
 
 
 @app.command("create-team")
@@ -37,9 +35,7 @@ def create_user(
     email: Annotated[str, typer.Option("--email")],
     team: Annotated[int, typer.Option("--team", help="team id")],
     role: Annotated[Role, typer.Option("--role")] = Role.VIEWER,
-    password: Annotated[
-        str | None, typer.Option("--password", help="for web and /api/sessions sign-in")
-    ] = None,
+    password: Annotated[str | None, typer.Option("--password", help="for web and /api/sessions sign-in")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -59,9 +55,7 @@ def create_user(
 @app.command("create-token")
 def create_token(
     user: Annotated[int, typer.Option("--user", help="user id")],
-    scope: Annotated[
-        list[Scope] | None, typer.Option("--scope", help="repeatable; default read + write")
-    ] = None,
+    scope: Annotated[list[Scope] | None, typer.Option("--scope", help="repeatable; default read + write")] = None,
     expires_in: Annotated[int | None, typer.Option("--expires-in", help="seconds until it expires")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,

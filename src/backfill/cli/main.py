@@ -11,7 +11,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from backfill.cli import admin, pipelines_cmd
+from backfill.cli import admin, backfills_cmd, pipelines_cmd
 from backfill.cli.common import DbOption, fail, open_db
 from backfill.config import STATE_DIR, load_settings
 from backfill.domain.errors import DomainError
@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(admin.app, name="admin")
 app.add_typer(pipelines_cmd.app, name="pipelines")
+backfills_cmd.register(app)
 
 log = logging.getLogger("backfill.cli")
 
@@ -108,9 +109,7 @@ def serve(
     for t in threads:
         t.start()
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(database, settings), host=settings.host, port=settings.port, log_config=None
-        )
+        uvicorn.Config(create_app(database, settings), host=settings.host, port=settings.port, log_config=None)
     )
     log.info("serving on %s", url)
     try:

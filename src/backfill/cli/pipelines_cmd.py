@@ -60,8 +60,7 @@ def list_(
     with database.read() as conn:
         rows = pipeline_store.list_for_team(conn, team_id, limit=1000)
     items = [
-        {"id": r["id"], "uuid": r["uuid"], "name": r["name"], "blocks": len(r["definition"]["blocks"])}
-        for r in rows
+        {"id": r["id"], "uuid": r["uuid"], "name": r["name"], "blocks": len(r["definition"]["blocks"])} for r in rows
     ]
     emit(
         {"pipelines": items},

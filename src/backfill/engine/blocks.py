@@ -265,9 +265,7 @@ _template_cache: dict[tuple[str, str, str], jinja2.Template] = {}
 def _env() -> jinja2.Environment:
     global _jinja_env
     if _jinja_env is None:
-        _jinja_env = jinja2.Environment(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
+        _jinja_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
     return _jinja_env
 
 

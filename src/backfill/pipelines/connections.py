@@ -164,9 +164,7 @@ def load_connections(path: str | Path, *, environ: Mapping[str, str] | None = No
     connections: dict[str, str] = {}
     for name, raw in data.items():
         if not isinstance(name, str) or not _CONNECTION_NAME.match(name):
-            raise PipelineFileError(
-                str(file), f"connection name {name!r} must be a string matching [A-Za-z0-9_-]+"
-            )
+            raise PipelineFileError(str(file), f"connection name {name!r} must be a string matching [A-Za-z0-9_-]+")
         if not isinstance(raw, str) or not raw.strip():
             raise PipelineFileError(
                 str(file),
@@ -183,9 +181,7 @@ def load_connections(path: str | Path, *, environ: Mapping[str, str] | None = No
         try:
             make_url(url)
         except (ArgumentError, ValueError) as exc:
-            raise PipelineFileError(
-                str(file), f"connection {name!r}: not a valid SQLAlchemy URL ({exc})"
-            ) from None
+            raise PipelineFileError(str(file), f"connection {name!r}: not a valid SQLAlchemy URL ({exc})") from None
         connections[name] = url
     return connections
 

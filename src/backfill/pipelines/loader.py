@@ -140,14 +140,10 @@ def load_project(project_dir: str | Path, *, default_team_id: int | None = None)
         if not pipeline_file.is_file():
             misnamed = directory / "pipeline.yml"
             if misnamed.is_file():
-                errors.append(
-                    PipelineFileError(str(misnamed), f"pipeline files must be named {PIPELINE_FILE}")
-                )
+                errors.append(PipelineFileError(str(misnamed), f"pipeline files must be named {PIPELINE_FILE}"))
             continue
         try:
-            pipeline = load_pipeline(
-                pipeline_file, default_team_id=default_team_id, connections=known_connections
-            )
+            pipeline = load_pipeline(pipeline_file, default_team_id=default_team_id, connections=known_connections)
         except PipelineFileError as exc:
             errors.append(exc)
             continue
@@ -251,9 +247,7 @@ def _block(pipeline_yaml: Path, index: int, raw: object, connections: Mapping[st
     except ValueError:
         block_type = None
     if block_type is None:
-        raise PipelineFileError(
-            where, f"{label}: unknown type {raw_type!r} (expected one of: python, sql, shell)"
-        )
+        raise PipelineFileError(where, f"{label}: unknown type {raw_type!r} (expected one of: python, sql, shell)")
     allowed = _BLOCK_COMMON_KEYS + _BLOCK_TYPE_KEYS[block_type]
     for key in raw:
         if key not in allowed:
@@ -265,9 +259,7 @@ def _block(pipeline_yaml: Path, index: int, raw: object, connections: Mapping[st
 
     if block_type is BlockType.PYTHON:
         if raw.get("file") is None:
-            raise PipelineFileError(
-                where, f"{label}: a python block needs 'file' (a .py file with run(context))"
-            )
+            raise PipelineFileError(where, f"{label}: a python block needs 'file' (a .py file with run(context))")
         file = _block_file(pipeline_yaml, label, raw["file"])
         source = _read_block_file(pipeline_yaml, label, file)
         _check_python(label, file, source)
@@ -296,9 +288,7 @@ def _block(pipeline_yaml: Path, index: int, raw: object, connections: Mapping[st
         if command is None:
             raise PipelineFileError(where, f"{label}: a shell block needs 'command'")
         if not isinstance(command, str) or not command.strip():
-            raise PipelineFileError(
-                where, f"{label}: 'command' must be a non-empty string, got {_kind(command)}"
-            )
+            raise PipelineFileError(where, f"{label}: 'command' must be a non-empty string, got {_kind(command)}")
         _check_template(where, label, command, what="'command'")
         source = command
 
@@ -394,12 +384,7 @@ def _number(where: str, value: object, key: str, *, default: float) -> float:
 def _timeout(where: str, value: object) -> float | None:
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise PipelineFileError(
             where, f"'timeout_seconds' must be a number > 0 (or null for no timeout), got {_kind(value)}"
         )
@@ -410,22 +395,16 @@ def _upstream(where: str, label: str, value: object) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise PipelineFileError(
-            where, f"{label}: 'upstream' must be a list of block uuids, got {_kind(value)}"
-        )
+        raise PipelineFileError(where, f"{label}: 'upstream' must be a list of block uuids, got {_kind(value)}")
     for item in value:
         if not isinstance(item, str) or not item:
-            raise PipelineFileError(
-                where, f"{label}: 'upstream' entries must be block uuids, got {_kind(item)}"
-            )
+            raise PipelineFileError(where, f"{label}: 'upstream' entries must be block uuids, got {_kind(item)}")
     return tuple(dict.fromkeys(value))
 
 
 def _connection(where: str, label: str, value: object, connections: Mapping[str, str] | None) -> str:
     if value is None:
-        raise PipelineFileError(
-            where, f"{label}: a sql block needs 'connection' (a name from {CONNECTIONS_FILE})"
-        )
+        raise PipelineFileError(where, f"{label}: a sql block needs 'connection' (a name from {CONNECTIONS_FILE})")
     if not isinstance(value, str) or not value:
         raise PipelineFileError(where, f"{label}: 'connection' must be a connection name, got {_kind(value)}")
     if connections is not None and value not in connections:
@@ -457,13 +436,9 @@ def _read_block_file(pipeline_yaml: Path, label: str, file: Path) -> str:
     except IsADirectoryError:
         raise PipelineFileError(str(file), f"block file is a directory {referenced}") from None
     except UnicodeDecodeError as exc:
-        raise PipelineFileError(
-            str(file), f"block file is not valid UTF-8 ({exc.reason}) {referenced}"
-        ) from None
+        raise PipelineFileError(str(file), f"block file is not valid UTF-8 ({exc.reason}) {referenced}") from None
     except OSError as exc:
-        raise PipelineFileError(
-            str(file), f"cannot read block file: {exc.strerror or exc} {referenced}"
-        ) from None
+        raise PipelineFileError(str(file), f"cannot read block file: {exc.strerror or exc} {referenced}") from None
 
 
 def _check_python(label: str, file: Path, source: str) -> None:
