@@ -22,9 +22,7 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def make(db: Database, actor: Actor, pipeline_id: int, **kw: object) -> int:
-    spec = svc.BackfillSpec(
-        start=str(kw.pop("start", "2024-01-01")), end=str(kw.pop("end", "2024-01-10")), **kw
-    )  # type: ignore[arg-type]
+    spec = svc.BackfillSpec(start=str(kw.pop("start", "2024-01-01")), end=str(kw.pop("end", "2024-01-10")), **kw)  # type: ignore[arg-type]
     return svc.create(db, actor, pipeline_id, spec, start=True)
 
 
@@ -44,9 +42,7 @@ def record(
     error: str | None = None,
 ) -> bool:
     with db.write() as conn:
-        return queue.record_attempt(
-            conn, run.key, owner, queue.AttemptResult(ok=ok, error=error, rows=2), now
-        )
+        return queue.record_attempt(conn, run.key, owner, queue.AttemptResult(ok=ok, error=error, rows=2), now)
 
 
 def row(db: Database, backfill_id: int) -> dict[str, object]:
@@ -115,9 +111,7 @@ def test_newest_first_and_oldest_first(db: Database, team: Actor, pipeline_id: i
 
 
 def test_materialization_is_lazy(db: Database, team: Actor, pipeline_id: int) -> None:
-    bf = make(
-        db, team, pipeline_id, start="2015-01-01T00:00:00", end="2024-12-31T23:00:00", interval_type="hour"
-    )
+    bf = make(db, team, pipeline_id, start="2015-01-01T00:00:00", end="2024-12-31T23:00:00", interval_type="hour")
     r = row(db, bf)
     assert r["runs_total"] == 87_672
     assert r["runs_created"] == 0
@@ -173,9 +167,7 @@ def test_cancel_cancels_queued_keeps_running(db: Database, team: Actor, pipeline
     r = row(db, bf)
     assert r["status"] == "cancelled"
     assert r["runs_running"] == 2
-    assert (
-        r["removed_at"] is not None and r["removed_user_id"] == team.user_id and r["completed_at"] is not None
-    )
+    assert r["removed_at"] is not None and r["removed_user_id"] == team.user_id and r["completed_at"] is not None
     assert claim(db, n=5) == []  # nothing starts after the cancel
     for run in running:
         assert record(db, run)  # running ones finish and are recorded
@@ -184,9 +176,7 @@ def test_cancel_cancels_queued_keeps_running(db: Database, team: Actor, pipeline
 
 
 def test_cancel_while_not_started(db: Database, team: Actor, pipeline_id: int) -> None:
-    bf = svc.create(
-        db, team, pipeline_id, svc.BackfillSpec(start="2024-01-01", end="2024-01-03"), start=False
-    )
+    bf = svc.create(db, team, pipeline_id, svc.BackfillSpec(start="2024-01-01", end="2024-01-03"), start=False)
     assert row(db, bf)["status"] == "created"
     svc.cancel(db, team, bf)
     assert row(db, bf)["status"] == "cancelled"
@@ -227,17 +217,13 @@ def test_reprocess_failed_skips_completed_intervals(db: Database, team: Actor, p
     for r in claim(db, n=3):
         record(db, r, ok=r.interval_start != datetime(2024, 1, 2, tzinfo=UTC))
     svc.cancel(db, team, first)
-    second = make(
-        db, team, pipeline_id, start="2024-01-01", end="2024-01-05", reprocess="failed", max_active_runs=5
-    )
+    second = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-05", reprocess="failed", max_active_runs=5)
     assert row(db, second)["runs_total"] == 3
     starts = sorted(r.interval_start.day for r in claim(db, n=10))
     assert starts == [2, 4, 5]
 
 
-def test_reprocess_missing_with_everything_done_completes_at_once(
-    db: Database, team: Actor, pipeline_id: int
-) -> None:
+def test_reprocess_missing_with_everything_done_completes_at_once(db: Database, team: Actor, pipeline_id: int) -> None:
     first = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-02")
     for r in claim(db, n=2):
         record(db, r)
