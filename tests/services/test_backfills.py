@@ -181,3 +181,20 @@ def test_metrics_after_completion(db: Database, team: Actor, pipeline_id: int) -
     assert m["duration_mean_seconds"] == pytest.approx(2.5)
     assert m["duration_p95_seconds"] == pytest.approx(4.0)
     assert m["estimated_seconds_remaining"] is None
+
+
+def test_update_is_one_transaction(db: Database, team: Actor, pipeline_id: int) -> None:
+    from backfill.domain.model import BackfillStatus
+
+    bf = svc.create(db, team, pipeline_id, svc.BackfillSpec(start="2024-01-01", end="2024-01-31"), start=False)
+    with pytest.raises(InvalidTransition):
+        svc.update(db, team, bf, settings={"name": "renamed", "end": "2024-01-05"}, status=BackfillStatus.COMPLETED)
+    row = svc.get(db, team, bf).row
+    assert (row["name"], row["runs_total"], row["status"]) == ("noop 2024-01-01 → 2024-01-31", 31, "created")
+    # edit the range and start, in one request
+    svc.update(db, team, bf, settings={"end": "2024-01-05"}, status=BackfillStatus.SCHEDULED)
+    row = svc.get(db, team, bf).row
+    assert (row["runs_total"], row["status"]) == (5, "scheduled")
+    with pytest.raises(ValidationError) as info:
+        svc.update(db, team, bf, settings={"colour": "blue"})
+    assert info.value.field == "colour"

@@ -548,14 +548,18 @@ def update_backfill(
     if not fields:
         raise ValidationError("set at least one of: status, paused, max_active_runs, name", field="body")
     settings: dict[str, Any] = {k: getattr(body, k) for k in ("name", "max_active_runs") if k in fields}
-    if settings:
-        backfills.update_settings(db, actor, backfill_id, settings)
-    if "paused" in fields:
-        backfills.set_paused(db, actor, backfill_id, body.paused)  # type: ignore[arg-type]
-    if "status" in fields:
-        if body.status is None:
-            raise ValidationError("status must not be null", field="status")
-        backfills.request_status(db, actor, backfill_id, BackfillStatus(body.status.lower()))
+    if "status" in fields and body.status is None:
+        raise ValidationError("status must not be null", field="status")
+    if "paused" in fields and body.paused is None:
+        raise ValidationError("paused must be true or false", field="paused")
+    backfills.update(
+        db,
+        actor,
+        backfill_id,
+        settings=settings,
+        paused=body.paused if "paused" in fields else None,
+        status=BackfillStatus(body.status.lower()) if "status" in fields and body.status else None,
+    )
     detail = runs.get_backfill(db, actor, backfill_id)
     return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 

@@ -43,6 +43,7 @@ SHAPE_FIELDS = (
     "variables",
     "block_uuids",
 )
+EDITABLE_BEFORE_START = (*SHAPE_FIELDS, "run_order", "reprocess", "retries", "retry_delay_seconds", "timeout_seconds")
 
 
 @dataclass
@@ -285,6 +286,114 @@ def _start(conn: Connection, bf: RowMapping, now: datetime) -> None:
     queue.settle(conn, bf["id"], now)
 
 
+def _cancel(conn: Connection, actor: Actor, bf: RowMapping, now: datetime) -> None:
+    """SPEC §2 cancel: queued runs cancelled in this transaction, running ones finish."""
+    status = transitions.cancel(BackfillStatus(bf["status"]))
+    queue.cancel_queued(conn, bf["id"], now)
+    store.update_backfill(
+        conn,
+        bf["id"],
+        status=status.value,
+        completed_at=now,
+        removed_at=now,
+        removed_user_id=actor.user_id,
+        updated_at=now,
+    )
+
+
+def _retry(conn: Connection, bf: RowMapping, now: datetime) -> int:
+    """failed → scheduled; re-queues only the failed and cancelled intervals."""
+    status = transitions.retry(BackfillStatus(bf["status"]))
+    _check_overlap(conn, bf)
+    requeued = queue.requeue_for_retry(conn, bf["id"], now)
+    store.update_backfill(conn, bf["id"], status=status.value, failed_at=None, completed_at=None, updated_at=now)
+    queue.settle(conn, bf["id"], now)
+    return requeued
+
+
+def _set_paused(conn: Connection, bf: RowMapping, paused: Any) -> None:
+    if not isinstance(paused, bool):
+        raise ValidationError("paused must be true or false", field="paused")
+    transitions.check_pause(BackfillStatus(bf["status"]))
+    store.update_backfill(conn, bf["id"], paused=paused)
+
+
+def _update_settings(conn: Connection, bf: RowMapping, changes: Mapping[str, Any]) -> None:
+    """Name / max_active_runs any time (unless final); the shape of the backfill (range,
+    interval, variables, blocks, run settings) only before it starts."""
+    status = BackfillStatus(bf["status"])
+    values: dict[str, Any] = {}
+    if "name" in changes:
+        name = changes["name"]
+        if not isinstance(name, str) or not name.strip() or len(name) > 500:
+            raise ValidationError("name must be a non-empty string of at most 500 characters", field="name")
+        values["name"] = name
+    if "max_active_runs" in changes:
+        if status.is_final:
+            raise InvalidTransition(f"the backfill is {status.value}; max_active_runs can no longer change")
+        values["max_active_runs"] = _positive_int(
+            changes["max_active_runs"], "max_active_runs", maximum=MAX_MAX_ACTIVE_RUNS
+        )
+    shape = {k: v for k, v in changes.items() if k in EDITABLE_BEFORE_START}
+    if shape:
+        transitions.check_settings_editable(status, ", ".join(sorted(shape)))
+        current = BackfillSpec(
+            start=bf["start"],
+            end=bf["end"],
+            interval_type=bf["interval_type"],
+            interval_units=bf["interval_units"],
+            cron=bf["cron"],
+            timezone=bf["timezone"],
+            name=values.get("name", bf["name"]),
+            variables=bf["variables"],
+            block_uuids=bf["block_uuids"],
+            max_active_runs=values.get("max_active_runs", bf["max_active_runs"]),
+            run_order=bf["run_order"],
+            reprocess=bf["reprocess"],
+            retries=bf["retries"],
+            retry_delay_seconds=bf["retry_delay_seconds"],
+            timeout_seconds=bf["timeout_seconds"],
+            naive=changes.get("naive", "local"),
+        )
+        for key, value in shape.items():
+            setattr(current, key, value)
+        values.update(_values_from_spec(current, pipeline_store.get(conn, bf["pipeline_id"])))
+    unknown = set(changes) - {"name", "max_active_runs", "naive", *EDITABLE_BEFORE_START}
+    if unknown:
+        raise ValidationError(f"unknown setting(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    if values:
+        store.update_backfill(conn, bf["id"], **values)
+
+
+def update(
+    db: Database,
+    actor: Actor,
+    backfill_id: int,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    paused: bool | None = None,
+    status: BackfillStatus | None = None,
+) -> None:
+    """Everything a PATCH / PUT may ask for, as ONE transaction: settings first (so "edit
+    the range and start" works in one request), then pause, then the status change. Any
+    refusal rolls the whole request back — a 422 never leaves half of it applied."""
+    with db.write() as conn:
+        now = utcnow()
+        if settings:
+            _update_settings(conn, store.get(conn, backfill_id, team_id=actor.team_id, lock=True), settings)
+        if paused is not None:
+            _set_paused(conn, store.get(conn, backfill_id, team_id=actor.team_id, lock=True), paused)
+        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
+        if status is not None:
+            action = transitions.request(BackfillStatus(bf["status"]), status)
+            if action is transitions.Action.CANCEL:
+                _cancel(conn, actor, bf, now)
+            elif action is transitions.Action.START:
+                _start(conn, bf, now)
+            else:
+                _retry(conn, bf, now)
+
+
 def start(db: Database, actor: Actor, backfill_id: int) -> None:
     with db.write() as conn:
         _start(conn, store.get(conn, backfill_id, team_id=actor.team_id, lock=True), utcnow())
@@ -293,106 +402,30 @@ def start(db: Database, actor: Actor, backfill_id: int) -> None:
 def cancel(db: Database, actor: Actor, backfill_id: int) -> None:
     """SPEC §2 cancel: queued runs cancelled in this transaction, running ones finish."""
     with db.write() as conn:
-        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
-        status = transitions.cancel(BackfillStatus(bf["status"]))
-        now = utcnow()
-        queue.cancel_queued(conn, backfill_id, now)
-        store.update_backfill(
-            conn,
-            backfill_id,
-            status=status.value,
-            completed_at=now,
-            removed_at=now,
-            removed_user_id=actor.user_id,
-            updated_at=now,
-        )
+        _cancel(conn, actor, store.get(conn, backfill_id, team_id=actor.team_id, lock=True), utcnow())
 
 
 def retry(db: Database, actor: Actor, backfill_id: int) -> int:
     """failed → scheduled; re-queues only the failed and cancelled intervals."""
     with db.write() as conn:
-        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
-        status = transitions.retry(BackfillStatus(bf["status"]))
-        _check_overlap(conn, bf)
-        now = utcnow()
-        requeued = queue.requeue_for_retry(conn, backfill_id, now)
-        store.update_backfill(conn, backfill_id, status=status.value, failed_at=None, completed_at=None, updated_at=now)
-        queue.settle(conn, backfill_id, now)
-        return requeued
+        return _retry(conn, store.get(conn, backfill_id, team_id=actor.team_id, lock=True), utcnow())
 
 
 def request_status(db: Database, actor: Actor, backfill_id: int, requested: BackfillStatus) -> None:
     """A status asked for by a user, mapped to start / retry / cancel, or refused."""
-    with db.read() as conn:
-        current = BackfillStatus(store.get(conn, backfill_id, team_id=actor.team_id)["status"])
-    action = transitions.request(current, requested)
-    if action is transitions.Action.CANCEL:
-        cancel(db, actor, backfill_id)
-    elif action is transitions.Action.START:
-        start(db, actor, backfill_id)
-    else:
-        retry(db, actor, backfill_id)
+    update(db, actor, backfill_id, status=requested)
 
 
 def set_paused(db: Database, actor: Actor, backfill_id: int, paused: bool) -> None:
     if not isinstance(paused, bool):
         raise ValidationError("paused must be true or false", field="paused")
-    with db.write() as conn:
-        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
-        transitions.check_pause(BackfillStatus(bf["status"]))
-        store.update_backfill(conn, backfill_id, paused=paused)
+    update(db, actor, backfill_id, paused=paused)
 
 
 def update_settings(db: Database, actor: Actor, backfill_id: int, changes: Mapping[str, Any]) -> None:
     """Change name / max_active_runs any time (unless final), and the shape of the
     backfill (range, interval, variables, blocks, settings) only before it starts."""
-    if not changes:
-        return
-    with db.write() as conn:
-        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
-        status = BackfillStatus(bf["status"])
-        values: dict[str, Any] = {}
-        if "name" in changes:
-            name = changes["name"]
-            if not isinstance(name, str) or not name.strip() or len(name) > 500:
-                raise ValidationError("name must be a non-empty string of at most 500 characters", field="name")
-            values["name"] = name
-        if "max_active_runs" in changes:
-            if status.is_final:
-                raise InvalidTransition(f"the backfill is {status.value}; max_active_runs can no longer change")
-            values["max_active_runs"] = _positive_int(
-                changes["max_active_runs"], "max_active_runs", maximum=MAX_MAX_ACTIVE_RUNS
-            )
-        shape = {
-            k: v
-            for k, v in changes.items()
-            if k in (*SHAPE_FIELDS, "run_order", "reprocess", "retries", "retry_delay_seconds", "timeout_seconds")
-        }
-        if shape:
-            transitions.check_settings_editable(status, ", ".join(sorted(shape)))
-            pipeline = pipeline_store.get(conn, bf["pipeline_id"])
-            current = BackfillSpec(
-                start=bf["start"],
-                end=bf["end"],
-                interval_type=bf["interval_type"],
-                interval_units=bf["interval_units"],
-                cron=bf["cron"],
-                timezone=bf["timezone"],
-                name=values.get("name", bf["name"]),
-                variables=bf["variables"],
-                block_uuids=bf["block_uuids"],
-                max_active_runs=values.get("max_active_runs", bf["max_active_runs"]),
-                run_order=bf["run_order"],
-                reprocess=bf["reprocess"],
-                retries=bf["retries"],
-                retry_delay_seconds=bf["retry_delay_seconds"],
-                timeout_seconds=bf["timeout_seconds"],
-                naive=changes.get("naive", "local"),
-            )
-            for key, value in shape.items():
-                setattr(current, key, value)
-            values.update(_values_from_spec(current, pipeline))
-        store.update_backfill(conn, backfill_id, **values)
+    update(db, actor, backfill_id, settings=changes)
 
 
 def delete(db: Database, actor: Actor, backfill_id: int) -> None:
