@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from backfill import __version__
 from backfill.api import metrics as metrics_api
-from backfill.api import security, team_api
+from backfill.api import pipeline_api, pipeline_errors, security, team_api
 from backfill.api.middleware import (
     ErrorRenderers,
     RateLimiter,
@@ -36,6 +36,11 @@ Re-run data pipelines over historical time ranges.
 every response is `{"meta":{"request_id"},"data":...}`, every error
 `{"meta":{"request_id"},"error":{"code","message","description"?}}`; every response carries
 `X-Request-ID`, `X-RateLimit-Limit` and `X-RateLimit-Remaining`.
+
+**Pipeline API** (`/api/...`): objects wrapped as `{"backfill": {...}}`, lowercase statuses
+(`null` before the start), datetimes `"YYYY-MM-DD HH:MM:SS"` (UTC); auth with `X-API-KEY`
+(when the server has keys) plus the user token as `Cookie: oauth_token=<JWT>`, header
+`OAUTH-TOKEN` or `Authorization: Bearer`; errors `{"error": {"code", "message", "type"}}`.
 """
 
 # How long a token + membership resolution may be reused (SPEC: a revoked token or a
@@ -54,6 +59,7 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     app.state.settings = settings
 
     renderers = ErrorRenderers(default=team_api.render_error)
+    renderers.register("/api", pipeline_errors.render_problem)  # /api/... errors in the pipeline dialect
     app.state.error_renderers = renderers
     app.state.principal_cache = security.PrincipalCache(ttl_seconds=AUTH_CACHE_SECONDS)
     limiter = RateLimiter(settings.rate_limit)
@@ -92,4 +98,5 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
 
     app.include_router(metrics_api.router)
     app.include_router(team_api.router)
+    app.include_router(pipeline_api.router)
     return app

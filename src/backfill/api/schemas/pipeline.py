@@ -1,0 +1,364 @@
+"""Pydantic models of the pipeline API (``/api``, SPEC §5, dialect of seed ``000_…``).
+
+Objects are wrapped (``{"backfill": {...}}``), lists come with ``{"metadata": {"count",
+"next"}}``, statuses are lowercase (``null`` = not started, ``initial`` = started, no run
+begun yet), datetimes are ``"YYYY-MM-DD HH:MM:SS"`` in UTC. Request bodies ("actions")
+are separate from response objects; the translation from rows lives in
+``api.pipeline_api``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PIPELINE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+
+PipelineDateTime = Annotated[
+    str,
+    Field(
+        pattern=PIPELINE_DATETIME_PATTERN,
+        description='UTC, "YYYY-MM-DD HH:MM:SS".',
+        examples=["2023-07-17 23:56:05"],
+    ),
+]
+DateTimeInput = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description='"YYYY-MM-DD HH:MM:SS", ISO 8601 or a plain date. A time without offset is UTC; '
+        "a plain date is 00:00 in the backfill's timezone; an offset wins.",
+        examples=["2023-07-17 23:56:05"],
+    ),
+]
+BlockUuid = Annotated[str, Field(min_length=1, max_length=200)]
+
+PipelineBackfillStatus = Literal["initial", "running", "completed", "failed", "cancelled"]
+PipelineRunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+IntervalTypeName = Literal["second", "minute", "hour", "day", "week", "month", "year", "custom"]
+RunOrderName = Literal["newest_first", "oldest_first"]
+ReprocessName = Literal["all", "failed", "missing"]
+
+ERROR_TYPE_NAMES = (
+    "record_not_found",
+    "unauthorized_access",
+    "invalid_api_key",
+    "invalid_oauth_token",
+    "expired_oauth_token",
+    "record_invalid",
+    "conflict",
+    "rate_limited",
+    "server_error",
+)
+ErrorTypeName = Literal[
+    "record_not_found",
+    "unauthorized_access",
+    "invalid_api_key",
+    "invalid_oauth_token",
+    "expired_oauth_token",
+    "record_invalid",
+    "conflict",
+    "rate_limited",
+    "server_error",
+]
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+
+class PipelineError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: int = Field(description="The HTTP status code of the response.", examples=[404])
+    message: str = Field(description="Human-readable; names the offending field or record.")
+    type: ErrorTypeName = Field(description="Stable machine-readable kind of the error.")
+
+
+class PipelineErrorEnvelope(BaseModel):
+    """Every error (4xx/5xx) of the pipeline API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: PipelineError
+
+
+# ---- actions (request bodies) ------------------------------------------------------------------
+
+
+def reject_nul(value: Any, where: str) -> None:
+    """Text with NUL characters cannot be stored (PostgreSQL refuses it in text and JSONB)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where} must not contain the NUL character (\\u0000)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key, where)
+            reject_nul(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            reject_nul(item, f"{where}[{index}]")
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> Self:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if not isinstance(value, BaseModel):
+                reject_nul(value, name)
+        return self
+
+
+class PipelineBackfillSettingsAction(_Action):
+    """``settings`` of a backfill. Everything but ``max_active_runs`` and ``paused`` may
+    change only before the backfill starts."""
+
+    max_active_runs: int | None = Field(default=None, ge=1, le=1000)
+    run_order: RunOrderName | None = None
+    reprocess: ReprocessName | None = None
+    timezone: str | None = Field(default=None, min_length=1, max_length=64, description="IANA name.")
+    cron: str | None = Field(default=None, max_length=200, description="Cron expression (interval_type custom).")
+    retries: int | None = Field(default=None, ge=0, le=100)
+    retry_delay_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    paused: bool | None = Field(default=None, description="A paused backfill starts no new runs.")
+    block_uuids: list[BlockUuid] | None = Field(
+        default=None, max_length=1000, description="The exact block selection; null = every block."
+    )
+
+
+class PipelineBackfillAction(_Action):
+    """The attributes of a backfill a client may set (POST) or change (PUT).
+
+    Read-only attributes of the object (``id``, ``pipeline_uuid``, timestamps, ``metrics``,
+    counts…) are accepted so that a GET → edit → PUT round trip works; ``id`` and
+    ``pipeline_uuid`` must then match the addressed backfill, the others are ignored.
+    """
+
+    name: str | None = Field(default=None, max_length=500)
+    start_datetime: DateTimeInput | None = None
+    end_datetime: DateTimeInput | None = None
+    interval_type: IntervalTypeName | None = None
+    interval_units: int | None = Field(default=None, ge=1, le=1_000_000)
+    variables: dict[str, Any] | None = Field(
+        default=None, description="Overrides of the pipeline's global variables for every run."
+    )
+    settings: PipelineBackfillSettingsAction | None = None
+    block_uuid: BlockUuid | None = Field(
+        default=None, description="Run this block and everything downstream of it (null = every block)."
+    )
+    add_upstream_for_block_uuid: BlockUuid | None = Field(
+        default=None, description="Add this block and all its ancestors to the selection."
+    )
+    status: str | None = Field(
+        default=None,
+        max_length=32,
+        description='"initial" or "running" starts a not-started backfill or retries the failed intervals of a '
+        'failed one; "cancelled" cancels. Sending the current status changes nothing.',
+    )
+    # read-only attributes of the object, accepted for round trips
+    id: int | None = None
+    pipeline_uuid: str | None = Field(default=None, max_length=200)
+    pipeline_schedule_id: int | None = None
+    created_at: str | None = Field(default=None, max_length=64)
+    updated_at: str | None = Field(default=None, max_length=64)
+    started_at: str | None = Field(default=None, max_length=64)
+    completed_at: str | None = Field(default=None, max_length=64)
+    failed_at: str | None = Field(default=None, max_length=64)
+    metrics: dict[str, Any] | None = None
+    total_run_count: int | None = None
+    run_status_counts: dict[str, Any] | None = None
+    preview_runs: list[Any] | None = None
+
+
+class PipelineBackfillBody(_Action):
+    """``{"backfill": {...}}``."""
+
+    backfill: PipelineBackfillAction
+
+
+class PipelineSessionAction(_Action):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class PipelineSessionBody(_Action):
+    """``{"session": {"email", "password"}}``."""
+
+    session: PipelineSessionAction
+
+
+# ---- responses ---------------------------------------------------------------------------------
+
+
+class PipelineListMetadata(BaseModel):
+    count: int = Field(description="Number of records matching the query (all pages).")
+    next: bool = Field(description="Whether a further page exists.")
+
+
+class PipelineErrorReportEntry(BaseModel):
+    data_date: str = Field(description="Data date of the failed interval.")
+    execution_date: PipelineDateTime
+    error: str = Field(description="Error of its latest attempt (at most 1000 characters).")
+
+
+class PipelineBackfillMetrics(BaseModel):
+    total_runs: int = Field(description="Interval runs this backfill runs (after reprocess skips).")
+    created_runs: int = Field(description="Interval runs materialized so far.")
+    queued_runs: int
+    running_runs: int
+    completed_runs: int
+    failed_runs: int
+    cancelled_runs: int
+    progress: float = Field(description="Finished runs / total runs, 0..1.")
+    duration_mean_seconds: float | None
+    duration_p95_seconds: float | None
+    duration_total_seconds: float
+    rows: int
+    remaining_runs: int
+    estimated_seconds_remaining: float | None
+    error_report: list[PipelineErrorReportEntry] = Field(description="One entry per failed interval.")
+
+
+class PipelineBackfillSettings(BaseModel):
+    max_active_runs: int
+    run_order: RunOrderName
+    reprocess: ReprocessName
+    timezone: str
+    cron: str | None
+    retries: int
+    retry_delay_seconds: float
+    timeout_seconds: float | None
+    paused: bool
+    block_uuids: list[str] | None = Field(description="The exact block selection; null = every block.")
+
+
+class PipelinePreviewRun(BaseModel):
+    start: PipelineDateTime
+    end: PipelineDateTime
+    data_date: str = Field(
+        description='The local date "YYYY-MM-DD" for day-or-longer (and cron) intervals, else the start.'
+    )
+
+
+class PipelineBackfill(BaseModel):
+    """A backfill as the seed document shows it, plus ``settings`` (and, on request,
+    ``total_run_count``, ``run_status_counts`` and ``preview_runs``)."""
+
+    id: int
+    block_uuid: str | None = Field(
+        description="The block the selection was made from (it and everything downstream); null when every "
+        "block runs or the selection is not of that shape (see settings.block_uuids)."
+    )
+    completed_at: PipelineDateTime | None = Field(description="When it completed, or was cancelled.")
+    created_at: PipelineDateTime
+    end_datetime: PipelineDateTime
+    failed_at: PipelineDateTime | None
+    interval_type: IntervalTypeName
+    interval_units: int | None
+    metrics: PipelineBackfillMetrics
+    name: str
+    pipeline_schedule_id: int | None = Field(description="Always null: backfills are not tied to a schedule.")
+    pipeline_uuid: str
+    start_datetime: PipelineDateTime
+    started_at: PipelineDateTime | None = Field(description="When the first interval run began.")
+    status: PipelineBackfillStatus | None = Field(description="null = created, not started yet.")
+    updated_at: PipelineDateTime
+    variables: dict[str, Any] | None = Field(description="Overrides of global variables; null when none.")
+    settings: PipelineBackfillSettings
+    total_run_count: int | None = Field(default=None, description="With ?include_run_count=true.")
+    run_status_counts: dict[str, int] | None = Field(
+        default=None,
+        description="With ?include_run_count=true: interval runs by status (queued, running, completed, failed, "
+        "cancelled, and pending = not created yet); they add up to total_run_count.",
+    )
+    preview_runs: list[PipelinePreviewRun] | None = Field(
+        default=None, description="With ?include_preview_runs=true: the first 100 intervals, in run order."
+    )
+
+
+class PipelineBackfillResponse(BaseModel):
+    backfill: PipelineBackfill
+
+
+class PipelineBackfillListResponse(BaseModel):
+    backfills: list[PipelineBackfill]
+    metadata: PipelineListMetadata
+
+
+class PipelineBlock(BaseModel):
+    uuid: str
+    name: str
+    type: Literal["python", "sql", "shell"]
+    upstream_blocks: list[str]
+    downstream_blocks: list[str]
+
+
+class Pipeline(BaseModel):
+    id: int
+    uuid: str
+    name: str
+    type: Literal["python"] = "python"
+    timezone: str | None
+    variables: dict[str, Any]
+    retries: int
+    retry_delay_seconds: float
+    timeout_seconds: float | None
+    blocks: list[PipelineBlock]
+    created_at: PipelineDateTime
+    updated_at: PipelineDateTime
+
+
+class PipelineResponse(BaseModel):
+    pipeline: Pipeline
+
+
+class PipelineListResponse(BaseModel):
+    pipelines: list[Pipeline]
+    metadata: PipelineListMetadata
+
+
+class PipelineRun(BaseModel):
+    id: int
+    backfill_id: int
+    pipeline_uuid: str
+    pipeline_schedule_id: int | None
+    status: PipelineRunStatus
+    execution_date: PipelineDateTime = Field(description="Start of the interval.")
+    interval_end_datetime: PipelineDateTime = Field(description="End of the interval (exclusive).")
+    data_date: str
+    attempt: int
+    created_at: PipelineDateTime
+    started_at: PipelineDateTime | None
+    completed_at: PipelineDateTime | None = Field(description="Set when the run completed.")
+    failed_at: PipelineDateTime | None = Field(description="Set when the run failed.")
+    ended_at: PipelineDateTime | None
+    duration_seconds: float | None
+    rows: int | None
+    error: str | None
+    variables: dict[str, Any] = Field(description="The variables the run sees: globals ← backfill overrides.")
+
+
+class PipelineRunListResponse(BaseModel):
+    pipeline_runs: list[PipelineRun]
+    metadata: PipelineListMetadata
+
+
+class PipelineSessionUser(BaseModel):
+    id: int
+    email: str
+    default_team_id: int | None
+
+
+class PipelineSession(BaseModel):
+    token: str = Field(description='HS256 JWT {"expires", "token"}: send it as the cookie oauth_token.')
+    expires: float = Field(description="Unix seconds.")
+    user: PipelineSessionUser
+
+
+class PipelineSessionResponse(BaseModel):
+    session: PipelineSession
