@@ -198,3 +198,19 @@ def test_update_is_one_transaction(db: Database, team: Actor, pipeline_id: int) 
     with pytest.raises(ValidationError) as info:
         svc.update(db, team, bf, settings={"colour": "blue"})
     assert info.value.field == "colour"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("name", "a\x00b"), ("variables", {"k": "a\x00"}), ("variables", {"\x00": 1})]
+)
+def test_nul_characters_are_refused_on_every_database(
+    db: Database, team: Actor, pipeline_id: int, field: str, value: object
+) -> None:
+    spec = svc.BackfillSpec(start="2024-01-01", end="2024-01-02")
+    setattr(spec, field, value)
+    with pytest.raises(ValidationError) as info:
+        svc.create(db, team, pipeline_id, spec, start=True)
+    assert info.value.field == field
+    bf = svc.create(db, team, pipeline_id, svc.BackfillSpec(start="2024-01-01", end="2024-01-02"), start=False)
+    with pytest.raises(ValidationError):
+        svc.update(db, team, bf, settings={field: value})

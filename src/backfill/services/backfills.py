@@ -106,6 +106,21 @@ def _non_negative(value: Any, field: str) -> float:
     return float(value)
 
 
+def _reject_nul(value: Any, field: str) -> None:
+    """Text with NUL characters cannot be stored (PostgreSQL refuses it); refuse it on
+    every database alike, naming the field, instead of failing at the INSERT."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(f"{field} must not contain NUL (\\u0000) characters", field=field)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _reject_nul(key, field)
+            _reject_nul(item, field)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_nul(item, field)
+
+
 def _enum(value: Any, enum: type[RunOrder] | type[Reprocess], field: str) -> str:
     try:
         return str(enum(value).value)
@@ -135,6 +150,8 @@ def _values_from_spec(spec: BackfillSpec, pipeline: RowMapping) -> dict[str, Any
     series, start, end = _series(spec, tz)
     if spec.variables is not None and not isinstance(spec.variables, Mapping):
         raise ValidationError("variables must be an object", field="variables")
+    _reject_nul(spec.variables, "variables")
+    _reject_nul(spec.name, "name")
     selection = _selection(definition, spec.block_uuids)
     retries = (
         pipeline["retries"] if spec.retries is None else _positive_int(spec.retries, "retries", minimum=0, maximum=100)
@@ -327,6 +344,7 @@ def _update_settings(conn: Connection, bf: RowMapping, changes: Mapping[str, Any
         name = changes["name"]
         if not isinstance(name, str) or not name.strip() or len(name) > 500:
             raise ValidationError("name must be a non-empty string of at most 500 characters", field="name")
+        _reject_nul(name, "name")
         values["name"] = name
     if "max_active_runs" in changes:
         if status.is_final:
