@@ -728,3 +728,14 @@ def test_rate_limiter_storage_override_still_applies() -> None:
     for _ in range(50):
         assert limiter.hit("k").allowed
     assert limiter.peek("k").remaining == 950
+
+
+def test_rate_limit_key_follows_every_user_credential() -> None:
+    from backfill.api.middleware import rate_key
+
+    scope = {"client": ("10.0.0.1", 1234)}
+    bearer = rate_key(scope, b"Bearer abc")  # type: ignore[arg-type]
+    assert bearer == rate_key(scope, None, b"abc")  # type: ignore[arg-type]
+    assert bearer == rate_key(scope, None, None, b"theme=dark; oauth_token=abc")  # type: ignore[arg-type]
+    assert rate_key(scope, None, None, b"oauth_token=other") != bearer  # type: ignore[arg-type]
+    assert rate_key(scope, None) == "ip:10.0.0.1"  # type: ignore[arg-type]

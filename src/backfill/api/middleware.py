@@ -350,12 +350,23 @@ class RateLimiter:
         return self._decision(key, True)
 
 
-def rate_key(scope: Scope, authorization: bytes | None) -> str:
-    """Per token when one is sent (hashed: raw secrets are not kept), else per client address."""
-    if authorization:
-        secret = security.bearer_secret(authorization.decode("latin-1"))
-        if secret:
-            return "t:" + hashlib.blake2b(secret.encode(), digest_size=16).hexdigest()
+_OAUTH_COOKIE = re.compile(r"(?:^|;)\s*oauth_token=([^;]+)")
+
+
+def rate_key(
+    scope: Scope, authorization: bytes | None, oauth_token: bytes | None = None, cookie: bytes | None = None
+) -> str:
+    """Per user credential when one is sent — a bearer token, the pipeline dialect's
+    ``OAUTH-TOKEN`` header or ``oauth_token`` cookie (hashed: raw secrets are not kept) —
+    else per client address."""
+    secret = security.bearer_secret(authorization.decode("latin-1")) if authorization else None
+    if not secret and oauth_token:
+        secret = oauth_token.decode("latin-1").strip()
+    if not secret and cookie:
+        found = _OAUTH_COOKIE.search(cookie.decode("latin-1"))
+        secret = found.group(1).strip() if found else None
+    if secret:
+        return "t:" + hashlib.blake2b(secret.encode(), digest_size=16).hexdigest()
     client = scope.get("client")
     return "ip:" + (client[0] if client else "unknown")
 
@@ -378,18 +389,24 @@ class RequestContextMiddleware:
         t0 = time.perf_counter()
         incoming: bytes | None = None
         authorization: bytes | None = None
+        oauth_token: bytes | None = None
+        cookie: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 incoming = value
             elif name == b"authorization":
                 authorization = value
+            elif name == b"oauth-token":
+                oauth_token = value
+            elif name == b"cookie":
+                cookie = value
         rid = incoming.decode("latin-1") if incoming else ""
         if not REQUEST_ID_RE.fullmatch(rid):
             rid = new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         path: str = scope["path"]
-        key = rate_key(scope, authorization)
+        key = rate_key(scope, authorization, oauth_token, cookie)
         decision = self.limiter.peek(key) if path in UNMETERED_PATHS else self.limiter.hit(key)
         extra_headers = [
             (b"x-request-id", rid.encode()),
