@@ -54,7 +54,6 @@ from backfill.domain.timeparse import format_pipeline, parse_instant
 from backfill.services import backfills, runs, sessions
 from backfill.services.actor import Actor
 from backfill.services.backfills import BackfillDetail, BackfillSpec
-from backfill.store import auth as auth_store
 from backfill.store import pipelines as pipeline_store
 from backfill.store.db import Database
 from backfill.store.runs import RunQuery
@@ -147,11 +146,6 @@ def _principal_cache(request: Request) -> security.PrincipalCache:
     return cache
 
 
-def _server_has_api_keys(db: Database) -> bool:
-    with db.read() as conn:
-        return auth_store.any_api_key(conn)
-
-
 def check_api_key(db: Database, key: str | None) -> int | None:
     """The team of the client key; None when the server has no API key at all (then no
     key is required). Missing or unknown while keys exist → ``ApiKeyInvalid``."""
@@ -159,10 +153,10 @@ def check_api_key(db: Database, key: str | None) -> int | None:
         try:
             return security.resolve_api_key(db, key)
         except security.ApiKeyInvalid:
-            if not _server_has_api_keys(db):
+            if not security.server_has_api_keys(db):
                 return None
             raise
-    if _server_has_api_keys(db):
+    if security.server_has_api_keys(db):
         raise security.ApiKeyInvalid("the X-API-KEY header is required: send your team's client key")
     return None
 
@@ -257,12 +251,6 @@ def _metadata(total: int, offset: int, shown: int) -> s.PipelineListMetadata:
 
 
 # ---- pipelines --------------------------------------------------------------------------------------
-
-
-def pipeline_by_uuid(db: Database, actor: Actor, uuid: str) -> RowMapping:
-    """The team's pipeline with this uuid; ``NotFound`` when absent or in another team."""
-    with db.read() as conn:
-        return pipeline_store.get_in_team(conn, actor.team_id, uuid=uuid)
 
 
 @dataclass
@@ -781,7 +769,7 @@ def _list(
 
 
 def definitions_row(definitions: _Definitions, pipeline_uuid: str) -> RowMapping:
-    row = pipeline_by_uuid(definitions.db, definitions.actor, pipeline_uuid)
+    row = runs.get_pipeline(definitions.db, definitions.actor, uuid=pipeline_uuid)
     definitions.add(row)
     return row
 
@@ -980,7 +968,7 @@ def list_pipelines(request: Request, principal: Reader, limit: Limit = 50, offse
 
 @router.get("/pipelines/{pipeline_uuid}", response_model=s.PipelineResponse, summary="One pipeline with its blocks")
 def get_pipeline(request: Request, principal: Reader, pipeline_uuid: PipelineUuid) -> Response:
-    row = pipeline_by_uuid(_db(request), principal.actor, pipeline_uuid)
+    row = runs.get_pipeline(_db(request), principal.actor, uuid=pipeline_uuid)
     return _ok(s.PipelineResponse(pipeline=_pipeline(row)))
 
 

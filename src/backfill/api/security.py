@@ -248,6 +248,12 @@ def authorize(principal: Principal, access: Access) -> Principal:
     return principal
 
 
+def server_has_api_keys(db: Database) -> bool:
+    """Whether any client key exists (then the pipeline dialect requires one)."""
+    with db.read() as conn:
+        return auth.any_api_key(conn)
+
+
 def resolve_api_key(db: Database, key: str | None) -> int:
     """Pipeline dialect: the team id of a valid client key, else ``ApiKeyInvalid``."""
     if not key or len(key) > 512:

@@ -84,9 +84,10 @@ def list_pipelines(db: Database, actor: Actor, *, limit: int = 100, offset: int 
         return Page(rows, store.count_pipelines(conn, actor.team_id))
 
 
-def get_pipeline(db: Database, actor: Actor, pipeline_id: int) -> RowMapping:
+def get_pipeline(db: Database, actor: Actor, pipeline_id: int | None = None, *, uuid: str | None = None) -> RowMapping:
+    """The team's pipeline by id or by uuid; ``NotFound`` when absent or in another team."""
     with db.read() as conn:
-        return pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
+        return pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id, uuid=uuid)
 
 
 # ---- runs ------------------------------------------------------------------------------
