@@ -477,5 +477,11 @@ def get(db: Database, actor: Actor, backfill_id: int) -> BackfillDetail:
 
 
 def detail(conn: Connection, row: RowMapping) -> BackfillDetail:
-    mean, p95 = store.duration_stats(conn, row["id"])
-    return BackfillDetail(row=row, error_report=store.error_report(conn, row["id"]), metrics=metrics(row, mean, p95))
+    """The row plus its error report and metrics. The exact counters spare the queries
+    that cannot find anything (no failed run → no report), and give the mean duration
+    (the completed runs' total over their count) without a query."""
+    error_report = store.error_report(conn, row["id"]) if row["runs_failed"] else []
+    completed = int(row["runs_completed"])
+    mean = row["duration_total"] / completed if completed else None
+    p95 = store.duration_p95(conn, row["id"], completed)
+    return BackfillDetail(row=row, error_report=error_report, metrics=metrics(row, mean, p95))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -123,25 +124,37 @@ def delete_backfill(conn: Connection, backfill_id: int) -> None:
     conn.execute(delete(backfills).where(backfills.c.id == backfill_id))
 
 
+_ERROR_REPORT = (
+    select(interval_runs.c.interval_start, interval_runs.c.error)
+    .where(
+        interval_runs.c.backfill_id == bindparam("p_backfill"),
+        interval_runs.c.status == RunStatus.FAILED.value,
+    )
+    .order_by(interval_runs.c.interval_start)
+    .limit(bindparam("p_limit"))
+)
+
+_DURATION_AT_RANK = (
+    select(interval_runs.c.duration)
+    .where(
+        interval_runs.c.backfill_id == bindparam("p_backfill"),
+        interval_runs.c.status == RunStatus.COMPLETED.value,
+    )
+    .order_by(interval_runs.c.duration)
+    .offset(bindparam("p_rank"))
+    .limit(1)
+)
+
+
 def error_report(conn: Connection, backfill_id: int, *, limit: int = 1000) -> list[RowMapping]:
     """One entry per failed interval: its start and the error of its latest attempt."""
-    q = (
-        select(interval_runs.c.interval_start, interval_runs.c.error)
-        .where(interval_runs.c.backfill_id == backfill_id, interval_runs.c.status == RunStatus.FAILED.value)
-        .order_by(interval_runs.c.interval_start)
-        .limit(limit)
-    )
-    return list(conn.execute(q).mappings())
+    return list(conn.execute(_ERROR_REPORT, {"p_backfill": backfill_id, "p_limit": limit}).mappings())
 
 
-def duration_stats(conn: Connection, backfill_id: int) -> tuple[float | None, float | None]:
-    """Mean and p95 duration of the completed runs (p95 by rank, one indexed query each)."""
-    completed = and_(interval_runs.c.backfill_id == backfill_id, interval_runs.c.status == RunStatus.COMPLETED.value)
-    n, mean = conn.execute(select(func.count(), func.avg(interval_runs.c.duration)).where(completed)).one()
-    if not n:
-        return None, None
-    rank = max(0, int(n * 0.95 + 0.999999) - 1)
-    p95 = conn.execute(
-        select(interval_runs.c.duration).where(completed).order_by(interval_runs.c.duration).offset(rank).limit(1)
-    ).scalar()
-    return float(mean), float(p95) if p95 is not None else None
+def duration_p95(conn: Connection, backfill_id: int, completed: int) -> float | None:
+    """The 95th percentile duration of the ``completed`` completed runs (nearest rank)."""
+    if completed <= 0:
+        return None
+    rank = max(0, math.ceil(completed * 0.95) - 1)
+    value = conn.execute(_DURATION_AT_RANK, {"p_backfill": backfill_id, "p_rank": rank}).scalar()
+    return float(value) if value is not None else None
