@@ -238,10 +238,12 @@ def run_wrk(wrk: str, url: str, token: str, seconds: float, *, connections: int)
     ).stdout  # fmt: skip
     if "Non-2xx" in out:
         raise RuntimeError(f"wrk saw error responses:\n{out}")
-    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    return rate, p50, p99
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    p50 = re.search(r"\b50%\s+([0-9.]+[a-z]+)", out)
+    p99 = re.search(r"\b99%\s+([0-9.]+[a-z]+)", out)
+    if not (rate and p50 and p99):
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    return float(rate.group(1)), _ms(p50.group(1)), _ms(p99.group(1))
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
