@@ -43,7 +43,7 @@ from backfill.config import Settings
 from backfill.domain import transitions
 from backfill.domain.errors import InvalidTransition, NotFound, ValidationError
 from backfill.domain.intervals import Interval, IntervalSeries
-from backfill.domain.model import BackfillStatus
+from backfill.domain.model import BackfillStatus, is_calendar
 from backfill.domain.pipeline import (
     PipelineDefinition,
     add_upstream_for_block,
@@ -62,7 +62,6 @@ MAX_ID = 2**63 - 1
 MAX_OFFSET = 1_000_000_000
 PREVIEW_RUNS = 100
 ERROR_TEXT_LIMIT = 1000
-CALENDAR_TYPES = frozenset({"day", "week", "month", "year"})
 
 router = APIRouter(prefix="/api", tags=["pipeline API"], route_class=PipelineRoute, responses=ERROR_RESPONSES)
 
@@ -235,10 +234,6 @@ def _dt(value: datetime | None) -> str | None:
     return format_pipeline(value) if value is not None else None
 
 
-def _is_calendar(interval_type: str, cron: str | None) -> bool:
-    return interval_type in CALENDAR_TYPES or bool(cron)
-
-
 def _data_date(start: datetime, timezone: str, calendar: bool) -> str:
     """The local date for day-or-longer (and cron) intervals, else the start instant."""
     if calendar:
@@ -322,35 +317,13 @@ def _same_selection(a: Iterable[str] | None, b: Iterable[str] | None, definition
     return (set(a) if a is not None else every) == (set(b) if b is not None else every)
 
 
-def _saved_spec(row: RowMapping) -> BackfillSpec:
-    """The services' spec of a saved backfill (for a dry run over it)."""
-    return BackfillSpec(
-        start=row["start"],
-        end=row["end"],
-        interval_type=row["interval_type"],
-        interval_units=row["interval_units"],
-        cron=row["cron"],
-        timezone=row["timezone"],
-        name=row["name"],
-        variables=row["variables"],
-        block_uuids=list(row["block_uuids"]) if row["block_uuids"] is not None else None,
-        max_active_runs=row["max_active_runs"],
-        run_order=row["run_order"],
-        reprocess=row["reprocess"],
-        retries=row["retries"],
-        retry_delay_seconds=row["retry_delay_seconds"],
-        timeout_seconds=row["timeout_seconds"],
-        naive="utc",
-    )
-
-
 def _preview(row: RowMapping, definitions: _Definitions) -> list[s.PipelinePreviewRun]:
     """The first intervals in run order. Before the start, those ``reprocess`` would skip
     are left out (the services' dry run); once started, the backfill's own intervals."""
     intervals: Iterable[Interval]
     if row["status"] == BackfillStatus.CREATED.value and row["reprocess"] != "all":
         result = backfills.dry_run(
-            definitions.db, definitions.actor, int(row["pipeline_id"]), _saved_spec(row), limit=PREVIEW_RUNS
+            definitions.db, definitions.actor, int(row["pipeline_id"]), backfills.spec_of_row(row), limit=PREVIEW_RUNS
         )
         intervals = result["intervals"]
     else:
@@ -363,7 +336,7 @@ def _preview(row: RowMapping, definitions: _Definitions) -> list[s.PipelinePrevi
             cron=row["cron"],
         )
         intervals = islice(series.iter_from(None, descending=row["run_order"] == "newest_first"), PREVIEW_RUNS)
-    calendar = _is_calendar(row["interval_type"], row["cron"])
+    calendar = is_calendar(row["interval_type"], row["cron"])
     return [
         s.PipelinePreviewRun(
             start=format_pipeline(iv.start),
@@ -397,7 +370,7 @@ def render_backfill(
     """The object and the optional keys to leave out of it."""
     row = d.row
     tz = row["timezone"]
-    calendar = _is_calendar(row["interval_type"], row["cron"])
+    calendar = is_calendar(row["interval_type"], row["cron"])
     counts = _run_status_counts(row)
     selection = row["block_uuids"]
     block_uuid = block_uuid_of(selection, definitions.get(int(row["pipeline_id"]))) if selection else None
@@ -976,7 +949,7 @@ def get_pipeline(request: Request, principal: Reader, pipeline_uuid: PipelineUui
 
 
 def _run(row: RowMapping, pipeline_uuid: str, variables: dict[str, Any]) -> s.PipelineRun:
-    calendar = _is_calendar(row["interval_type"], row["cron"])
+    calendar = is_calendar(row["interval_type"], row["cron"])
     status = row["status"]
     return s.PipelineRun(
         id=row["id"],

@@ -24,7 +24,7 @@ from backfill.api import security
 from backfill.api.middleware import ApiError, Problem, default_error_response, request_id_of
 from backfill.api.schemas import team as s
 from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
-from backfill.domain.model import BackfillStatus, RunStatus
+from backfill.domain.model import BackfillStatus, RunStatus, is_calendar
 from backfill.domain.timeparse import format_iso_z
 from backfill.services import backfills, runs
 from backfill.services.backfills import BackfillDetail, BackfillSpec
@@ -34,7 +34,6 @@ from backfill.store.runs import RunQuery
 T = TypeVar("T")
 MAX_ID = 2**63 - 1
 MAX_OFFSET = 1_000_000_000
-CALENDAR_TYPES = frozenset({"day", "week", "month", "year"})
 ERROR_TEXT_LIMIT = 1000
 
 # Field names of the services → names in this dialect.
@@ -176,10 +175,6 @@ def _iso(value: datetime | None) -> str | None:
     return format_iso_z(value) if value is not None else None
 
 
-def _is_calendar(interval_type: str, cron: str | None) -> bool:
-    return interval_type in CALENDAR_TYPES or bool(cron)
-
-
 def _range_value(value: datetime, timezone: str, calendar: bool) -> str:
     """A date for calendar intervals starting at local midnight, else the exact instant."""
     if calendar:
@@ -198,7 +193,7 @@ def _data_date(start: datetime, timezone: str, calendar: bool) -> str:
 def _backfill(d: BackfillDetail) -> s.Backfill:
     row = d.row
     tz = row["timezone"]
-    calendar = _is_calendar(row["interval_type"], row["cron"])
+    calendar = is_calendar(row["interval_type"], row["cron"])
     return s.Backfill(
         transfer_backfill_id=row["id"],
         transfer_id=row["pipeline_id"],
@@ -243,7 +238,7 @@ def _backfill(d: BackfillDetail) -> s.Backfill:
 
 
 def _run_fields(row: RowMapping) -> dict[str, Any]:
-    calendar = _is_calendar(row["interval_type"], row["cron"])
+    calendar = is_calendar(row["interval_type"], row["cron"])
     return {
         "id": row["id"],
         "transfer_id": row["pipeline_id"],
@@ -435,7 +430,7 @@ def dry_run_backfill(
     result = backfills.dry_run(_db(request), principal.actor, transfer_id, _spec(body))
     values = result["values"]
     tz = values["timezone"]
-    calendar = _is_calendar(values["interval_type"], values["cron"])
+    calendar = is_calendar(values["interval_type"], values["cron"])
     data = s.DryRun(
         transfer_id=values["pipeline_id"],
         name=values["name"],

@@ -16,6 +16,15 @@ class IntervalType(StrEnum):
     CUSTOM = "custom"
 
 
+CALENDAR_INTERVAL_TYPES = frozenset({IntervalType.DAY, IntervalType.WEEK, IntervalType.MONTH, IntervalType.YEAR})
+
+
+def is_calendar(interval_type: str, cron: str | None = None) -> bool:
+    """Day-or-longer intervals and cron series step in wall-clock time; their data dates
+    are shown as dates, the others as instants (SPEC §2, §4)."""
+    return interval_type in CALENDAR_INTERVAL_TYPES or bool(cron)
+
+
 class BackfillStatus(StrEnum):
     """Canonical backfill states (SPEC §2)."""
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, RowMapping
 from backfill.domain import transitions
 from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
 from backfill.domain.intervals import IntervalSeries
-from backfill.domain.model import BackfillStatus, Reprocess, RunOrder
+from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, is_calendar
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
 from backfill.domain.timeparse import parse_instant
 from backfill.services.actor import Actor
@@ -136,11 +136,8 @@ def _series(spec: BackfillSpec, tz: str) -> tuple[IntervalSeries, datetime, date
     return series, start, end
 
 
-CALENDAR_TYPES = ("day", "week", "month", "year")
-
-
 def _default_name(pipeline_uuid: str, spec: BackfillSpec, start: datetime, end: datetime) -> str:
-    fmt = "%Y-%m-%d" if spec.interval_type in CALENDAR_TYPES else "%Y-%m-%d %H:%M:%S"
+    fmt = "%Y-%m-%d" if is_calendar(spec.interval_type, spec.cron) else "%Y-%m-%d %H:%M:%S"
     return f"{pipeline_uuid} {start.strftime(fmt)} → {end.strftime(fmt)}"
 
 
@@ -198,6 +195,27 @@ def _selection(definition: PipelineDefinition, block_uuids: list[str] | None) ->
         return validate_selection(definition, block_uuids)
     except ValidationError as exc:
         raise ValidationError(exc.message, field="block_uuids") from exc
+
+
+def spec_of_row(row: RowMapping) -> BackfillSpec:
+    """The spec a saved backfill was made from (its datetimes already aware UTC)."""
+    return BackfillSpec(
+        start=row["start"],
+        end=row["end"],
+        interval_type=row["interval_type"],
+        interval_units=row["interval_units"],
+        cron=row["cron"],
+        timezone=row["timezone"],
+        name=row["name"],
+        variables=row["variables"],
+        block_uuids=list(row["block_uuids"]) if row["block_uuids"] is not None else None,
+        max_active_runs=row["max_active_runs"],
+        run_order=row["run_order"],
+        reprocess=row["reprocess"],
+        retries=row["retries"],
+        retry_delay_seconds=row["retry_delay_seconds"],
+        timeout_seconds=row["timeout_seconds"],
+    )
 
 
 # ---- use cases -----------------------------------------------------------------------
@@ -355,24 +373,10 @@ def _update_settings(conn: Connection, bf: RowMapping, changes: Mapping[str, Any
     shape = {k: v for k, v in changes.items() if k in EDITABLE_BEFORE_START}
     if shape:
         transitions.check_settings_editable(status, ", ".join(sorted(shape)))
-        current = BackfillSpec(
-            start=bf["start"],
-            end=bf["end"],
-            interval_type=bf["interval_type"],
-            interval_units=bf["interval_units"],
-            cron=bf["cron"],
-            timezone=bf["timezone"],
-            name=values.get("name", bf["name"]),
-            variables=bf["variables"],
-            block_uuids=bf["block_uuids"],
-            max_active_runs=values.get("max_active_runs", bf["max_active_runs"]),
-            run_order=bf["run_order"],
-            reprocess=bf["reprocess"],
-            retries=bf["retries"],
-            retry_delay_seconds=bf["retry_delay_seconds"],
-            timeout_seconds=bf["timeout_seconds"],
-            naive=changes.get("naive", "local"),
-        )
+        current = spec_of_row(bf)
+        current.name = values.get("name", bf["name"])
+        current.max_active_runs = values.get("max_active_runs", bf["max_active_runs"])
+        current.naive = changes.get("naive", "local")
         for key, value in shape.items():
             setattr(current, key, value)
         values.update(_values_from_spec(current, pipeline_store.get(conn, bf["pipeline_id"])))

@@ -1,1 +1,5 @@
 """web layer."""
+
+from backfill.web.routes import router
+
+__all__ = ["router"]
