@@ -797,7 +797,7 @@ def create_backfill(
     pipeline = definitions_row(definitions, pipeline_uuid)
     spec, start_now = spec_from_body(body.backfill, pipeline)
     backfill_id = backfills.create(db, actor, int(pipeline["id"]), spec, start=start_now)
-    return _one(runs.get_backfill(db, actor, backfill_id), definitions)
+    return _one(backfills.get(db, actor, backfill_id), definitions)
 
 
 def _get(
@@ -810,7 +810,7 @@ def _get(
 ) -> Response:
     db = _db(request)
     actor = principal.actor
-    d = _in_pipeline(runs.get_backfill(db, actor, backfill_id), pipeline_uuid)
+    d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
     return _one(d, _Definitions(db, actor), run_count=run_count, preview=preview)
 
 
@@ -865,11 +865,11 @@ def _put(
 ) -> Response:
     db = _db(request)
     actor = principal.actor
-    d = _in_pipeline(runs.get_backfill(db, actor, backfill_id), pipeline_uuid)
+    d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
     definitions = _Definitions(db, actor)
     edit = plan_edit(body.backfill, d.row, definitions.get(int(d.row["pipeline_id"])))
     apply_edit(db, actor, backfill_id, edit)
-    return _one(runs.get_backfill(db, actor, backfill_id), definitions)
+    return _one(backfills.get(db, actor, backfill_id), definitions)
 
 
 @router.put(
@@ -903,7 +903,7 @@ def update_backfill(
 def _delete(request: Request, principal: security.Principal, backfill_id: int, pipeline_uuid: str | None) -> Response:
     db = _db(request)
     actor = principal.actor
-    d = _in_pipeline(runs.get_backfill(db, actor, backfill_id), pipeline_uuid)
+    d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
     response = _one(d, _Definitions(db, actor))
     backfills.delete(db, actor, backfill_id)
     return response
@@ -987,7 +987,7 @@ def list_pipeline_runs(
 ) -> Response:
     db = _db(request)
     actor = principal.actor
-    d = runs.get_backfill(db, actor, backfill_id)
+    d = backfills.get(db, actor, backfill_id)
     pipeline = runs.get_pipeline(db, actor, int(d.row["pipeline_id"]))
     variables = {**(pipeline["variables"] or {}), **(d.row["variables"] or {})}
     query = RunQuery(sort_field="data_date", descending=True, limit=limit, offset=offset)

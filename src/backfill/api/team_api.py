@@ -411,7 +411,7 @@ def create_backfill(
     backfill_id = backfills.create(
         db, principal.actor, transfer_id, _spec(body), start=True, idempotency_key=idempotency_key
     )
-    detail = runs.get_backfill(db, principal.actor, backfill_id)
+    detail = backfills.get(db, principal.actor, backfill_id)
     return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
@@ -507,7 +507,7 @@ async def list_backfills(
     summary="A backfill with its live progress",
 )
 async def get_backfill(request: Request, principal: Reader, team_id: TeamId, backfill_id: BackfillId) -> Response:
-    detail = await _read(request, runs.get_backfill, _db(request), principal.actor, backfill_id)
+    detail = await _read(request, backfills.get, _db(request), principal.actor, backfill_id)
     return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
@@ -555,7 +555,7 @@ def update_backfill(
         paused=body.paused if "paused" in fields else None,
         status=BackfillStatus(body.status.lower()) if "status" in fields and body.status else None,
     )
-    detail = runs.get_backfill(db, actor, backfill_id)
+    detail = backfills.get(db, actor, backfill_id)
     return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 

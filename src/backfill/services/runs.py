@@ -45,11 +45,6 @@ class LogChunk:
 # ---- backfills (reads) -----------------------------------------------------------------
 
 
-def get_backfill(db: Database, actor: Actor, backfill_id: int) -> BackfillDetail:
-    """One backfill with its live progress (the hot path of the team API's GET)."""
-    return backfill_service.get(db, actor, backfill_id)
-
-
 def list_backfills(
     db: Database,
     actor: Actor,
