@@ -44,7 +44,7 @@ from tests.api.pipeline_conftest_helpers import (  # noqa: F401  (fixtures reque
     run_until_status,
 )
 
-from backfill.services import runs as run_service
+from backfill.services import backfills as backfill_service
 from backfill.store import queue
 from backfill.store.db import Database
 
@@ -855,7 +855,7 @@ def test_unexpected_errors_are_500_server_error_logged_without_a_trace(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(run_service, "get_backfill", boom)
+    monkeypatch.setattr(backfill_service, "get", boom)
     with caplog.at_level(logging.ERROR, logger="backfill.api"):
         r = c.get(f"/api/backfills/{bf['id']}", headers={**w.headers(), "X-Request-ID": "req-12345678"})
     msg = assert_pipeline_error(r, 500, "server_error")
