@@ -35,6 +35,9 @@ test-postgres: install
 
 test: lint typecheck test-sqlite test-postgres
 
+test-e2e: install
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
 bench: install
 	$(BIN)/python benchmarks/engine.py
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from backfill import __version__
+from backfill import __version__, web
 from backfill.api import metrics as metrics_api
 from backfill.api import pipeline_api, pipeline_errors, security, team_api
 from backfill.api.middleware import (
@@ -99,4 +99,5 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     app.include_router(metrics_api.router)
     app.include_router(team_api.router)
     app.include_router(pipeline_api.router)
+    app.include_router(web.router)
     return app

@@ -68,12 +68,12 @@ router = APIRouter(tags=["web page"])
 
 
 @router.get("/", include_in_schema=False)
-def index(request: Request) -> Response:
+def web_index(request: Request) -> Response:
     return TEMPLATES.TemplateResponse(request, "index.html", {"version": __version__}, headers=PAGE_HEADERS)
 
 
 @router.get("/static/{name}", include_in_schema=False)
-def static_file(name: Annotated[str, PathParam(max_length=100, pattern=STATIC_NAME)]) -> Response:
+def web_static(name: Annotated[str, PathParam(max_length=100, pattern=STATIC_NAME)]) -> Response:
     """A file of ``web/static`` (flat: a name, never a path)."""
     path = STATIC_DIR / name
     if not re.fullmatch(STATIC_NAME, name) or not path.is_file():
@@ -98,8 +98,10 @@ class SignInAction(BaseModel):
 
 
 class WebSession(BaseModel):
-    token: str = Field(description="A new API token of the user (scopes dwh_transfers_read and dwh_transfers_write): "
-                       "send it as `Authorization: Bearer <token>` to the team API.")
+    token: str = Field(
+        description="A new API token of the user (scopes dwh_transfers_read and dwh_transfers_write): "
+        "send it as `Authorization: Bearer <token>` to the team API."
+    )
     expires_time: schemas.Timestamp = Field(description="When the token expires.")
     user_id: int
     email: str
@@ -115,6 +117,7 @@ class WebSessionResponse(BaseModel):
     "/web/session",
     response_model=WebSessionResponse,
     responses={
+        400: _error("The body is not valid JSON (BAD_REQUEST)."),
         401: _error("Unknown email or wrong password (UNAUTHORIZED)."),
         422: _error("Missing or invalid email or password (UNPROCESSABLE_ENTITY)."),
         429: _error("Rate limit exceeded; see Retry-After (TOO_MANY_REQUESTS)."),
@@ -124,7 +127,7 @@ class WebSessionResponse(BaseModel):
     "`POST /api/sessions` does; this route returns the raw token instead of the session JWT, because the "
     "team API takes `Authorization: Bearer <token>`. Errors use the team API envelope.",
 )
-def create_session(request: Request, body: SignInAction) -> Response:
+def web_create_session(request: Request, body: SignInAction) -> Response:
     db: Database = request.app.state.db
     # sessions.login wraps the new token in a JWT for the pipeline dialect's cookie; the
     # page needs the raw token, so the JWT is signed with a throwaway key and unwrapped.
