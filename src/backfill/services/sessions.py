@@ -34,6 +34,7 @@ class InvalidCredentials(DomainError):
 @dataclass(frozen=True)
 class Session:
     jwt: str
+    token: str  # the raw bearer token inside the JWT (the team API takes it as is)
     expires: float  # unix seconds, the same instant as the token row's expiry
     token_id: int
     user: RowMapping
@@ -70,6 +71,7 @@ def login(
     expires = expires_at.timestamp()
     return Session(
         jwt=session_jwt(issued.secret, expires, signing_secret),
+        token=issued.secret,
         expires=expires,
         token_id=issued.id,
         user=user,

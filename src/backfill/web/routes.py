@@ -14,7 +14,6 @@ backfills: the routes only render the page, serve files, and translate the sign-
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +29,7 @@ from backfill import __version__
 from backfill.api import security
 from backfill.api.middleware import request_id_of
 from backfill.api.schemas import team as schemas
+from backfill.config import Settings
 from backfill.domain.timeparse import format_iso_z
 from backfill.services import sessions
 from backfill.store.db import Database
@@ -129,17 +129,15 @@ class WebSessionResponse(BaseModel):
 )
 def web_create_session(request: Request, body: SignInAction) -> Response:
     db: Database = request.app.state.db
-    # sessions.login wraps the new token in a JWT for the pipeline dialect's cookie; the
-    # page needs the raw token, so the JWT is signed with a throwaway key and unwrapped.
-    key = secrets.token_urlsafe(32)
+    settings: Settings = request.app.state.settings
     try:
-        session = sessions.login(db, body.email, body.password, signing_secret=key)
+        session = sessions.login(db, body.email, body.password, signing_secret=settings.resolved_secret())
     except sessions.InvalidCredentials as exc:
         raise security.Unauthenticated(exc.message) from exc
     user = session.user
     team_id = user["default_team_id"]
     data = WebSession(
-        token=security.token_from_session(session.jwt, key),
+        token=session.token,
         expires_time=format_iso_z(datetime.fromtimestamp(session.expires, UTC)),
         user_id=int(user["id"]),
         email=str(user["email"]),
