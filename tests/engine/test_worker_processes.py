@@ -166,9 +166,9 @@ def test_cancel_races(db: Database, db_url: str, team: Actor, tmp_path: Path) ->
                 pid,
                 journal,
                 f"{year}-01-01",
-                f"{year}-01-20",
+                f"{year}-01-30",
                 max_active_runs=4,
-                variables={"sleep": 0.05 * (i % 4)},
+                variables={"sleep": 0.05 + 0.05 * (i % 4)},
             )
             wait_for(lambda bf=bf: any(r["status"] != "queued" for r in runs(db, bf)), timeout=30, interval=0.01)
             svc.cancel(db, team, bf)
