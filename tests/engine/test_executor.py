@@ -458,6 +458,8 @@ def test_read_log_of_a_running_run(ex: Executor) -> None:
     log = wait_for_log(ex, 3, "partial-1")
     assert "never" not in log
     assert ex.read_log(999) == ""
+    assert ex.log_size(3) == len(log.encode())  # what the worker checks before re-reading
+    assert ex.log_size(999) == 0
     ex.cancel(3)
     collect(ex)
 

@@ -634,29 +634,13 @@ def _action(verb: str, call: Callable[[BackfillClient, int], dict[str, Any]]) ->
     return command
 
 
-def _cancel(client: BackfillClient, backfill_id: int) -> dict[str, Any]:
-    return client.cancel(backfill_id)
-
-
-def _retry(client: BackfillClient, backfill_id: int) -> dict[str, Any]:
-    return client.retry(backfill_id)
-
-
-def _pause(client: BackfillClient, backfill_id: int) -> dict[str, Any]:
-    return client.pause(backfill_id)
-
-
-def _resume(client: BackfillClient, backfill_id: int) -> dict[str, Any]:
-    return client.resume(backfill_id)
-
-
-cancel = _action("cancelled", _cancel)
+cancel = _action("cancelled", BackfillClient.cancel)
 cancel.__doc__ = "Cancel a backfill: queued runs are cancelled, running ones finish."
-retry = _action("retried", _retry)
+retry = _action("retried", BackfillClient.retry)
 retry.__doc__ = "Retry the failed and cancelled intervals of a FAILED backfill."
-pause = _action("paused", _pause)
+pause = _action("paused", BackfillClient.pause)
 pause.__doc__ = "Pause a backfill: no new runs start, running ones finish."
-resume = _action("resumed", _resume)
+resume = _action("resumed", BackfillClient.resume)
 resume.__doc__ = "Resume a paused backfill."
 
 COMMANDS: dict[str, Callable[..., None]] = {

@@ -681,6 +681,17 @@ class Executor:
             path = slot.run.log_path if slot is not None and slot.run is not None else None
         return "" if path is None else _read_capped(path, self.max_log_bytes)
 
+    def log_size(self, run_id: int) -> int:
+        """Bytes of output captured so far for an executing run (0 when not executing):
+        a stat, so a caller can skip reading a log that has not grown."""
+        with self._lock:
+            slot = self._slot_of(run_id)
+            path = slot.run.log_path if slot is not None and slot.run is not None else None
+        try:
+            return os.path.getsize(path) if path is not None else 0
+        except OSError:
+            return 0
+
     def close(self) -> None:
         """Kill every child (and its tree). Idempotent; outcomes of executing runs are dropped."""
         with self._lock:

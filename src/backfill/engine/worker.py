@@ -69,7 +69,7 @@ class Worker:
         self._last_heartbeat = 0.0
         self._last_log_flush = 0.0
         self._next_claim_at = 0.0
-        self._flushed: dict[int, int] = {}  # run id -> length of the partial log stored
+        self._flushed: dict[int, int] = {}  # run id -> size of its log file when last stored
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -181,10 +181,13 @@ class Worker:
         self._last_log_flush = time.monotonic()
         grown: list[tuple[queue.RunKey, str]] = []
         for run in list(self._running.values()):
-            text = executor.read_log(run.run_id)[: self.settings.max_log_bytes]
-            if text and len(text) != self._flushed.get(run.run_id):
+            size = executor.log_size(run.run_id)  # a stat; read only what has grown
+            if not size or size == self._flushed.get(run.run_id):
+                continue
+            self._flushed[run.run_id] = size
+            text = executor.read_log(run.run_id)
+            if text:
                 grown.append((run.key, text))
-                self._flushed[run.run_id] = len(text)
         if grown:
             now = utcnow()
             with self.db.write() as conn:

@@ -9,9 +9,11 @@ are separate from response objects; the translation from rows lives in
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from backfill.api.schemas.common import BackfillMetrics
 
 PIPELINE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
@@ -41,17 +43,6 @@ IntervalTypeName = Literal["second", "minute", "hour", "day", "week", "month", "
 RunOrderName = Literal["newest_first", "oldest_first"]
 ReprocessName = Literal["all", "failed", "missing"]
 
-ERROR_TYPE_NAMES = (
-    "record_not_found",
-    "unauthorized_access",
-    "invalid_api_key",
-    "invalid_oauth_token",
-    "expired_oauth_token",
-    "record_invalid",
-    "conflict",
-    "rate_limited",
-    "server_error",
-)
 ErrorTypeName = Literal[
     "record_not_found",
     "unauthorized_access",
@@ -63,6 +54,7 @@ ErrorTypeName = Literal[
     "rate_limited",
     "server_error",
 ]
+ERROR_TYPE_NAMES: tuple[str, ...] = get_args(ErrorTypeName)
 
 
 # ---- errors ------------------------------------------------------------------------------------
@@ -206,7 +198,9 @@ class PipelineErrorReportEntry(BaseModel):
     error: str = Field(description="Error of its latest attempt (at most 1000 characters).")
 
 
-class PipelineBackfillMetrics(BaseModel):
+class PipelineBackfillMetrics(BackfillMetrics):
+    """The service metrics plus the run counts (this dialect has no counter fields)."""
+
     total_runs: int = Field(description="Interval runs this backfill runs (after reprocess skips).")
     created_runs: int = Field(description="Interval runs materialized so far.")
     queued_runs: int
@@ -214,13 +208,6 @@ class PipelineBackfillMetrics(BaseModel):
     completed_runs: int
     failed_runs: int
     cancelled_runs: int
-    progress: float = Field(description="Finished runs / total runs, 0..1.")
-    duration_mean_seconds: float | None
-    duration_p95_seconds: float | None
-    duration_total_seconds: float
-    rows: int
-    remaining_runs: int
-    estimated_seconds_remaining: float | None
     error_report: list[PipelineErrorReportEntry] = Field(description="One entry per failed interval.")
 
 

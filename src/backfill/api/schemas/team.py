@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
+
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, examples=["2024-02-01T09:00:00Z"])]
 DateOrTimestamp = Annotated[
     str,
@@ -122,16 +124,6 @@ class UpdateBackfillAction(_Action):
 class ErrorReportEntry(BaseModel):
     transfer_run_date: DateOrTimestamp = Field(description="Data date of the failed interval.")
     error: str = Field(description="Error of its latest attempt (at most 1000 characters).")
-
-
-class BackfillMetrics(BaseModel):
-    progress: float = Field(description="Finished runs / total runs, 0..1.")
-    duration_mean_seconds: float | None
-    duration_p95_seconds: float | None
-    duration_total_seconds: float
-    rows: int
-    remaining_runs: int
-    estimated_seconds_remaining: float | None
 
 
 class Backfill(BaseModel):
