@@ -4,22 +4,18 @@ or schema (PostgreSQL)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
+from tests.databases import PG_URL, isolated_db_url
 from tests.factories import add_pipeline, python_pipeline
 
 from backfill.domain.model import Role
 from backfill.services.actor import Actor
 from backfill.store import auth
-from backfill.store.db import Database, normalize_url
+from backfill.store.db import Database
 from backfill.store.tables import metadata
-
-PG_URL = os.environ.get("BACKFILL_TEST_DATABASE_URL")
 
 
 def pytest_report_header() -> str:
@@ -29,20 +25,8 @@ def pytest_report_header() -> str:
 @pytest.fixture
 def db_url(tmp_path: Path) -> Iterator[str]:
     """A URL of an empty, isolated database (tables not created)."""
-    if not PG_URL:
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(normalize_url(PG_URL))
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
+    with isolated_db_url(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

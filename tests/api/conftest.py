@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.databases import isolated_db_url
 
 from backfill.api.app import create_app
 from backfill.config import Settings
@@ -24,11 +22,10 @@ from backfill.services.actor import Actor
 from backfill.services.backfills import BackfillSpec
 from backfill.store import auth, queue
 from backfill.store import pipelines as pipeline_store
-from backfill.store.db import Database, normalize_url
+from backfill.store.db import Database
 from backfill.store.tables import metadata
 
 ALL_SCOPES = (Scope.READ, Scope.WRITE)
-PG_URL = os.environ.get("BACKFILL_TEST_DATABASE_URL")
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -158,26 +155,13 @@ def world(db: Database) -> World:
 @pytest.fixture(scope="module")
 def module_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     """Like the root ``db`` fixture, shared by a module (SQLite file or PostgreSQL schema)."""
-    if not PG_URL:
-        database = Database(f"sqlite:///{tmp_path_factory.mktemp('api') / 'module.db'}")
-        metadata.create_all(database.engine)
-        yield database
-        database.dispose()
-        return
-    schema = f"m_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(normalize_url(PG_URL))
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    database = Database(f"{PG_URL}{sep}options=-csearch_path%3D{schema}")
-    try:
-        metadata.create_all(database.engine)
-        yield database
-    finally:
-        database.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
+    with isolated_db_url(tmp_path_factory.mktemp("api"), prefix="m") as url:
+        database = Database(url)
+        try:
+            metadata.create_all(database.engine)
+            yield database
+        finally:
+            database.dispose()
 
 
 @pytest.fixture(scope="module")

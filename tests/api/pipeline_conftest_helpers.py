@@ -11,8 +11,7 @@ renderer for ``/api`` itself, so the tests run the same either way.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.engine.procs import wait_for
 
 from backfill.api import pipeline_api, pipeline_errors
 from backfill.api.app import create_app
@@ -249,15 +249,6 @@ def get_backfill(client: TestClient, w: PipelineWorld, backfill_id: int, **param
 # ---- the engine, in process ----------------------------------------------------------------------
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
 @contextmanager
 def running_worker(db: Database, concurrency: int = 2) -> Iterator[Worker]:
     """``Worker.run`` in a thread until the block exits."""
@@ -284,7 +275,7 @@ def run_until_status(
         return seen["status"] in statuses
 
     with running_worker(db):
-        wait_until(reached, timeout=timeout, interval=0.1)
+        wait_for(reached, timeout=timeout, interval=0.1)
     return seen
 
 
