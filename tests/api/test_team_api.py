@@ -421,6 +421,40 @@ def test_patch_scheduled_retries_a_failed_backfill(client: TestClient, db: Datab
     assert done["metrics"]["progress"] == 1
 
 
+def test_a_polled_backfill_follows_every_change(client: TestClient, db: Database, world: World) -> None:
+    """GET backfill answers an unchanged backfill from the JSON rendered for its row
+    version; every change (a run, a rename, a pause) must show at once, and what is
+    served must be what rendering afresh gives."""
+    from backfill.api import team_api
+    from backfill.services import backfills as backfill_service
+
+    w = world
+    cancel_world_backfill(client, w)
+    bf = assert_ok(create(client, w, {"range_start": "2024-01-01", "range_end": "2024-01-03"}))["transfer_backfill_id"]
+    url = f"/v1/teams/{w.team_id}/backfills/{bf}"
+
+    def get() -> Any:
+        return assert_ok(client.get(url, headers=w.auth("viewer")))
+
+    def fresh() -> Any:
+        detail = backfill_service.get(db, w.actor(), bf)
+        return team_api._backfill(detail).model_dump(mode="json")
+
+    first = get()
+    assert get() == first == fresh()
+    runs = claim(db, 3)
+    assert get()["transfer_runs_running"] == 3
+    finish(db, runs[0], ok=False, error="first failure")
+    finish(db, runs[1])
+    polled = get()
+    assert polled["transfer_runs_failed"] == 1 and polled["transfer_runs_completed"] == 1
+    assert [e["error"] for e in polled["error_report"]] == ["first failure"]
+    assert polled == fresh()
+    assert_ok(patch(client, w, bf, {"name": "renamed", "paused": True}))
+    assert (get()["name"], get()["paused"]) == ("renamed", True)
+    assert get() == fresh()
+
+
 # ---- runs and logs ------------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from backfill.domain.errors import InvalidTransition, NotFound, ValidationError
 from backfill.services import backfills as svc
@@ -181,6 +181,42 @@ def test_metrics_after_completion(db: Database, team: Actor, pipeline_id: int) -
     assert m["duration_mean_seconds"] == pytest.approx(2.5)
     assert m["duration_p95_seconds"] == pytest.approx(4.0)
     assert m["estimated_seconds_remaining"] is None
+
+
+def test_error_report_and_p95_follow_every_change_and_are_not_requeried(
+    db: Database, team: Actor, pipeline_id: int
+) -> None:
+    spec = svc.BackfillSpec(start="2024-01-01", end="2024-01-03", retries=0)
+    bf = svc.create(db, team, pipeline_id, spec, start=True)
+    with db.write() as conn:
+        runs = queue.claim(conn, "w", 3, lease_seconds=30, now=T0)
+    with db.write() as conn:
+        queue.record_attempt(conn, runs[0].key, "w", queue.AttemptResult(ok=False, error="first error"), T0)
+        queue.record_attempt(conn, runs[1].key, "w", queue.AttemptResult(ok=True, duration=7.0), T0)
+        queue.record_attempt(conn, runs[2].key, "w", queue.AttemptResult(ok=True, duration=3.0), T0)
+    first = svc.get(db, team, bf)
+    assert first.row["status"] == "failed"
+    assert [e["error"] for e in first.error_report] == ["first error"]
+    assert first.metrics["duration_p95_seconds"] == pytest.approx(7.0)
+
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731 (conn, cursor, statement, ...)
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        again = svc.get(db, team, bf)  # unchanged: the backfill row only
+        assert len(statements) == 1 and "FROM backfills" in statements[0]
+        assert again.error_report == first.error_report and again.metrics == first.metrics
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+
+    # a retry, then another failure with another message: the report follows (same clock)
+    svc.retry(db, team, bf)
+    assert svc.get(db, team, bf).error_report == []
+    with db.write() as conn:
+        (rerun,) = [r for r in queue.claim(conn, "w", 3, lease_seconds=30, now=T0) if r.run_id == runs[0].run_id]
+    with db.write() as conn:
+        queue.record_attempt(conn, rerun.key, "w", queue.AttemptResult(ok=False, error="second error"), T0)
+    assert [e["error"] for e in svc.get(db, team, bf).error_report] == ["second error"]
 
 
 def test_update_is_one_transaction(db: Database, team: Actor, pipeline_id: int) -> None:

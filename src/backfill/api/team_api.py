@@ -8,13 +8,13 @@ service, render rows as the response models of ``schemas.team`` inside the
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, time
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import RowMapping
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +28,7 @@ from backfill.domain.model import BackfillStatus, RunStatus, is_calendar
 from backfill.domain.timeparse import format_iso_z
 from backfill.services import backfills, runs
 from backfill.services.backfills import BackfillDetail, BackfillSpec
+from backfill.services.row_memo import RowVersionMemo
 from backfill.store.db import Database
 from backfill.store.runs import RunQuery
 
@@ -62,14 +63,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES)
-
-bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="BearerToken",
-    description="An API token: `Authorization: Bearer <token>` (scopes dwh_transfers_read, "
-    "dwh_transfers_write, admin).",
-)
-
 
 # ---- errors in this dialect --------------------------------------------------------------
 
@@ -113,28 +106,35 @@ def _db(request: Request) -> Database:
     return db
 
 
-def require(access: security.Access) -> Callable[..., Awaitable[security.Principal]]:
-    """Dependency: authenticate, then scope → membership → permission (in that order).
+class BearerAuth(HTTPBearer):
+    """Dependency: authenticate the bearer token, then scope → membership → permission
+    (in that order). An ``HTTPBearer``, so OpenAPI declares the scheme on every route;
+    one dependency rather than two (FastAPI solves each per request).
 
     A resolution is reused for at most a second (``app.state.principal_cache``); on a miss
     the one read transaction runs inline on SQLite, in the thread pool on PostgreSQL.
     """
 
-    async def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-    ) -> security.Principal:
-        secret = credentials.credentials if credentials is not None else None
-        team_id = _path_team_id(request)
+    def __init__(self, access: security.Access) -> None:
+        super().__init__(
+            auto_error=False,
+            scheme_name="BearerToken",
+            description="An API token: `Authorization: Bearer <token>` (scopes dwh_transfers_read, "
+            "dwh_transfers_write, admin).",
+        )
+        self.access = access
+
+    async def __call__(self, request: Request) -> security.Principal:  # type: ignore[override]
+        secret = security.bearer_secret(request.headers.get("authorization"))
         if not secret:
             raise security.TokenMissing("authentication is required: send Authorization: Bearer <token>")
+        team_id = _path_team_id(request)
         cache: security.PrincipalCache = request.app.state.principal_cache
         principal = cache.get(secret, team_id)
         if principal is None:
             principal = await _read(request, security.resolve, _db(request), secret, team_id=team_id)
             cache.put(secret, team_id, principal)
-        return security.authorize(principal, access)
-
-    return dependency
+        return security.authorize(principal, self.access)
 
 
 async def _read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -146,8 +146,8 @@ async def _read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: An
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
-Reader = Annotated[security.Principal, Depends(require(security.READ))]
-Writer = Annotated[security.Principal, Depends(require(security.WRITE))]
+Reader = Annotated[security.Principal, Depends(BearerAuth(security.READ))]
+Writer = Annotated[security.Principal, Depends(BearerAuth(security.WRITE))]
 
 TeamId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the team.")]
 BackfillId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the backfill.")]
@@ -161,6 +161,12 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 def _ok(request: Request, model: BaseModel) -> Response:
     return Response(model.model_dump_json().encode(), media_type="application/json")
+
+
+def _ok_json(request: Request, meta: BaseModel, data: bytes) -> Response:
+    """The envelope around ``data``, already JSON (what ``_ok`` writes for the same models)."""
+    body = b'{"meta":' + meta.model_dump_json().encode() + b',"data":' + data + b"}"
+    return Response(body, media_type="application/json")
 
 
 def _meta(request: Request) -> s.Meta:
@@ -235,6 +241,16 @@ def _backfill(d: BackfillDetail) -> s.Backfill:
         metrics=s.BackfillMetrics(**d.metrics),
         updated_time=format_iso_z(row["updated_at"]),
     )
+
+
+# A backfill's JSON is a function of its row version (services.row_memo): polling
+# clients re-read the row and get the JSON rendered the first time.
+_rendered: RowVersionMemo[bytes] = RowVersionMemo()
+
+
+def _backfill_json(request: Request, d: BackfillDetail) -> bytes:
+    """For read routes only (see ``services.row_memo``)."""
+    return _rendered.get(_db(request).engine, d.row, lambda: _backfill(d).model_dump_json().encode())
 
 
 def _run_fields(row: RowMapping) -> dict[str, Any]:
@@ -493,12 +509,8 @@ async def list_backfills(
         limit=limit,
         offset=offset,
     )
-    return _ok(
-        request,
-        s.BackfillListResponse(
-            meta=_page_meta(request, page.total, limit, offset), data=[_backfill(d) for d in page.items]
-        ),
-    )
+    data = b"[" + b",".join(_backfill_json(request, d) for d in page.items) + b"]"
+    return _ok_json(request, _page_meta(request, page.total, limit, offset), data)
 
 
 @router.get(
@@ -507,8 +519,13 @@ async def list_backfills(
     summary="A backfill with its live progress",
 )
 async def get_backfill(request: Request, principal: Reader, team_id: TeamId, backfill_id: BackfillId) -> Response:
-    detail = await _read(request, backfills.get, _db(request), principal.actor, backfill_id)
-    return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+    db = _db(request)
+    # Unchanged since it was last rendered (a polling client): one single-statement read.
+    version = await _read(request, backfills.version, db, principal.actor, backfill_id)
+    data = _rendered.peek(db.engine, backfill_id, version)
+    if data is None:
+        data = _backfill_json(request, await _read(request, backfills.get, db, principal.actor, backfill_id))
+    return _ok_json(request, _meta(request), data)
 
 
 @router.get(
@@ -518,7 +535,7 @@ async def get_backfill(request: Request, principal: Reader, team_id: TeamId, bac
 )
 async def latest_backfill(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
     detail = await _read(request, runs.latest_backfill, _db(request), principal.actor, transfer_id)
-    return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+    return _ok_json(request, _meta(request), _backfill_json(request, detail))
 
 
 @router.patch(

@@ -22,6 +22,7 @@ from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, is_calend
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
 from backfill.domain.timeparse import parse_instant
 from backfill.services.actor import Actor
+from backfill.services.row_memo import RowVersionMemo
 from backfill.store import backfills as store
 from backfill.store import pipelines as pipeline_store
 from backfill.store import queue
@@ -480,12 +481,33 @@ def get(db: Database, actor: Actor, backfill_id: int) -> BackfillDetail:
         return detail(conn, store.get(conn, backfill_id, team_id=actor.team_id))
 
 
+def version(db: Database, actor: Actor, backfill_id: int) -> int:
+    """The current row version of a backfill the actor can see (NotFound otherwise): a
+    reader holding what it derived from that version needs nothing more."""
+    return store.version_of(db, backfill_id, team_id=actor.team_id)
+
+
+@dataclass(frozen=True)
+class Derived:
+    error_report: tuple[RowMapping, ...]
+    p95: float | None
+
+
+def _derive(conn: Connection, row: RowMapping) -> Derived:
+    """The counters spare the queries that cannot find anything (no failed run → no report)."""
+    error_report = tuple(store.error_report(conn, row["id"])) if row["runs_failed"] else ()
+    return Derived(error_report, store.duration_p95(conn, row["id"], int(row["runs_completed"])))
+
+
+# Polling an unchanged backfill (the web page, create --wait, dashboards, lists) reads
+# its row only.
+_derived: RowVersionMemo[Derived] = RowVersionMemo()
+
+
 def detail(conn: Connection, row: RowMapping) -> BackfillDetail:
-    """The row plus its error report and metrics. The exact counters spare the queries
-    that cannot find anything (no failed run → no report), and give the mean duration
-    (the completed runs' total over their count) without a query."""
-    error_report = store.error_report(conn, row["id"]) if row["runs_failed"] else []
+    """The row plus its error report and metrics, in a read transaction. The mean
+    duration is the completed runs' total over their count (no query)."""
+    derived = _derived.get(conn.engine, row, lambda: _derive(conn, row))
     completed = int(row["runs_completed"])
     mean = row["duration_total"] / completed if completed else None
-    p95 = store.duration_p95(conn, row["id"], completed)
-    return BackfillDetail(row=row, error_report=error_report, metrics=metrics(row, mean, p95))
+    return BackfillDetail(row=row, error_report=list(derived.error_report), metrics=metrics(row, mean, derived.p95))

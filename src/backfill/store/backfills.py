@@ -11,6 +11,7 @@ from sqlalchemy import Connection, RowMapping, and_, bindparam, delete, func, in
 from backfill.domain.errors import NotFound
 from backfill.domain.model import BackfillStatus, RunStatus
 from backfill.store.clock import utcnow
+from backfill.store.db import Database
 from backfill.store.tables import backfills, interval_runs, pipelines
 
 UNFINISHED = [s.value for s in BackfillStatus if s.is_unfinished]
@@ -46,6 +47,20 @@ def get(conn: Connection, backfill_id: int, *, team_id: int | None = None, lock:
     if row is None:
         raise NotFound(f"backfill {backfill_id} not found")
     return row
+
+
+_VERSION = select(backfills.c.version).where(
+    backfills.c.id == bindparam("p_backfill"), backfills.c.team_id == bindparam("p_team")
+)
+
+
+def version_of(db: Database, backfill_id: int, *, team_id: int) -> int:
+    """The row version of a backfill of ``team_id``; NotFound when absent or another
+    team's. One statement on its own (``Database.read_scalar``)."""
+    found = db.read_scalar(_VERSION, {"p_backfill": backfill_id, "p_team": team_id})
+    if found is None:
+        raise NotFound(f"backfill {backfill_id} not found")
+    return int(found)
 
 
 def find_by_idempotency_key(conn: Connection, team_id: int, user_id: int | None, key: str) -> int | None:
@@ -134,16 +149,24 @@ _ERROR_REPORT = (
     .limit(bindparam("p_limit"))
 )
 
-_DURATION_AT_RANK = (
-    select(interval_runs.c.duration)
-    .where(
-        interval_runs.c.backfill_id == bindparam("p_backfill"),
-        interval_runs.c.status == RunStatus.COMPLETED.value,
+
+def _duration_at_rank(descending: bool) -> Any:
+    return (
+        select(interval_runs.c.duration)
+        .where(
+            interval_runs.c.backfill_id == bindparam("p_backfill"),
+            interval_runs.c.status == RunStatus.COMPLETED.value,
+            interval_runs.c.duration.is_not(None),
+        )
+        .order_by(interval_runs.c.duration.desc() if descending else interval_runs.c.duration)
+        .offset(bindparam("p_rank"))
+        .limit(1)
     )
-    .order_by(interval_runs.c.duration)
-    .offset(bindparam("p_rank"))
-    .limit(1)
-)
+
+
+# Walked from the nearer end of ix_interval_runs_duration: the 95th percentile of
+# 87,600 runs is 4,380 index entries from the top, not 83,220 from the bottom.
+_DURATION_AT_RANK = {descending: _duration_at_rank(descending) for descending in (False, True)}
 
 
 def error_report(conn: Connection, backfill_id: int, *, limit: int = 1000) -> list[RowMapping]:
@@ -156,5 +179,8 @@ def duration_p95(conn: Connection, backfill_id: int, completed: int) -> float | 
     if completed <= 0:
         return None
     rank = max(0, math.ceil(completed * 0.95) - 1)
-    value = conn.execute(_DURATION_AT_RANK, {"p_backfill": backfill_id, "p_rank": rank}).scalar()
+    from_top = completed - 1 - rank
+    descending = from_top < rank
+    params = {"p_backfill": backfill_id, "p_rank": from_top if descending else rank}
+    value = conn.execute(_DURATION_AT_RANK[descending], params).scalar()
     return float(value) if value is not None else None

@@ -15,6 +15,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
+    text,
 )
 
 from backfill.store.types import UTCDateTime, json_type
@@ -153,6 +155,16 @@ backfills = Table(
     Column("removed_at", UTCDateTime()),
     Column("removed_user_id", Id, ForeignKey("users.id")),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Bumped by every UPDATE of the row (whatever sets it, whatever the clock says): what
+    # readers key their caches of derived values on (error report, p95, rendered JSON).
+    Column(
+        "version",
+        BigInteger,
+        nullable=False,
+        default=0,
+        server_default=text("0"),
+        onupdate=literal_column("version + 1"),
+    ),
     UniqueConstraint("team_id", "created_user_id", "idempotency_key"),
     Index("ix_backfills_status_claim", "status", "paused", "last_claimed_at"),
     Index("ix_backfills_team_created", "team_id", "id"),
@@ -187,6 +199,8 @@ interval_runs = Table(
     Index("ix_interval_runs_claim", "backfill_id", "status", "interval_start"),
     Index("ix_interval_runs_lease", "status", "lease_expires_at"),
     Index("ix_interval_runs_pipeline_interval", "pipeline_id", "interval_start", "status"),
+    # The p95 duration of a backfill reads its completed runs in duration order.
+    Index("ix_interval_runs_duration", "backfill_id", "status", "duration"),
 )
 
 run_logs = Table(
