@@ -40,6 +40,7 @@ test-e2e: install
 
 bench: install
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/api.py
 
 clean:
 	rm -rf $(VENV) .backfill .pytest_cache .mypy_cache .ruff_cache
