@@ -219,6 +219,27 @@ def test_error_report_and_p95_follow_every_change_and_are_not_requeried(
     assert [e["error"] for e in svc.get(db, team, bf).error_report] == ["second error"]
 
 
+def test_rendered_renders_once_per_version(db: Database, team: Actor, pipeline_id: int) -> None:
+    from backfill.services.row_memo import RowVersionMemo
+
+    bf = svc.create(db, team, pipeline_id, svc.BackfillSpec(start="2024-01-01", end="2024-01-03"), start=True)
+    memo: RowVersionMemo[tuple[int, int]] = RowVersionMemo()
+    renders: list[int] = []
+
+    def render(d: svc.BackfillDetail) -> tuple[int, int]:
+        renders.append(d.row["id"])
+        return (d.row["runs_running"], d.row["version"])
+
+    first = svc.rendered(db, team, bf, memo, render)
+    assert svc.rendered(db, team, bf, memo, render) == first and len(renders) == 1
+    with db.write() as conn:
+        queue.claim(conn, "w", 1, lease_seconds=30, now=T0)
+    running, version = svc.rendered(db, team, bf, memo, render)
+    assert running == 1 and version > first[1] and len(renders) == 2
+    with pytest.raises(NotFound):
+        svc.rendered(db, Actor(team_id=team.team_id + 1, user_id=team.user_id), bf, memo, render)
+
+
 def test_update_is_one_transaction(db: Database, team: Actor, pipeline_id: int) -> None:
     from backfill.domain.model import BackfillStatus
 

@@ -1,4 +1,4 @@
-"""Reads of backfill rows: the p95 duration walks its index from the nearer end."""
+"""Reads of backfill rows: the p95 duration walked from the top of its index, the version probe."""
 
 from __future__ import annotations
 

@@ -163,7 +163,7 @@ def _ok(request: Request, model: BaseModel) -> Response:
     return Response(model.model_dump_json().encode(), media_type="application/json")
 
 
-def _ok_json(request: Request, meta: BaseModel, data: bytes) -> Response:
+def _ok_json(meta: BaseModel, data: bytes) -> Response:
     """The envelope around ``data``, already JSON (what ``_ok`` writes for the same models)."""
     body = b'{"meta":' + meta.model_dump_json().encode() + b',"data":' + data + b"}"
     return Response(body, media_type="application/json")
@@ -248,9 +248,13 @@ def _backfill(d: BackfillDetail) -> s.Backfill:
 _rendered: RowVersionMemo[bytes] = RowVersionMemo()
 
 
+def _render_backfill(d: BackfillDetail) -> bytes:
+    return _backfill(d).model_dump_json().encode()
+
+
 def _backfill_json(request: Request, d: BackfillDetail) -> bytes:
     """For read routes only (see ``services.row_memo``)."""
-    return _rendered.get(_db(request).engine, d.row, lambda: _backfill(d).model_dump_json().encode())
+    return _rendered.get(_db(request).engine, d.row, lambda: _render_backfill(d))
 
 
 def _run_fields(row: RowMapping) -> dict[str, Any]:
@@ -510,7 +514,7 @@ async def list_backfills(
         offset=offset,
     )
     data = b"[" + b",".join(_backfill_json(request, d) for d in page.items) + b"]"
-    return _ok_json(request, _page_meta(request, page.total, limit, offset), data)
+    return _ok_json(_page_meta(request, page.total, limit, offset), data)
 
 
 @router.get(
@@ -519,13 +523,9 @@ async def list_backfills(
     summary="A backfill with its live progress",
 )
 async def get_backfill(request: Request, principal: Reader, team_id: TeamId, backfill_id: BackfillId) -> Response:
-    db = _db(request)
-    # Unchanged since it was last rendered (a polling client): one single-statement read.
-    version = await _read(request, backfills.version, db, principal.actor, backfill_id)
-    data = _rendered.peek(db.engine, backfill_id, version)
-    if data is None:
-        data = _backfill_json(request, await _read(request, backfills.get, db, principal.actor, backfill_id))
-    return _ok_json(request, _meta(request), data)
+    args = (_db(request), principal.actor, backfill_id, _rendered, _render_backfill)
+    data = await _read(request, backfills.rendered, *args)
+    return _ok_json(_meta(request), data)
 
 
 @router.get(
@@ -535,7 +535,7 @@ async def get_backfill(request: Request, principal: Reader, team_id: TeamId, bac
 )
 async def latest_backfill(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
     detail = await _read(request, runs.latest_backfill, _db(request), principal.actor, transfer_id)
-    return _ok_json(request, _meta(request), _backfill_json(request, detail))
+    return _ok_json(_meta(request), _backfill_json(request, detail))
 
 
 @router.patch(

@@ -6,11 +6,11 @@ status; run-level SQL is delegated to ``store.queue``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, RowMapping
@@ -32,6 +32,7 @@ from backfill.store.db import Database
 DEFAULT_MAX_ACTIVE_RUNS = 4
 MAX_MAX_ACTIVE_RUNS = 1000
 Naive = Literal["utc", "local"]
+T = TypeVar("T")
 
 # Settings that shape the intervals or what a run does: editable only before the start.
 SHAPE_FIELDS = (
@@ -481,10 +482,17 @@ def get(db: Database, actor: Actor, backfill_id: int) -> BackfillDetail:
         return detail(conn, store.get(conn, backfill_id, team_id=actor.team_id))
 
 
-def version(db: Database, actor: Actor, backfill_id: int) -> int:
-    """The current row version of a backfill the actor can see (NotFound otherwise): a
-    reader holding what it derived from that version needs nothing more."""
-    return store.version_of(db, backfill_id, team_id=actor.team_id)
+def rendered(
+    db: Database, actor: Actor, backfill_id: int, memo: RowVersionMemo[T], render: Callable[[BackfillDetail], T]
+) -> T:
+    """What ``render`` makes of a backfill the actor can see, as it is now (NotFound
+    otherwise). A backfill unchanged since ``memo`` last kept its rendering costs one
+    single-statement version probe (a polling client); else it is read and rendered."""
+    kept = memo.peek(db.engine, backfill_id, store.version_of(db, backfill_id, team_id=actor.team_id))
+    if kept is not None:
+        return kept
+    fresh = get(db, actor, backfill_id)
+    return memo.get(db.engine, fresh.row, lambda: render(fresh))
 
 
 @dataclass(frozen=True)

@@ -150,23 +150,19 @@ _ERROR_REPORT = (
 )
 
 
-def _duration_at_rank(descending: bool) -> Any:
-    return (
-        select(interval_runs.c.duration)
-        .where(
-            interval_runs.c.backfill_id == bindparam("p_backfill"),
-            interval_runs.c.status == RunStatus.COMPLETED.value,
-            interval_runs.c.duration.is_not(None),
-        )
-        .order_by(interval_runs.c.duration.desc() if descending else interval_runs.c.duration)
-        .offset(bindparam("p_rank"))
-        .limit(1)
+# Walked from the top of ix_interval_runs_duration (always the nearer end for a 95th
+# percentile): for 87,600 completed runs, 4,380 index entries and no sort.
+_DURATION_FROM_TOP = (
+    select(interval_runs.c.duration)
+    .where(
+        interval_runs.c.backfill_id == bindparam("p_backfill"),
+        interval_runs.c.status == RunStatus.COMPLETED.value,
+        interval_runs.c.duration.is_not(None),
     )
-
-
-# Walked from the nearer end of ix_interval_runs_duration: the 95th percentile of
-# 87,600 runs is 4,380 index entries from the top, not 83,220 from the bottom.
-_DURATION_AT_RANK = {descending: _duration_at_rank(descending) for descending in (False, True)}
+    .order_by(interval_runs.c.duration.desc())
+    .offset(bindparam("p_from_top"))
+    .limit(1)
+)
 
 
 def error_report(conn: Connection, backfill_id: int, *, limit: int = 1000) -> list[RowMapping]:
@@ -178,9 +174,7 @@ def duration_p95(conn: Connection, backfill_id: int, completed: int) -> float | 
     """The 95th percentile duration of the ``completed`` completed runs (nearest rank)."""
     if completed <= 0:
         return None
-    rank = max(0, math.ceil(completed * 0.95) - 1)
-    from_top = completed - 1 - rank
-    descending = from_top < rank
-    params = {"p_backfill": backfill_id, "p_rank": from_top if descending else rank}
-    value = conn.execute(_DURATION_AT_RANK[descending], params).scalar()
+    rank = max(0, math.ceil(completed * 0.95) - 1)  # from the bottom
+    params = {"p_backfill": backfill_id, "p_from_top": completed - 1 - rank}
+    value = conn.execute(_DURATION_FROM_TOP, params).scalar()
     return float(value) if value is not None else None
