@@ -6,13 +6,15 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat, PositiveInt
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from backfill.store.db import DatabaseTimeouts
 
 STATE_DIR = Path(".backfill")
 
@@ -31,6 +33,17 @@ class Settings(BaseSettings):
     rate_limit: str = "1200/minute"
     max_log_bytes: int = 1_000_000
     log_level: str = "INFO"
+    # Bounds of every wait on the database (store.db.DatabaseTimeouts), in seconds.
+    db_busy_timeout_seconds: PositiveFloat = 30.0
+    db_connect_timeout_seconds: PositiveFloat = 3.0
+    db_statement_timeout_seconds: PositiveFloat = 30.0
+    db_lock_timeout_seconds: PositiveFloat = 10.0
+    db_tcp_user_timeout_seconds: PositiveFloat = 4.0
+    db_pool_timeout_seconds: PositiveFloat = 4.0
+    # HTTP server: idle keep-alive connections are closed after this; on shutdown,
+    # requests in flight get this long.
+    http_keep_alive_seconds: PositiveInt = 5
+    http_graceful_shutdown_seconds: PositiveInt = 10
 
     @classmethod
     def settings_customise_sources(
@@ -44,6 +57,16 @@ class Settings(BaseSettings):
         # flags > environment > backfill.toml
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
+    def db_timeouts(self) -> DatabaseTimeouts:
+        return DatabaseTimeouts(
+            busy=self.db_busy_timeout_seconds,
+            connect=self.db_connect_timeout_seconds,
+            statement=self.db_statement_timeout_seconds,
+            lock=self.db_lock_timeout_seconds,
+            tcp_user=self.db_tcp_user_timeout_seconds,
+            pool=self.db_pool_timeout_seconds,
+        )
+
     def resolved_secret(self) -> str:
         """The signing secret: configured, else generated once and kept in .backfill/secret."""
         if self.secret_key:
@@ -51,7 +74,7 @@ class Settings(BaseSettings):
         path = STATE_DIR / "secret"
         if path.exists():
             return path.read_text().strip()
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = secrets.token_urlsafe(48)
         path.write_text(secret)
         path.chmod(0o600)

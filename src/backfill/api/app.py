@@ -10,23 +10,18 @@ Another dialect plugs in with ``app.include_router(router)`` and
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
-from sqlalchemy import text
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
 
 from backfill import __version__, web
+from backfill.api import health, pipeline_api, pipeline_errors, security, team_api
 from backfill.api import metrics as metrics_api
-from backfill.api import pipeline_api, pipeline_errors, security, team_api
 from backfill.api.middleware import (
     ErrorRenderers,
     RateLimiter,
     RequestContextMiddleware,
     install_exception_handlers,
-    request_id_of,
 )
-from backfill.api.schemas import team as schemas
 from backfill.config import Settings
 from backfill.store.db import Database
 
@@ -49,11 +44,6 @@ every response is `{"meta":{"request_id"},"data":...}`, every error
 AUTH_CACHE_SECONDS = 1.0
 
 
-def _ping(db: Database) -> None:
-    with db.read() as conn:
-        conn.execute(text("SELECT 1"))
-
-
 def create_app(db: Database, settings: Settings) -> FastAPI:
     # Observability is our own (Prometheus /metrics, JSON logs with request ids): FastAPI's
     # OpenTelemetry hooks stay off instead of being checked on every request.
@@ -71,35 +61,7 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     install_exception_handlers(app, renderers)
     app.add_middleware(RequestContextMiddleware, limiter=limiter, renderers=renderers)
 
-    @app.get(
-        "/healthz",
-        response_model=schemas.HealthResponse,
-        tags=["operations"],
-        summary="The process is up",
-    )
-    async def healthz(request: Request) -> Response:
-        body = schemas.HealthResponse(
-            meta=schemas.Meta(request_id=request_id_of(request)), data=schemas.Health(status="ok")
-        )
-        return Response(body.model_dump_json(), media_type="application/json")
-
-    @app.get(
-        "/readyz",
-        response_model=schemas.HealthResponse,
-        responses={503: {"model": schemas.ErrorEnvelope, "description": "Database unreachable."}},
-        tags=["operations"],
-        summary="The database is reachable",
-    )
-    async def readyz(request: Request) -> Response:
-        if db.is_sqlite:  # a local file: quicker inline than in a worker thread
-            _ping(db)
-        else:
-            await run_in_threadpool(_ping, db)
-        body = schemas.HealthResponse(
-            meta=schemas.Meta(request_id=request_id_of(request)), data=schemas.Health(status="ok")
-        )
-        return Response(body.model_dump_json(), media_type="application/json")
-
+    app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(team_api.router)
     app.include_router(pipeline_api.router)

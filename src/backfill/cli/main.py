@@ -6,7 +6,6 @@ import gc
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -54,7 +53,9 @@ def serve(
     db: DbOption = None,
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on (default 6789)")] = None,
-    workers: Annotated[int | None, typer.Option(help="worker slots in this process tree")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="worker slots in this process tree (0: API and scheduler only)")
+    ] = None,
     backfill: Annotated[
         list[str] | None,
         typer.Option("--backfill", help="start a daily backfill on start-up: PIPELINE,START,END (once)"),
@@ -64,15 +65,16 @@ def serve(
     import uvicorn
 
     from backfill.api.app import create_app
-    from backfill.engine.scheduler import Scheduler
-    from backfill.engine.worker import Worker, WorkerSettings
+    from backfill.engine.runtime import build_runtime, open_database
     from backfill.services import bootstrap
     from backfill.store.migrate import upgrade
 
     settings = load_settings(database_url=db, project_dir=project, host=host, port=port, workers=workers)
+    if settings.workers < 0:
+        fail("--workers (BACKFILL_WORKERS) must be >= 0")
     configure_logging(settings.log_level)
     requests = [_parse_create(v) for v in backfill or []]
-    database = open_db(settings.database_url)
+    database = open_database(settings)
     upgrade(database)
     url = f"http://{settings.host}:{settings.port}"
     creds = bootstrap.ensure_default_team(database, STATE_DIR / "credentials.json", url)
@@ -92,27 +94,24 @@ def serve(
     for pipeline_uuid, start, end in requests:
         _startup_backfill(database, team_id, pipeline_uuid, start, end)
 
-    stop = threading.Event()
-    scheduler = Scheduler(database, interval_seconds=settings.scheduler_interval_seconds)
-    worker = Worker(
-        database,
-        WorkerSettings(
-            concurrency=settings.workers,
-            lease_seconds=settings.lease_seconds,
-            max_log_bytes=settings.max_log_bytes,
-        ),
-        connections=connections,
-    )
-    threads = [
-        threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True),
-        threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True),
-    ]
-    for t in threads:
-        t.start()
+    runtime = build_runtime(database, settings, workers=settings.workers, connections=connections)
+    runtime.start()
+    app = create_app(database, settings)
+    app.state.health = runtime.health  # /readyz names a component that died until it is back
     server = uvicorn.Server(
-        uvicorn.Config(create_app(database, settings), host=settings.host, port=settings.port, log_config=None)
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            # idle keep-alive connections are closed; requests in flight get a bounded
+            # grace on shutdown; a request head larger than 64 KiB is refused.
+            timeout_keep_alive=settings.http_keep_alive_seconds,
+            timeout_graceful_shutdown=settings.http_graceful_shutdown_seconds,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
     )
-    log.info("serving on %s", url)
+    log.info("serving on %s with %d worker slots", url, settings.workers)
     # Everything built so far (modules, app, routes) lives as long as the process: keep
     # it out of the collector's full passes, which otherwise scan it all (a 60 ms pause
     # of every request in flight, seen in benchmarks/api.py).
@@ -120,9 +119,7 @@ def serve(
     try:
         server.run()
     finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=35)
+        runtime.shutdown()
 
 
 def _startup_backfill(database: Any, team_id: int, pipeline_uuid: str, start: str, end: str) -> None:
@@ -154,34 +151,26 @@ def worker(
     lease_seconds: Annotated[float | None, typer.Option(help="lease length; heartbeats every third")] = None,
 ) -> None:
     """Run a worker only (for other machines; point --db at the shared PostgreSQL)."""
-    from backfill.engine.scheduler import Scheduler
-    from backfill.engine.worker import Worker, WorkerSettings
+    from backfill.engine.runtime import build_runtime, open_database
     from backfill.pipelines.loader import load_project
 
+    if concurrency < 1:
+        fail("--concurrency must be >= 1")
     settings = load_settings(database_url=db, project_dir=project, lease_seconds=lease_seconds)
     configure_logging(settings.log_level)
-    database = open_db(settings.database_url)
+    database = open_database(settings)
     connections = dict(load_project(settings.project_dir).connections) if settings.project_dir else {}
-    stop = threading.Event()
+    runtime = build_runtime(database, settings, workers=concurrency, scheduler=scheduler, connections=connections)
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal %s: finishing running runs, claiming no more", signum)
-        stop.set()
+        runtime.stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    threads: list[threading.Thread] = []
-    if scheduler:
-        s = Scheduler(database, interval_seconds=settings.scheduler_interval_seconds)
-        threads.append(threading.Thread(target=s.run, args=(stop,), name="scheduler", daemon=True))
-        threads[-1].start()
-    Worker(
-        database,
-        WorkerSettings(concurrency=concurrency, lease_seconds=settings.lease_seconds),
-        connections=connections,
-    ).run(stop)
-    for t in threads:
-        t.join(timeout=5)
+    runtime.start()
+    runtime.stop.wait()
+    runtime.shutdown()
 
 
 def main() -> NoReturn:

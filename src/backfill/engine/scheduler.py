@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from backfill.engine.backoff import Backoff, is_transient
+from backfill.engine.health import ComponentReporter
 from backfill.store import queue
 from backfill.store.clock import utcnow
 from backfill.store.db import Database
@@ -19,9 +21,11 @@ log = logging.getLogger("backfill.scheduler")
 
 
 class Scheduler:
-    def __init__(self, db: Database, *, interval_seconds: float = 1.0) -> None:
+    def __init__(self, db: Database, *, interval_seconds: float = 1.0, health: ComponentReporter | None = None) -> None:
         self.db = db
         self.interval_seconds = interval_seconds
+        self.health = health or ComponentReporter(None, "scheduler")
+        self.backoff = Backoff("scheduler", log)
 
     def tick(self) -> int:
         """One pass; returns how many runs it expired."""
@@ -32,9 +36,17 @@ class Scheduler:
         return len(expired)
 
     def run(self, stop: threading.Event) -> None:
+        self.health.ready()
         while not stop.is_set():
             try:
                 self.tick()
-            except Exception:  # a database hiccup must not kill the scheduler thread
-                log.exception("scheduler tick failed")
+            except Exception as exc:
+                wait = self.backoff.failed(exc)
+                reason = "database unavailable" if is_transient(exc) else "failing"
+                self.health.not_ready(f"{reason}: {type(exc).__name__}")
+                stop.wait(wait)
+                continue
+            if self.backoff.failing:
+                self.backoff.succeeded()
+                self.health.ready()
             stop.wait(self.interval_seconds)

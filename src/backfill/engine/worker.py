@@ -3,6 +3,11 @@
 The worker holds a lease on each run it executes and renews it by heartbeat. Runs it
 no longer holds (the lease expired and the run was re-queued or failed) are killed and
 their results dropped: the fence in ``store.queue.record_attempt`` refuses them anyway.
+
+Database faults never end the loop (``engine.backoff``): while the database is away the
+worker keeps polling its executor, so runs go on, timeouts are enforced and finished
+outcomes are kept; they are recorded — fenced as always — once the database is back.
+On start it re-queues the runs of earlier owners on this host whose process is gone.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from backfill.domain.pipeline import PipelineDefinition
+from backfill.engine import owners
+from backfill.engine.backoff import Backoff, is_transient
 from backfill.engine.executor import Executor, RunOutcome, RunRequest
+from backfill.engine.health import ComponentReporter
 from backfill.metrics import RUN_DURATION
 from backfill.store import pipelines as pipeline_store
 from backfill.store import queue
@@ -47,6 +55,7 @@ class WorkerSettings:
 
 
 def new_owner_id() -> str:
+    """``host:pid:random`` — ``engine.owners`` reads host and pid back to find dead owners."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -58,13 +67,21 @@ class Worker:
         *,
         connections: Mapping[str, str] | None = None,
         owner: str | None = None,
+        health: ComponentReporter | None = None,
+        gone_owners: tuple[str, ...] = (),
     ) -> None:
         self.db = db
         self.settings = settings or WorkerSettings()
         self.connections = dict(connections or {})
         self.owner = owner or new_owner_id()
+        self.health = health or ComponentReporter(None, "worker")
+        self.backoff = Backoff("worker", log)
         self._executor: Executor | None = None
         self._running: dict[int, queue.ClaimedRun] = {}
+        self._unrecorded: list[RunOutcome] = []  # finished, not yet recorded (database away)
+        self._unsubmitted: list[queue.ClaimedRun] = []  # claimed, not yet prepared (database away)
+        self._reclaimed = False  # leases of dead owners on this host re-queued (once, at start)
+        self._gone_owners = gone_owners  # earlier workers of this process, known to be gone
         self._pipelines: dict[int, tuple[float, PipelineDefinition]] = {}
         self._last_heartbeat = 0.0
         self._last_log_flush = 0.0
@@ -77,6 +94,7 @@ class Worker:
         """Work until ``stop`` is set, then stop claiming and let running runs finish
         (up to ``drain_seconds``; what is left is killed and comes back by lease expiry)."""
         log.info("worker %s started with %d slots", self.owner, self.settings.concurrency)
+        self.health.ready()
         with Executor(
             self.settings.concurrency,
             max_log_bytes=self.settings.max_log_bytes,
@@ -86,56 +104,89 @@ class Worker:
             while not stop.is_set():
                 self.step(claim=True)
             deadline = time.monotonic() + drain_seconds
-            while self._running and time.monotonic() < deadline:
+            while (self._running or self._unrecorded) and time.monotonic() < deadline:
                 self.step(claim=False)
             self._executor = None
         log.info("worker %s stopped", self.owner)
 
     def step(self, *, claim: bool = True) -> int:
-        """One loop iteration: wait briefly for finished runs, then record them and claim
-        into the free slots in ONE transaction, heartbeat, flush logs. Returns how many
-        runs it claimed."""
+        """One loop iteration: wait briefly for finished runs, then (unless the database is
+        in back-off) record them and claim into the free slots in ONE transaction,
+        heartbeat, flush logs. Returns how many runs it claimed. Never raises a database
+        error: it is counted by ``self.backoff`` and the next tries wait."""
         executor = self._executor
         assert executor is not None, "step() runs inside run()"
-        busy = bool(self._running)
-        outcomes = executor.poll(0.005 if busy else self.settings.poll_seconds)
-        slots = executor.free_slots if claim and time.monotonic() >= self._next_claim_at else 0
-        claimed: list[queue.ClaimedRun] = []
-        if outcomes or slots:
+        wait = 0.005 if self._running else self.settings.poll_seconds
+        if self.backoff.failing:
+            wait = min(self.settings.poll_seconds, max(0.005, self.backoff.remaining()))
+        self._unrecorded.extend(executor.poll(wait))
+        if not self.backoff.due():
+            return 0
+        try:
+            claimed = self._database_step(executor, claim)
+        except Exception as exc:
+            self.backoff.failed(exc)
+            reason = "database unavailable" if is_transient(exc) else "failing"
+            self.health.not_ready(f"{reason}: {type(exc).__name__}")
+            return 0
+        if self.backoff.failing:
+            self.backoff.succeeded()
+            self.health.ready()
+        return claimed
+
+    def _database_step(self, executor: Executor, claim: bool) -> int:
+        if not self._reclaimed:
+            self._reclaim_dead_owners()
+        if self._unsubmitted:
+            self._submit()
+        free = max(0, executor.free_slots - len(self._unsubmitted))
+        slots = free if claim and time.monotonic() >= self._next_claim_at else 0
+        claimed = 0
+        if self._unrecorded or slots:
+            outcomes = list(self._unrecorded)
             with self.db.write() as conn:
                 now = utcnow()
-                self._record(conn, outcomes, now)
-                if slots:
-                    claimed = queue.claim(conn, self.owner, slots, lease_seconds=self.settings.lease_seconds, now=now)
+                recorded = self._record(conn, outcomes, now)
+                runs = (
+                    queue.claim(conn, self.owner, slots, lease_seconds=self.settings.lease_seconds, now=now)
+                    if slots
+                    else []
+                )
+            # committed: only now forget the outcomes and take the claimed runs
+            self._forget(outcomes, recorded)
+            claimed = len(runs)
             # Nothing (more) to claim: do not ask again before the poll interval, unless a
             # run finishes and frees a slot.
-            self._next_claim_at = 0.0 if len(claimed) == slots else time.monotonic() + self.settings.poll_seconds
-            self._submit(claimed)
+            self._next_claim_at = 0.0 if claimed == slots else time.monotonic() + self.settings.poll_seconds
+            self._unsubmitted.extend(runs)
+            self._submit()
         if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_seconds:
             self._heartbeat(executor)
         if self._running and time.monotonic() - self._last_log_flush >= LOG_FLUSH_SECONDS:
             self._flush_logs(executor)
-        return len(claimed)
+        return claimed
 
     # -- pieces --------------------------------------------------------------------
 
-    def _submit(self, claimed: list[queue.ClaimedRun]) -> None:
+    def _submit(self) -> None:
+        """Start the claimed runs. A database error while preparing one (reading its
+        pipeline) leaves it and the rest for the next step; any other error fails the
+        attempt, recorded with the next outcomes."""
         executor = self._executor
         assert executor is not None
-        for run in claimed:
+        while self._unsubmitted:
+            run = self._unsubmitted[0]
             try:
                 request = self._request(run)
-            except Exception as exc:  # a pipeline that cannot be loaded fails the attempt
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
                 log.exception("run %s: cannot prepare", run.run_id)
-                with self.db.write() as conn:
-                    queue.record_attempt(
-                        conn,
-                        run.key,
-                        self.owner,
-                        queue.AttemptResult(ok=False, error=f"cannot prepare the run: {exc}"),
-                        utcnow(),
-                    )
+                self._unsubmitted.pop(0)
+                self._running[run.run_id] = run
+                self._unrecorded.append(_failed_outcome(run, f"cannot prepare the run: {exc}"))
                 continue
+            self._unsubmitted.pop(0)
             self._running[run.run_id] = run
             executor.submit(request)
 
@@ -165,16 +216,40 @@ class Worker:
             timeout_seconds=run.timeout_seconds,
         )
 
-    def _record(self, conn: Connection, outcomes: list[RunOutcome], now: datetime) -> None:
+    def _record(self, conn: Connection, outcomes: list[RunOutcome], now: datetime) -> list[RunOutcome]:
+        """Record the outcomes of attempts this worker still holds; returns those recorded.
+        Changes nothing in memory: the transaction may still fail (see ``_forget``)."""
+        recorded = []
         for outcome in outcomes:
-            run = self._running.pop(outcome.run_id, None)
-            self._flushed.pop(outcome.run_id, None)
+            run = self._running.get(outcome.run_id)
             if run is None or run.attempt != outcome.attempt:
                 continue  # lost its lease earlier; the result is not ours to record
             if not queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome), now):
                 log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
                 continue
+            recorded.append(outcome)
+        return recorded
+
+    def _forget(self, outcomes: list[RunOutcome], recorded: list[RunOutcome]) -> None:
+        """After the commit: the outcomes are settled (recorded, or refused by the fence)."""
+        done = {id(o) for o in outcomes}
+        self._unrecorded = [o for o in self._unrecorded if id(o) not in done]
+        for outcome in outcomes:
+            run = self._running.get(outcome.run_id)
+            if run is not None and run.attempt == outcome.attempt:
+                del self._running[outcome.run_id]
+            self._flushed.pop(outcome.run_id, None)
+        for outcome in recorded:
             RUN_DURATION.labels("completed" if outcome.ok else "failed").observe(outcome.duration)
+
+    def _reclaim_dead_owners(self) -> None:
+        with self.db.write() as conn:
+            now = utcnow()
+            requeued = owners.reclaim_dead_on_this_host(conn, now)
+            requeued += queue.expire_owners(conn, self._gone_owners, now, reason="died in this process")
+        self._reclaimed = True
+        for key in requeued:
+            log.warning("run %s attempt %s: its worker on this host is gone, re-queued", key.run_id, key.attempt)
 
     def _flush_logs(self, executor: Executor) -> None:
         """Store what running attempts printed so far, so logs can be tailed live."""
@@ -195,16 +270,35 @@ class Worker:
                     queue.write_partial_log(conn, key, self.owner, text, now)
 
     def _heartbeat(self, executor: Executor) -> None:
-        self._last_heartbeat = time.monotonic()
-        if not self._running:
+        leased = [*self._running.values(), *self._unsubmitted]
+        if not leased:
+            self._last_heartbeat = time.monotonic()
             return
-        keys = [r.key for r in self._running.values()]
+        keys = [r.key for r in leased]
         with self.db.write() as conn:
             held = queue.heartbeat(conn, self.owner, keys, lease_seconds=self.settings.lease_seconds, now=utcnow())
-        for key in set(keys) - held:
+        self._last_heartbeat = time.monotonic()  # only once renewed: due again at once after an outage
+        lost = set(keys) - held
+        self._unsubmitted = [r for r in self._unsubmitted if r.key not in lost]
+        for key in lost:
             log.warning("run %s attempt %s: lease lost, killing it", key.run_id, key.attempt)
-            self._running.pop(key.run_id, None)
-            executor.cancel(key.run_id)
+            if self._running.pop(key.run_id, None) is not None:
+                executor.cancel(key.run_id)
+
+
+def _failed_outcome(run: queue.ClaimedRun, error: str) -> RunOutcome:
+    return RunOutcome(
+        run_id=run.run_id,
+        attempt=run.attempt,
+        ok=False,
+        error=error,
+        timed_out=False,
+        cancelled=False,
+        rows=0,
+        duration=0.0,
+        block_results=(),
+        log="",
+    )
 
 
 def attempt_result(outcome: RunOutcome) -> queue.AttemptResult:

@@ -2,14 +2,21 @@
 
 SQLite connections use WAL, foreign keys and a busy timeout, and write transactions
 start with ``BEGIN IMMEDIATE`` so a read-then-write never fails half way with
-"database is locked". PostgreSQL goes through psycopg 3.
+"database is locked". The file (and its -wal/-shm companions, which SQLite creates
+with the file's mode) is private to its owner: 0600, in a 0700 directory when created here.
+
+PostgreSQL goes through psycopg 3. Every wait is bounded (``DatabaseTimeouts``): connect,
+statement and lock timeouts, TCP keepalives and a TCP user timeout (a database that drops
+packets breaks the connection instead of hanging it), and the pool checkout.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,31 +39,72 @@ def default_url() -> str:
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
 
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """Upper bounds of every wait on the database, in seconds."""
+
+    busy: float = 30.0  # SQLite: how long a writer waits for the file lock
+    connect: float = 3.0  # PostgreSQL: TCP + authentication (libpq counts whole seconds, >= 2)
+    statement: float = 30.0  # PostgreSQL statement_timeout
+    lock: float = 10.0  # PostgreSQL lock_timeout (row and table locks)
+    tcp_user: float = 4.0  # PostgreSQL: unacknowledged data for this long breaks the connection
+    keepalive_idle: float = 5.0  # PostgreSQL: TCP keepalive probes on idle connections
+    pool: float = 4.0  # waiting for a free pooled connection
+
+
+def _pg_connect_args(url_options: str | None, t: DatabaseTimeouts) -> dict[str, Any]:
+    # Server-side timeouts travel in libpq's "options"; keep any given in the URL (a schema
+    # can be chosen there: ?options=-csearch_path%3Dmyschema).
+    server = f"-c statement_timeout={int(t.statement * 1000)} -c lock_timeout={int(t.lock * 1000)}"
+    return {
+        "connect_timeout": max(2, round(t.connect)),
+        "options": f"{url_options} {server}" if url_options else server,
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(t.keepalive_idle)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(t.tcp_user * 1000),
+    }
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 (and a missing directory 0700) before SQLite opens it."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)  # whatever the umask
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class Database:
     """One engine plus the two kinds of transaction the code base uses."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, timeouts: DatabaseTimeouts | None = None) -> None:
         self.url = normalize_url(url)
+        self.timeouts = timeouts = timeouts or DatabaseTimeouts()
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.is_sqlite:
             database = parsed.database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             if database in (None, "", ":memory:"):
                 raise ValueError("an in-memory SQLite database cannot be shared by workers; use a file")
+            _private_sqlite_file(Path(database))
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeouts.busy}
         else:
-            # A schema can be chosen in the URL: ?options=-csearch_path%3Dmyschema
-            kwargs["connect_args"] = {"connect_timeout": 10}
+            options = parsed.query.get("options")
+            kwargs["connect_args"] = _pg_connect_args(options if isinstance(options, str) else None, timeouts)
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 20
             kwargs["pool_pre_ping"] = True
+            kwargs["pool_timeout"] = timeouts.pool
         self.engine: Engine = create_engine(self.url, **kwargs)
         self._driver_sql: dict[Select[Any], tuple[str, tuple[str, ...]]] = {}
         if self.is_sqlite:
-            _install_sqlite_hooks(self.engine)
+            _install_sqlite_hooks(self.engine, busy_ms=int(timeouts.busy * 1000))
 
     @property
     def is_sqlite(self) -> bool:
@@ -129,7 +177,7 @@ def _sqlite_write_lock(url: str) -> threading.Lock:
         return _SQLITE_WRITE_LOCKS.setdefault(url, threading.Lock())
 
 
-def _install_sqlite_hooks(engine: Engine) -> None:
+def _install_sqlite_hooks(engine: Engine, *, busy_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own handling is off).
@@ -138,7 +186,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

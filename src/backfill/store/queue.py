@@ -383,6 +383,36 @@ def expire_leases(conn: Connection, now: datetime, *, limit: int = 500) -> list[
     return expired
 
 
+def running_owners(conn: Connection) -> dict[str, datetime]:
+    """Lease owners of running runs, each with the earliest start of the runs it holds."""
+    q = (
+        select(interval_runs.c.lease_owner, func.min(interval_runs.c.started_at))
+        .where(interval_runs.c.status == RunStatus.RUNNING.value, interval_runs.c.lease_owner.is_not(None))
+        .group_by(interval_runs.c.lease_owner)
+    )
+    return {str(owner): started for owner, started in conn.execute(q).all()}
+
+
+def expire_owners(conn: Connection, owners: Sequence[str], now: datetime, *, reason: str) -> list[RunKey]:
+    """The runs held by ``owners`` (known to be gone), expired at once as ``expire_leases``
+    would after their lease: re-queued as a new attempt while retries remain, else failed.
+    Fenced on (run id, attempt, owner). Returns the runs it expired."""
+    if not owners:
+        return []
+    q = select(interval_runs.c.id, interval_runs.c.attempt, interval_runs.c.lease_owner).where(
+        interval_runs.c.status == RunStatus.RUNNING.value, interval_runs.c.lease_owner.in_(list(owners))
+    )
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    expired: list[RunKey] = []
+    for row in conn.execute(q).all():
+        key = RunKey(int(row.id), int(row.attempt))
+        message = f"worker {row.lease_owner} {reason}; attempt {row.attempt} abandoned"
+        if record_attempt(conn, key, row.lease_owner, AttemptResult(ok=False, error=message), now):
+            expired.append(key)
+    return expired
+
+
 # ---- finishing -----------------------------------------------------------------------
 
 
