@@ -45,20 +45,31 @@ _TRANSIENT_MESSAGES = (
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a database error that a later retry can cure."""
+    """Whether ``exc`` is a database error that a later retry can cure: SQLAlchemy's or a
+    driver's own (PEP 249 names its classes), by class, SQLSTATE or message."""
     if isinstance(exc, PoolTimeoutError | ConnectionError | TimeoutError):
         return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
             return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        if isinstance(sqlstate, str) and (
-            sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
-        ):
-            return True
-        message = str(exc.orig).lower()
-        return any(m in message for m in _TRANSIENT_MESSAGES)
-    return False
+        if exc.orig is None:
+            return False
+        exc = exc.orig
+    elif not any(cls.__name__ in _DRIVER_ERRORS for cls in type(exc).__mro__):
+        return False
+    if any(cls.__name__ in _DRIVER_TRANSIENT for cls in type(exc).__mro__):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    if isinstance(sqlstate, str) and (
+        sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
+    ):
+        return True
+    message = str(exc).lower()
+    return any(m in message for m in _TRANSIENT_MESSAGES)
+
+
+_DRIVER_ERRORS = {"DatabaseError", "InterfaceError"}  # PEP 249: every driver error derives from these
+_DRIVER_TRANSIENT = {"OperationalError", "InterfaceError"}
 
 
 class Backoff:

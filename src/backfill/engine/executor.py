@@ -7,11 +7,15 @@ Design
   fork server preloads this module (and so SQLAlchemy, Jinja2, psutil), so replacing a
   killed child takes milliseconds.
 * Each child calls ``os.setsid()`` first, so it leads its own session and process group;
-  shell commands a block starts stay in that group. Killing a run (timeout, cancel) stops
-  the group, collects the child's descendants with psutil (also those that moved to
-  another group) and SIGKILLs all of them; the pool then starts a fresh child for the slot.
-* A thread in each child watches its pipe: if the parent's end closes (the worker died,
-  even by SIGKILL) the child kills its own process group, so no run outlives its worker.
+  shell commands a block starts stay in that group. Each child is also a subreaper
+  (``engine.proctree``): descendants that ``setsid()`` and double-fork are re-parented to
+  it, not to PID 1. After every run the child kills (and reaps) all its descendants.
+  Killing a run (timeout, cancel) stops the group, stops and collects every descendant of
+  the child (also those that moved to another group) and SIGKILLs all of them; the pool
+  then starts a fresh child for the slot.
+* A thread in each child watches its pipe, and the child asks for a signal when its
+  parent dies (``PR_SET_PDEATHSIG``): when the worker died, even by SIGKILL, the child
+  kills all its descendants and its process group, so no run outlives its worker.
 * Children are reused across runs (compiled code, templates and SQL engines stay cached
   in ``blocks``); ``max_runs_per_child`` recycles a child after N runs. Changes a block
   makes to ``os.environ``, the working directory or ``sys.stdout`` are undone after the run.
@@ -55,10 +59,9 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-import psutil
-
 from backfill.domain.model import BlockType
 from backfill.domain.pipeline import Block, PipelineDefinition, selected_blocks
+from backfill.engine import proctree
 from backfill.engine.blocks import BlockContext, BlockError, run_block
 
 __all__ = ["BlockResult", "Executor", "RunOutcome", "RunRequest"]
@@ -134,7 +137,13 @@ def _watch_parent(fd: int, log_dir: str) -> None:
     poller.register(fd, select.POLLRDHUP)
     while not any(event & hangup for _, event in poller.poll()):
         pass
+    _orphaned(log_dir)
+
+
+def _orphaned(log_dir: str) -> None:
+    """The worker is gone: take every process of its runs along, and go."""
     shutil.rmtree(log_dir, ignore_errors=True)
+    proctree.kill_descendants(reap=False)
     with contextlib.suppress(OSError):
         if os.getpgrp() == os.getpid():
             os.killpg(0, signal.SIGKILL)
@@ -145,6 +154,9 @@ def _child_main(conn: Connection, log_dir: str) -> None:
     """Entry point of an executor child: serve runs until told to stop or the parent goes."""
     with contextlib.suppress(OSError):
         os.setsid()
+    proctree.become_subreaper()
+    # The parent is the fork server, which exits when the worker does.
+    proctree.on_parent_death(functools.partial(_orphaned, log_dir))
     if hasattr(select, "POLLRDHUP"):  # Linux
         threading.Thread(
             target=_watch_parent, args=(conn.fileno(), log_dir), name="backfill-parent-watch", daemon=True
@@ -162,6 +174,7 @@ def _child_main(conn: Connection, log_dir: str) -> None:
         if payload is None:
             return
         reply = _execute(conn, payload, saved)
+        proctree.kill_descendants()  # nothing a run started outlives it
         with contextlib.suppress(OSError):
             if os.getcwd() != home:
                 os.chdir(home)
@@ -403,18 +416,13 @@ def _kill_tree(process: BaseProcess) -> None:
     if leader:  # freeze the group so nobody forks while we collect the tree
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGSTOP)
-    try:
-        descendants = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
+    # every descendant (also those in other sessions, re-parented to the subreaper child)
+    proctree.kill_descendants(pid, reap=False)
     with contextlib.suppress(OSError):
         if leader:
             os.killpg(pid, signal.SIGKILL)
         else:
             os.kill(pid, signal.SIGKILL)
-    for proc in descendants:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
 
 
 def _read_capped(path: str, limit: int) -> str:

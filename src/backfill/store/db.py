@@ -13,6 +13,7 @@ packets breaks the connection instead of hanging it), and the pool checkout.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -194,4 +195,7 @@ def _install_sqlite_hooks(engine: Engine, *, busy_ms: int) -> None:
         # Straight to the driver: through exec_driver_sql this BEGIN cost as much as the
         # SELECT of a hot read.
         statement = "BEGIN IMMEDIATE" if conn.get_execution_options().get("backfill_write") else "BEGIN"
-        conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+        try:
+            conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:  # "database is locked" past the busy timeout: as SQLAlchemy raises it
+            raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
