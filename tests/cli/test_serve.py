@@ -31,10 +31,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(cwd: Path, port: int) -> subprocess.Popen[bytes]:
+def serve(cwd: Path, port: int, workers: int = 2) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", "backfill", "serve", "--project", str(REPO / "examples" / "shop"),
-        "--port", str(port), "--workers", "2", "--backfill", "daily_sales,2024-01-01,2024-01-07",
+        "--port", str(port), "--workers", str(workers), "--backfill", "daily_sales,2024-01-01,2024-01-07",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKFILL_")}
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=open(cwd / "serve.log", "wb"))
@@ -84,3 +84,27 @@ def test_serve_runs_the_example_backfill(tmp_path: Path) -> None:
         proc.wait(timeout=60)
     assert len(backfill_rows(tmp_path)) == 1
     assert json.loads(creds_path.read_text())["token"] == creds["token"]
+
+
+def ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_serve_with_zero_workers_is_api_and_scheduler_only(tmp_path: Path) -> None:
+    port = free_port()
+    proc = serve(tmp_path, port, workers=0)
+    try:
+        wait_for(lambda: ready(port), timeout=60, interval=0.3)
+        assert [r[1:] for r in backfill_rows(tmp_path)] == [("scheduled", 0)]  # nobody claims its runs
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    log = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in log and "ValueError" not in log, log
+    assert "with 0 worker slots" in log
+    db = tmp_path / ".backfill" / "backfill.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
