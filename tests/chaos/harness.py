@@ -270,7 +270,7 @@ def check_and_measure(
         "intervals": intervals,
         "attempts started": sum(c["start"] for c in by_run.values()),
         "planned failures": sum(c["fail"] for c in by_run.values()),
-        "re-queued attempts": requeued,
+        "re-queued attempts (claimed again)": requeued,
         "attempts abandoned (killed or lease lost)": abandoned,
         "duplicate executions of a block": duplicates,
         "wall seconds": round(time.time() - started_wall, 1),
