@@ -35,10 +35,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Bounds of every wait on the database (store.db.DatabaseTimeouts), in seconds.
     db_busy_timeout_seconds: PositiveFloat = 30.0
-    db_connect_timeout_seconds: PositiveFloat = 3.0
+    db_connect_timeout_seconds: PositiveFloat = 2.0
     db_statement_timeout_seconds: PositiveFloat = 30.0
     db_lock_timeout_seconds: PositiveFloat = 10.0
-    db_tcp_user_timeout_seconds: PositiveFloat = 4.0
+    db_tcp_user_timeout_seconds: PositiveFloat = 2.5
     db_pool_timeout_seconds: PositiveFloat = 4.0
     # HTTP server: idle keep-alive connections are closed after this; on shutdown,
     # requests in flight get this long.

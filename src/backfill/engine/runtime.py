@@ -70,7 +70,10 @@ class Runtime:
     def supervise(self) -> None:
         """Restart dead components until ``stop`` is set (the supervisor thread's body)."""
         while not self.stop.wait(SUPERVISE_SECONDS):
-            self.check()
+            try:
+                self.check()
+            except Exception:  # e.g. no thread could be started: try again on the next pass
+                log.exception("supervisor pass failed")
 
     def check(self) -> None:
         """One supervision pass."""

@@ -45,10 +45,12 @@ class DatabaseTimeouts:
     """Upper bounds of every wait on the database, in seconds."""
 
     busy: float = 30.0  # SQLite: how long a writer waits for the file lock
-    connect: float = 3.0  # PostgreSQL: TCP + authentication (libpq counts whole seconds, >= 2)
+    connect: float = 2.0  # PostgreSQL: TCP + authentication (libpq counts whole seconds, >= 2)
     statement: float = 30.0  # PostgreSQL statement_timeout
     lock: float = 10.0  # PostgreSQL lock_timeout (row and table locks)
-    tcp_user: float = 4.0  # PostgreSQL: unacknowledged data for this long breaks the connection
+    # PostgreSQL: data unacknowledged for this long breaks the connection (a network that
+    # drops packets); with ``connect`` this bounds a request to about 4.5 s, then 503
+    tcp_user: float = 2.5
     keepalive_idle: float = 5.0  # PostgreSQL: TCP keepalive probes on idle connections
     pool: float = 4.0  # waiting for a free pooled connection
 
