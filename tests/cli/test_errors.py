@@ -222,6 +222,11 @@ def test_api_field_names_become_flags(capsys: pytest.CaptureFixture[str], monkey
     assert message.startswith("--max-active-runs must be at least 1")
 
 
+def test_query_parameters_become_flags(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    api_error(monkeypatch, 400, "BAD_REQUEST", "invalid query parameter status: BOGUS; use one or more of CREATED")
+    assert one_error(capsys, ["list", "--status", "bogus"]).startswith("--status: BOGUS; use one or more")
+
+
 def test_json_errors_carry_the_api_code(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     api_error(monkeypatch, 404, "NOT_FOUND", "backfill 9 not found")
     assert run(["show", "9", "--json"]) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +74,7 @@ def _client(url: str | None, token: str | None, team: int | None) -> BackfillCli
     return BackfillClient.from_environment(url=url, token=token, team_id=team)
 
 
+STATUS_FLAGS = {"status": "--status"}
 # The API's names of the fields ``create`` sends, and the flags that set them.
 CREATE_FLAGS = {
     "range_start": "--start",
@@ -93,7 +95,11 @@ CREATE_FLAGS = {
 
 def in_flag_words(message: str, flags: dict[str, str]) -> str:
     """``range_start: '2024-13-01' is not …`` → ``--start: '2024-13-01' is not …``: an
-    API message that begins with a field name begins with the flag instead."""
+    API message that begins with a field name (or ``invalid query parameter NAME:``)
+    begins with the flag instead."""
+    query = re.match(r"invalid query parameter (\w+): ", message)
+    if query and query.group(1) in flags:
+        return f"{flags[query.group(1)]}: {message[query.end() :]}"
     field, sep, rest = message.partition(":")
     flag = flags.get(field.strip())
     if sep and flag:
@@ -462,7 +468,7 @@ def list_(
     team: TeamOption = None,
 ) -> None:
     """List the team's backfills, newest first (unfinished ones unless --all or --status)."""
-    with _errors():
+    with _errors(STATUS_FLAGS):
         client = _client(url, token, team)
         statuses = "ALL" if all_ else status
         items = client.backfills(status=statuses, pipeline=pipeline, limit=limit)
@@ -576,7 +582,7 @@ def runs(
     team: TeamOption = None,
 ) -> None:
     """List the interval runs of a backfill, by data date."""
-    with _errors():
+    with _errors(STATUS_FLAGS):
         items = _client(url, token, team).runs(
             backfill_id, status=status, issues_only=issues_only, limit=limit, offset=offset
         )
