@@ -20,7 +20,7 @@ from backfill.services import bootstrap
 from backfill.store import auth
 from backfill.store import pipelines as pipeline_store
 from backfill.store.db import Database, normalize_url
-from backfill.store.migrate import current_revision
+from backfill.store.migrate import schema_present
 
 
 class DatabaseNotReady(DomainError):
@@ -57,12 +57,12 @@ def open_existing(url: str) -> Database:
     except (ArgumentError, ValueError, ImportError) as exc:
         raise DatabaseNotReady(f"cannot open database {shown_url(url)}: {exc}") from None
     try:
-        revision = current_revision(db)
+        present = schema_present(db)
     except SQLAlchemyError as exc:
         db.dispose()
         reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
         raise DatabaseNotReady(f"cannot read database {shown_url(url)}: {reason}") from None
-    if revision is None:
+    if not present:
         db.dispose()
         raise DatabaseNotReady(
             f"database {shown_url(url)} has no backfill schema yet: run `backfill migrate` (or `backfill serve`)"
