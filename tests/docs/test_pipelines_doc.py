@@ -118,3 +118,17 @@ def test_documented_pipelines_load_and_run(
     log = run_service.read_logs(db, team, int(march_31.id)).content
     assert "24 orders for 2024-03-31" in log
     assert "orders_daily 20240331 (2024-03-30T23:00:00+00:00) loaded by run" in log
+
+
+def test_every_context_key_jinja_variable_and_shell_variable_is_documented() -> None:
+    from datetime import UTC, datetime
+
+    from backfill.engine import blocks
+
+    text = DOC.read_text()
+    context = blocks.BlockContext(interval_start=datetime(2024, 1, 1, tzinfo=UTC), interval_end=datetime(2024, 1, 2))
+    names = set(context.keys()) | set(context.template_vars())
+    shell = set(re.findall(r'"(BACKFILL_[A-Z_]+)"', Path(blocks.__file__).read_text()))
+    assert shell, "the shell environment is no longer found in engine/blocks.py"
+    missing = sorted(n for n in names | shell if f"`{n}`" not in text)
+    assert missing == [], f"document these in docs/pipelines.md: {missing}"
