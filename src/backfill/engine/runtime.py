@@ -122,11 +122,6 @@ class Runtime:
             slot.error = exc
 
 
-def open_database(settings: Settings) -> Database:
-    """The database of a long-running process, with the configured timeouts."""
-    return Database(settings.database_url, timeouts=settings.db_timeouts())
-
-
 def build_runtime(
     database: Database,
     settings: Settings,
