@@ -24,6 +24,7 @@ class FaultProxy:
         self.target = (target_host, target_port)
         self.mode = FORWARD
         self.cuts = 0
+        self.refused = 0  # connections reset on arrival while cut
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.setblocking(False)
         self.port = int(self._listener.getsockname()[1])
@@ -130,6 +131,7 @@ class FaultProxy:
             return
         client.setblocking(True)
         if mode == CUT:
+            self.refused += 1
             _reset(client)
             return
         upstream: socket.socket | None = None

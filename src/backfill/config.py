@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     db_lock_timeout_seconds: PositiveFloat = 10.0
     db_tcp_user_timeout_seconds: PositiveFloat = 2.5
     db_pool_timeout_seconds: PositiveFloat = 4.0
+    # `backfill worker`: how long to wait at start for a database that is unreachable
+    # (starting, or in an outage) before giving up; 0: fail at once.
+    db_startup_wait_seconds: NonNegativeFloat = 0.0
     # HTTP server: idle keep-alive connections are closed after this; on shutdown,
     # requests in flight get this long.
     http_keep_alive_seconds: PositiveInt = 5

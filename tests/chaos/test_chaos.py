@@ -163,8 +163,9 @@ def test_chaos_postgres(chaos_db: tuple[Database, Actor], db_url: str, tmp_path:
     rng = random.Random()
     started = time.time()
     with fault_proxy(db_url) as (proxy, proxied):
+        # a worker restarted into an outage waits for the database, as one under a supervisor would
         env = {"BACKFILL_LEASE_SECONDS": str(LEASE), "BACKFILL_SCHEDULER_INTERVAL_SECONDS": "0.5",
-               "BACKFILL_LOG_LEVEL": "WARNING"}  # fmt: skip
+               "BACKFILL_LOG_LEVEL": "WARNING", "BACKFILL_DB_STARTUP_WAIT_SECONDS": "60"}  # fmt: skip
         cluster = Cluster(tmp_path, proxied, env)
         try:
             cluster.start_server(workers=2)
@@ -225,7 +226,8 @@ def test_chaos_sqlite(chaos_db: tuple[Database, Actor], db_url: str, tmp_path: P
     rng = random.Random()
     started = time.time()
     env = {"BACKFILL_LEASE_SECONDS": str(LEASE), "BACKFILL_SCHEDULER_INTERVAL_SECONDS": "0.5",
-           "BACKFILL_LOG_LEVEL": "WARNING", "BACKFILL_DB_BUSY_TIMEOUT_SECONDS": "5"}  # fmt: skip
+           "BACKFILL_LOG_LEVEL": "WARNING", "BACKFILL_DB_BUSY_TIMEOUT_SECONDS": "5",
+           "BACKFILL_DB_STARTUP_WAIT_SECONDS": "60"}  # fmt: skip
     cluster = Cluster(tmp_path, db_url, env)
     try:
         cluster.start_server(workers=3)

@@ -3,6 +3,7 @@ records them (fenced) when the database is back, and completes the backfill."""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import threading
 import time
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from tests.databases import PG_URL
-from tests.engine.procs import wait_for
+from tests.engine.procs import kill_tree, start_worker, wait_for
 from tests.engine.test_worker_processes import create, journal_pipeline, read_journal, runs, status
 from tests.faultproxy import fault_proxy
 
@@ -198,3 +199,23 @@ def test_worker_survives_a_real_database_outage_and_completes_the_backfill(
     assert worker.backoff.outages >= 1
     assert not worker.backoff.failing
     assert_settled(db, bf, 12)
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL only: a refused connection through the TCP proxy")
+def test_a_worker_started_during_an_outage_waits_for_the_database(
+    db: Database, db_url: str, team: Actor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "journal.txt"
+    bf = create(db, team, journal_pipeline(db, team), journal, "2024-01-01", "2024-01-03", variables={"sleep": 0.1})
+    monkeypatch.setenv("BACKFILL_DB_STARTUP_WAIT_SECONDS", "60")
+    with fault_proxy(db_url) as (proxy, url):
+        proxy.cut()
+        proc = start_worker(url, concurrency=2, lease_seconds=10, log=tmp_path / "worker.log")
+        try:
+            wait_for(lambda: proxy.refused >= 2, timeout=30)  # it tried, and tries again
+            assert proc.poll() is None
+            proxy.restore()
+            wait_for(lambda: status(db, bf) == "completed", timeout=60)
+            assert proc.poll() is None
+        finally:
+            kill_tree(proc, signal.SIGTERM)

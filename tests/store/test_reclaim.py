@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import psutil
 import pytest
 from tests.engine.procs import wait_for
+from tests.engine.test_worker_processes import status
 from tests.store.test_queue import T0, claim, make, record, row
 
 from backfill.engine import owners
@@ -85,9 +86,11 @@ def test_a_starting_worker_reruns_at_once_the_runs_of_a_dead_owner_on_its_host(
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_for(lambda: row(db, bf)["status"] == "completed", timeout=60)
+        # (row() recounts too: only once the worker is still; here the status alone)
+        wait_for(lambda: status(db, bf) == "completed", timeout=60)
     finally:
         stop.set()
         thread.join(30)
+    assert row(db, bf)["runs_completed"] == 2
     with db.read() as conn:
         assert queue.running_owners(conn) == {}

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -20,10 +21,11 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 
 from backfill.cli import admin, backfills_cmd, pipelines_cmd
 from backfill.cli.common import JSON_ERRORS, DbOption, JsonOption, emit, open_db, open_existing_db, report_error
-from backfill.config import STATE_DIR, SettingsError, load_settings
+from backfill.config import STATE_DIR, Settings, SettingsError, load_settings
 from backfill.domain.errors import DomainError
 from backfill.logging_setup import configure as configure_logging
 from backfill.services.admin import shown_url
+from backfill.store.db import Database
 
 app = typer.Typer(
     name="backfill",
@@ -187,7 +189,7 @@ def worker(
 
     settings = load_settings(database_url=db, project_dir=project, lease_seconds=lease_seconds)
     _check_project(settings.project_dir)
-    database = open_existing_db(settings.database_url, timeouts=settings.db_timeouts())
+    database = _open_worker_database(settings)
     configure_logging(settings.log_level, settings.log_format)
     connections = dict(load_project(settings.project_dir).connections) if settings.project_dir else {}
     runtime = build_runtime(database, settings, workers=concurrency, scheduler=scheduler, connections=connections)
@@ -201,6 +203,24 @@ def worker(
     runtime.start()
     runtime.stop.wait()
     runtime.shutdown()
+
+
+def _open_worker_database(settings: Settings) -> Database:
+    """The worker's database; an unreachable one (starting, or in an outage) is waited for
+    up to ``db_startup_wait_seconds`` with the loops' backoff, then it is an error."""
+    from backfill.engine.backoff import Backoff
+    from backfill.services.admin import DatabaseUnreachable
+
+    backoff = Backoff("worker start", log)
+    deadline = time.monotonic() + settings.db_startup_wait_seconds
+    while True:
+        try:
+            return open_existing_db(settings.database_url, timeouts=settings.db_timeouts())
+        except DatabaseUnreachable as exc:
+            wait = backoff.failed(exc.cause)
+            if time.monotonic() + wait > deadline:
+                raise
+            time.sleep(wait)
 
 
 def run(args: Sequence[str] | None = None) -> int:

@@ -4,7 +4,7 @@ A loop calls ``Backoff.failed(exc)`` when an iteration raised and ``Backoff.succ
 when one went through; between failures it waits ``Backoff.remaining()``: capped
 exponential backoff with full jitter (never more than ``cap`` seconds between tries).
 
-A transient database error (``is_transient``) is logged once when the outage starts
+A transient database error (``store.transient.is_transient``) is logged once when the outage starts
 and once when it ends, however many tries it takes; any other error is logged with
 its traceback each time (it is a bug, but the loop goes on).
 """
@@ -16,60 +16,9 @@ import random
 import time
 from collections.abc import Callable
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from backfill.store.transient import is_transient
 
-# SQLSTATE classes and codes a retry can cure: connection exceptions, serialization
-# failure, deadlock, lock not available, query canceled (statement/lock timeout),
-# admin shutdown / crash shutdown / cannot connect now, insufficient resources.
-_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P")
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014"}
-_TRANSIENT_MESSAGES = (
-    "database is locked",
-    "database table is locked",
-    "database is busy",
-    "connection refused",
-    "connection reset",
-    "connection timed out",
-    "timeout expired",
-    "server closed the connection",
-    "terminating connection",
-    "could not connect",
-    "connection is closed",
-    "connection is lost",
-    "consuming input failed",
-    "ssl syscall error",
-    "broken pipe",
-    "no route to host",
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a database error that a later retry can cure: SQLAlchemy's or a
-    driver's own (PEP 249 names its classes), by class, SQLSTATE or message."""
-    if isinstance(exc, PoolTimeoutError | ConnectionError | TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
-            return True
-        if exc.orig is None:
-            return False
-        exc = exc.orig
-    elif not any(cls.__name__ in _DRIVER_ERRORS for cls in type(exc).__mro__):
-        return False
-    if any(cls.__name__ in _DRIVER_TRANSIENT for cls in type(exc).__mro__):
-        return True
-    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    if isinstance(sqlstate, str) and (
-        sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
-    ):
-        return True
-    message = str(exc).lower()
-    return any(m in message for m in _TRANSIENT_MESSAGES)
-
-
-_DRIVER_ERRORS = {"DatabaseError", "InterfaceError"}  # PEP 249: every driver error derives from these
-_DRIVER_TRANSIENT = {"OperationalError", "InterfaceError"}
+__all__ = ["Backoff", "is_transient"]
 
 
 class Backoff:

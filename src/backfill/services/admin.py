@@ -21,10 +21,19 @@ from backfill.store import auth
 from backfill.store import pipelines as pipeline_store
 from backfill.store.db import Database, DatabaseTimeouts, normalize_url
 from backfill.store.migrate import schema_present
+from backfill.store.transient import is_transient
 
 
 class DatabaseNotReady(DomainError):
     """The database is absent, unreachable or has no schema yet (one line, no traceback)."""
+
+
+class DatabaseUnreachable(DatabaseNotReady):
+    """Not reachable right now (refused, reset, timed out, locked): waiting may cure it."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 def shown_url(url: str) -> str:
@@ -61,7 +70,10 @@ def open_existing(url: str, *, timeouts: DatabaseTimeouts | None = None) -> Data
     except SQLAlchemyError as exc:
         db.dispose()
         reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
-        raise DatabaseNotReady(f"cannot read database {shown_url(url)}: {reason}") from None
+        message = f"cannot read database {shown_url(url)}: {reason}"
+        if is_transient(exc):
+            raise DatabaseUnreachable(message, exc) from None
+        raise DatabaseNotReady(message) from None
     if not present:
         db.dispose()
         raise DatabaseNotReady(
