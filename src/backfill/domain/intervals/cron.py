@@ -1,27 +1,5 @@
-"""Interval arithmetic: the series of intervals a backfill runs over (SPEC §2).
+"""Cron series (SPEC §2).
 
-An :class:`IntervalSeries` is defined by ``start``/``end`` (both inclusive: an interval
-exists for every boundary ``t`` with ``start <= t <= end``), an interval type and
-units, a timezone and, for ``custom``, either a step in seconds or a cron expression.
-Every interval ends at the next boundary of the same series, the last one included.
-
-Rules
------
-* The k-th boundary is computed from the anchor ``start``, never by adding a step to
-  the previous boundary: monthly from Jan 31 gives Feb 29, Mar 31, Apr 30, ...; the day
-  is clamped to the month's last day.
-* ``second``/``minute``/``hour`` and ``custom`` with ``interval_units`` (seconds) step in
-  absolute time.
-* ``day``/``week``/``month``/``year`` and ``cron`` step in the wall clock of the series
-  timezone. Wall-clock times are resolved like zoneinfo's ``fold=0``: a time inside a
-  spring-forward gap moves forward by the length of the gap (02:30 on 2024-03-31 in
-  Europe/Berlin becomes 03:30 CEST), a time inside a fall-back overlap takes its first
-  occurrence. Boundary 0 is always ``start`` itself, whatever its wall time.
-* Everything is lazy: no method builds a list of the whole range; counting is
-  arithmetic, so validating a request is fast whatever its size.
-
-Cron
-----
 A cron series is the set of fire times ``t`` with ``start <= t <= end``; each interval
 ends at the next fire time. Expressions have 5 fields (minute hour day-of-month month
 day-of-week) or 6 with **seconds as the last field** (croniter's convention), plus the
@@ -50,8 +28,8 @@ day-of-month/day-of-week OR rule; ``L``/``W``/``#`` through croniter itself) and
 per year with prefix sums. Days near a UTC-offset change ("irregular" days: the offset
 of local midnight changes between the day before and the day after) are found by
 sampling local midnights every 3 days and are counted by listing their fire times.
-The count is accumulated year by year and rejected as soon as it provably exceeds
-:data:`MAX_INTERVALS`. Sparse expressions check only matching days for offset changes.
+The count is accumulated year by year and rejected as soon as it provably exceeds the
+limit (``MAX_INTERVALS``). Sparse expressions check only matching days for offset changes.
 
 Measured (Europe/Berlin, shared 2-core machine): counting 10 years of ``0 * * * *``
 (87,639) 5 ms; 694 days of ``* * * * *`` (999,241) 3 ms; rejecting 10 years of
@@ -62,8 +40,8 @@ cron ``__getitem__``/``index_of`` O(log days), ~0.2 ms. Fixed steps count in O(1
 
 Known limitations: DST periods shorter than 3 days are not detected by the sampling
 (tzdata has none from 1900 to 2100; the shortest is 4 days, Africa/Freetown 1939).
-For calendar types, a whole day skipped by a zone (Pacific/Apia 2011-12-30) resolves
-onto the next day and gives one zero-length interval; cron series merge such times.
+A whole day skipped by a zone (Pacific/Apia 2011-12-30) has no wall clock: its fire
+times resolve onto the next day and merge with that day's.
 """
 
 from __future__ import annotations
@@ -72,248 +50,18 @@ import bisect
 import calendar
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import NoReturn, Protocol
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
 from backfill.domain.errors import ValidationError
-from backfill.domain.model import IntervalType
-from backfill.domain.timeparse import format_iso_z, load_zone, resolve_wall_time
+from backfill.domain.intervals.steps import DAY_S, EPOCH_ORD, ONE_S, ceil_s, floor_s, from_s
 
-__all__ = ["MAX_INTERVALS", "Interval", "IntervalSeries"]
-
-MAX_INTERVALS = 1_000_000
-
-_ONE_US = timedelta(microseconds=1)
-_ONE_S = timedelta(seconds=1)
-_DAY = 86_400
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_ORD = date(1970, 1, 1).toordinal()
 # Cron series keep two spare days at either end of the datetime range for look-ups of
 # neighbouring days.
-_MIN_ORD = date(1, 1, 1).toordinal() + 2
-_MAX_ORD = date(9999, 12, 31).toordinal() - 2
-
-_ABSOLUTE_SECONDS = {
-    IntervalType.SECOND: 1,
-    IntervalType.MINUTE: 60,
-    IntervalType.HOUR: 3600,
-    IntervalType.CUSTOM: 1,
-}
-_UNIT_NAMES = {
-    IntervalType.SECOND: "second",
-    IntervalType.MINUTE: "minute",
-    IntervalType.HOUR: "hour",
-    IntervalType.DAY: "day",
-    IntervalType.WEEK: "week",
-    IntervalType.MONTH: "month",
-    IntervalType.YEAR: "year",
-    IntervalType.CUSTOM: "second",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Interval:
-    """One interval of a series: ``[start, end)``, both aware UTC datetimes."""
-
-    index: int
-    start: datetime
-    end: datetime
-
-
-# --------------------------------------------------------------------------------------
-# Validation helpers
-
-
-def _parse_type(value: object) -> IntervalType:
-    allowed = ", ".join(t.value for t in IntervalType)
-    if isinstance(value, IntervalType):
-        return value
-    if isinstance(value, str):
-        try:
-            return IntervalType(value.strip().lower())
-        except ValueError:
-            pass
-    raise ValidationError(
-        f"unknown interval_type {value!r}; use one of: {allowed}",
-        field="interval_type",
-    )
-
-
-def _check_units(value: object, itype: IntervalType) -> int:
-    if itype is IntervalType.CUSTOM and value is None:
-        raise ValidationError(
-            "interval_type custom needs either interval_units (a step in seconds) or a cron expression",
-            field="interval_units",
-        )
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(
-            f"interval_units must be a whole number of at least 1, got {value!r}",
-            field="interval_units",
-        )
-    if value < 1:
-        raise ValidationError(
-            f"interval_units must be at least 1, got {value}",
-            field="interval_units",
-        )
-    return value
-
-
-def _check_instant(value: object, field: str) -> datetime:
-    if not isinstance(value, datetime):
-        raise ValidationError(
-            f"{field} must be a date-time with a timezone, got {value!r}",
-            field=field,
-        )
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationError(
-            f"{field} must carry a timezone or UTC offset (got the naive date-time {value.isoformat()})",
-            field=field,
-        )
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValidationError(f"{field} is outside the supported date range", field=field) from None
-
-
-def _floor_s(t: datetime) -> int:
-    """Epoch seconds of ``t``, rounded down."""
-    return (t - _EPOCH) // _ONE_S
-
-
-def _ceil_s(t: datetime) -> int:
-    """Epoch seconds of ``t``, rounded up."""
-    return -((_EPOCH - t) // _ONE_S)
-
-
-def _from_s(s: int) -> datetime:
-    return _EPOCH + timedelta(seconds=s)
-
-
-# --------------------------------------------------------------------------------------
-# Step strategies. Each yields boundary(k) for k >= 0, with boundary(0) the first
-# boundary at or after ``start``.
-
-
-class _Steps(Protocol):
-    def boundary(self, k: int) -> datetime:
-        """The k-th boundary (k >= 0). May raise OverflowError past year 9999."""
-
-    def estimate_rank(self, t: datetime) -> int:
-        """A cheap estimate of rank(t), exact within a few units."""
-
-    def rank(self, t: datetime) -> int:
-        """Number of boundaries <= t, for t within the validated range."""
-
-    def walk_up(self, k: int, hint: datetime | None) -> Iterator[datetime]:
-        """boundary(k), boundary(k + 1), ... ``hint``: an instant with rank(hint) == k."""
-
-    def walk_down(self, k: int, hint: datetime | None) -> Iterator[datetime]:
-        """boundary(k), boundary(k - 1), ..., boundary(0).
-
-        ``hint``: an instant such that boundary(k) is the first boundary >= hint."""
-
-
-class _FixedSteps:
-    """Shared walking for series whose k-th boundary is O(1) to compute."""
-
-    def boundary(self, k: int) -> datetime:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def walk_up(self, k: int, hint: datetime | None) -> Iterator[datetime]:
-        while True:
-            yield self.boundary(k)
-            k += 1
-
-    def walk_down(self, k: int, hint: datetime | None) -> Iterator[datetime]:
-        while k >= 0:
-            yield self.boundary(k)
-            k -= 1
-
-
-class _AbsoluteSteps(_FixedSteps):
-    def __init__(self, start: datetime, step: timedelta) -> None:
-        self._start = start
-        self._step = step
-
-    def boundary(self, k: int) -> datetime:
-        return self._start + self._step * k
-
-    def estimate_rank(self, t: datetime) -> int:
-        return self.rank(t)
-
-    def rank(self, t: datetime) -> int:
-        if t < self._start:
-            return 0
-        return (t - self._start) // self._step + 1
-
-
-def _add_months(wall: datetime, months: int) -> datetime:
-    total = wall.month - 1 + months
-    year = wall.year + total // 12
-    month = total % 12 + 1
-    if not 1 <= year <= 9999:
-        raise OverflowError("date out of range")
-    day = min(wall.day, calendar.monthrange(year, month)[1])
-    return wall.replace(year=year, month=month, day=day)
-
-
-class _CalendarSteps(_FixedSteps):
-    """day/week (``days`` per step) or month/year (``months`` per step) in wall-clock time."""
-
-    def __init__(self, start: datetime, zone: ZoneInfo, *, days: int = 0, months: int = 0) -> None:
-        self._start = start
-        self._zone = zone
-        self._anchor = start.astimezone(zone).replace(tzinfo=None, fold=0)
-        self._days = days
-        self._months = months
-
-    def wall(self, k: int) -> datetime:
-        if self._days:
-            return self._anchor + timedelta(days=self._days * k)
-        return _add_months(self._anchor, self._months * k)
-
-    def boundary(self, k: int) -> datetime:
-        if k == 0:
-            return self._start
-        return resolve_wall_time(self.wall(k), self._zone)
-
-    def _le(self, k: int, t: datetime) -> bool:
-        try:
-            return self.boundary(k) <= t
-        except (OverflowError, ValueError):
-            return False
-
-    def estimate_rank(self, t: datetime) -> int:
-        if t < self._start:
-            return 0
-        t_wall = t.astimezone(self._zone).replace(tzinfo=None)
-        if self._days:
-            k = (t_wall - self._anchor) // timedelta(days=self._days)
-        else:
-            diff = (t_wall.year - self._anchor.year) * 12 + t_wall.month - self._anchor.month
-            k = diff // self._months
-        return max(k, 0) + 1
-
-    def rank(self, t: datetime) -> int:
-        if t < self._start:
-            return 0
-        k = self.estimate_rank(t) - 1
-        # The estimate is off by at most one or two steps (offset changes, clamped days,
-        # ambiguous wall times); correct it by checking the boundaries themselves.
-        while self._le(k + 1, t):
-            k += 1
-        while k > 0 and not self._le(k, t):
-            k -= 1
-        return k + 1
-
-
-# --------------------------------------------------------------------------------------
-# Cron
-
+MIN_ORD = date(1, 1, 1).toordinal() + 2
+MAX_ORD = date(9999, 12, 31).toordinal() - 2
 
 _CRON_ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -363,7 +111,7 @@ class _TimesOfDay:
         """How many times of day are <= x (x in seconds, any value)."""
         if x < 0:
             return 0
-        if x >= _DAY:
+        if x >= DAY_S:
             return self.size
         h, rest = divmod(x, 3600)
         m, s = divmod(rest, 60)
@@ -405,7 +153,7 @@ class _DayFires:
 _NO_FIRES = _DayFires(0, None, [])
 
 
-class _CronSchedule:
+class CronSchedule:
     """Fire times of a cron expression in a timezone, with fold=0 wall-clock resolution."""
 
     def __init__(self, expr: object, zone: ZoneInfo) -> None:
@@ -574,7 +322,7 @@ class _CronSchedule:
 
     def next_matching(self, o: int) -> int | None:
         """First matching day >= o, or None before the end of the supported range."""
-        if o > _MAX_ORD:
+        if o > MAX_ORD:
             return None
         days, _mask, jan1, doy = self._locate_day(o)
         year = date.fromordinal(o).year
@@ -582,7 +330,7 @@ class _CronSchedule:
             i = bisect.bisect_left(days, doy)
             if i < len(days):
                 found = jan1 + days[i]
-                return found if found <= _MAX_ORD else None
+                return found if found <= MAX_ORD else None
             year += 1
             if year > 9999:
                 return None
@@ -591,7 +339,7 @@ class _CronSchedule:
 
     def prev_matching(self, o: int) -> int | None:
         """Last matching day <= o, or None."""
-        if o < _MIN_ORD:
+        if o < MIN_ORD:
             return None
         days, _mask, jan1, doy = self._locate_day(o)
         year = date.fromordinal(o).year
@@ -599,7 +347,7 @@ class _CronSchedule:
             i = bisect.bisect_right(days, doy)
             if i > 0:
                 found = jan1 + days[i - 1]
-                return found if found >= _MIN_ORD else None
+                return found if found >= MIN_ORD else None
             year -= 1
             if year < 1:
                 return None
@@ -612,10 +360,10 @@ class _CronSchedule:
         """UTC offset in seconds of the naive wall time (fold=0)."""
         offset = self.zone.utcoffset(wall)
         assert offset is not None
-        return offset // _ONE_S
+        return offset // ONE_S
 
     def _midnight_raw(self, o: int) -> int:
-        return (o - _EPOCH_ORD) * _DAY - self._offset0(datetime.fromordinal(o))
+        return (o - EPOCH_ORD) * DAY_S - self._offset0(datetime.fromordinal(o))
 
     def midnight(self, o: int) -> int:
         """Epoch seconds of 00:00 wall time on day o, resolved with fold=0."""
@@ -627,24 +375,24 @@ class _CronSchedule:
         return s
 
     def local_day(self, s: int) -> int:
-        return _from_s(s).astimezone(self.zone).toordinal()
+        return from_s(s).astimezone(self.zone).toordinal()
 
     def _in_gap(self, wall: datetime) -> bool:
         """True if the naive wall time does not exist (it lies in a spring-forward gap)."""
         later = self.zone.utcoffset(wall.replace(fold=1))
         assert later is not None
-        return later // _ONE_S > self._offset0(wall)
+        return later // ONE_S > self._offset0(wall)
 
     def _spills(self, x: int) -> bool:
         """True if the last wall-clock second of day x lies in a gap, so that the gap
         shifts wall times of day x onto day x + 1."""
-        return self._in_gap(datetime.fromordinal(x) + timedelta(seconds=_DAY - 1))
+        return self._in_gap(datetime.fromordinal(x) + timedelta(seconds=DAY_S - 1))
 
     def _irregular_direct(self, o: int) -> bool:
         m = self.midnight(o)
-        if self.midnight(o + 1) - m != _DAY:
+        if self.midnight(o + 1) - m != DAY_S:
             return True
-        return m - self.midnight(o - 1) != _DAY and self._spills(o - 1)
+        return m - self.midnight(o - 1) != DAY_S and self._spills(o - 1)
 
     def is_irregular(self, o: int) -> bool:
         """True if day o's wall clock does not map to UTC with one offset (or the
@@ -657,7 +405,7 @@ class _CronSchedule:
 
     def _walls_landing(self, w: int, o: int) -> list[int]:
         """Fire times of the wall-clock times of day w whose local date is day o."""
-        base = (w - _EPOCH_ORD) * _DAY
+        base = (w - EPOCH_ORD) * DAY_S
         midnight = datetime.fromordinal(w)
         tod = self.tod
         out: list[int] = []
@@ -670,8 +418,8 @@ class _CronSchedule:
                 # The instant lies after the transition: its wall clock is shifted.
                 later = self.zone.utcoffset(wall.replace(fold=1))
                 assert later is not None
-                shifted = base + sec - off0 + later // _ONE_S
-                return off0, shifted // _DAY + _EPOCH_ORD, True
+                shifted = base + sec - off0 + later // ONE_S
+                return off0, shifted // DAY_S + EPOCH_ORD, True
             return off0, w, False
 
         first_m, last_m = tod.minutes[0], tod.minutes[-1]
@@ -721,7 +469,7 @@ class _CronSchedule:
 
     def _next_day(self, o: int) -> int | None:
         """The next day after o that may have fire times."""
-        if o + 1 > _MAX_ORD:
+        if o + 1 > MAX_ORD:
             return None
         if self.matches(o) and self.is_irregular(o + 1):
             return o + 1
@@ -804,11 +552,11 @@ class _CronSchedule:
                         found.add(d)
         return sorted(found)
 
-    def prepare_range(self, lo: int, hi: int) -> tuple[int, int, int] | None:
+    def prepare_range(self, lo: int, hi: int, limit: int) -> tuple[int, int, int] | None:
         """Count the fire times in [lo, hi] (epoch seconds).
 
         Returns (count, first local day, last local day), or None as soon as the count
-        provably exceeds MAX_INTERVALS. Records the irregular days of the range.
+        provably exceeds ``limit``. Records the irregular days of the range.
         """
         d0, d1 = self.local_day(lo), self.local_day(hi)
         self._scan_lo, self._scan_hi = d0, d1
@@ -838,7 +586,7 @@ class _CronSchedule:
             total += matching * k
             if a == d0:
                 first_day_full = self.day(d0).size
-            if b < d1 and total - first_day_full > MAX_INTERVALS:
+            if b < d1 and total - first_day_full > limit:
                 return None
             a = b + 1
         # Keep only what later queries need (series objects may be cached by callers).
@@ -894,8 +642,8 @@ class _CronSchedule:
         return fires.get(k - self.through_day(o - 1))
 
 
-class _CronSteps:
-    def __init__(self, schedule: _CronSchedule, count: int, first: int, after_last: int) -> None:
+class CronSteps:
+    def __init__(self, schedule: CronSchedule, count: int, first: int, after_last: int) -> None:
         self._schedule = schedule
         self._count = count
         self._first = first
@@ -914,299 +662,34 @@ class _CronSteps:
         raise OverflowError("no further fire time")
 
     def boundary(self, k: int) -> datetime:
-        return _from_s(self._boundary_s(k))
+        return from_s(self._boundary_s(k))
 
     def estimate_rank(self, t: datetime) -> int:
         return self.rank(t)
 
     def rank(self, t: datetime) -> int:
-        s = _floor_s(t)
+        s = floor_s(t)
         if s < self._first:
             return 0
         return self._schedule.rank(s)
 
     def walk_up(self, k: int, hint: datetime | None) -> Iterator[datetime]:
         if hint is not None and 0 < k < self._count:
-            gen = self._schedule.fires_after(_floor_s(hint))
+            gen = self._schedule.fires_after(floor_s(hint))
         else:
             s = self._boundary_s(k)
-            yield _from_s(s)
+            yield from_s(s)
             gen = self._schedule.fires_after(s)
         for s in gen:
-            yield _from_s(s)
+            yield from_s(s)
 
     def walk_down(self, k: int, hint: datetime | None) -> Iterator[datetime]:
         if hint is not None and 0 < k < self._count:
-            s = next(self._schedule.fires_after(_ceil_s(hint) - 1))
+            s = next(self._schedule.fires_after(ceil_s(hint) - 1))
         else:
             s = self._boundary_s(k)
-        yield _from_s(s)
+        yield from_s(s)
         for i, earlier in enumerate(self._schedule.fires_before(s)):
             if i >= k:
                 return
-            yield _from_s(earlier)
-
-
-# --------------------------------------------------------------------------------------
-
-
-class IntervalSeries:
-    """The intervals of ``[start, end]`` (both inclusive) split by an interval type.
-
-    All validation happens here; errors are :class:`ValidationError` with ``field`` one
-    of ``start``, ``end``, ``interval_type``, ``interval_units``, ``cron``, ``timezone``.
-    """
-
-    def __init__(
-        self,
-        start: datetime,
-        end: datetime,
-        interval_type: IntervalType | str,
-        interval_units: int | None = 1,
-        *,
-        timezone: str = "UTC",
-        cron: str | None = None,
-    ) -> None:
-        itype = _parse_type(interval_type)
-        if cron is not None and itype is not IntervalType.CUSTOM:
-            raise ValidationError(
-                f"a cron expression needs interval_type custom (got {itype.value})",
-                field="cron",
-            )
-        units = None if cron is not None else _check_units(interval_units, itype)
-        zone = load_zone(timezone)
-        start_utc = _check_instant(start, "start")
-        end_utc = _check_instant(end, "end")
-        if start_utc > end_utc:
-            raise ValidationError(
-                f"end must not be before start ({format_iso_z(end_utc)} is before {format_iso_z(start_utc)})",
-                field="end",
-            )
-        self._type = itype
-        self._units = units
-        self._zone_name = zone.key
-        self._cron: str | None = None
-        self._start = start_utc
-        self._end = end_utc
-
-        steps: _Steps
-        try:
-            if cron is not None:
-                schedule = _CronSchedule(cron, zone)
-                self._cron = schedule.text
-                steps, count = self._prepare_cron(schedule, start_utc, end_utc)
-            else:
-                assert units is not None
-                steps, count = self._prepare_fixed(itype, units, zone, start_utc, end_utc)
-            last_end = steps.boundary(count)
-        except (OverflowError, ValueError):
-            raise ValidationError(
-                "the last interval would end after the year 9999; choose an earlier end", field="end"
-            ) from None
-        self._steps = steps
-        self._count = count
-        self._last_end = last_end
-        self._first_start = steps.boundary(0)
-        self._last_start = steps.boundary(count - 1) if count > 1 else self._first_start
-
-    def _prepare_fixed(
-        self, itype: IntervalType, units: int, zone: ZoneInfo, start: datetime, end: datetime
-    ) -> tuple[_Steps, int]:
-        steps: _Steps
-        if itype in _ABSOLUTE_SECONDS:
-            try:
-                step = timedelta(seconds=units * _ABSOLUTE_SECONDS[itype])
-            except OverflowError:
-                raise ValidationError(f"interval_units {units} is too large", field="interval_units") from None
-            steps = _AbsoluteSteps(start, step)
-        elif itype in (IntervalType.DAY, IntervalType.WEEK):
-            steps = _CalendarSteps(start, zone, days=units * (7 if itype is IntervalType.WEEK else 1))
-        else:
-            steps = _CalendarSteps(start, zone, months=units * (12 if itype is IntervalType.YEAR else 1))
-        try:
-            steps.boundary(1)
-        except (OverflowError, ValueError):
-            if units == 1:
-                raise
-            raise ValidationError(
-                f"interval_units {units} is too large: one step from start goes past the year 9999",
-                field="interval_units",
-            ) from None
-        estimate = steps.estimate_rank(end)
-        if estimate > MAX_INTERVALS + 2:
-            self._too_many(f"about {estimate:,}")
-        count = steps.rank(end)
-        if count > MAX_INTERVALS:
-            self._too_many(f"{count:,}")
-        return steps, count
-
-    def _too_many(self, how_many: str) -> NoReturn:
-        raise ValidationError(
-            f"{format_iso_z(self._start)} to {format_iso_z(self._end)} {self.describe()} would create "
-            f"{how_many} intervals; at most {MAX_INTERVALS:,} are allowed. "
-            "Choose a shorter range or a longer interval.",
-            field="end",
-        )
-
-    def _prepare_cron(self, schedule: _CronSchedule, start: datetime, end: datetime) -> tuple[_Steps, int]:
-        lo, hi = _ceil_s(start), _floor_s(end)
-        no_fire = ValidationError(
-            f"the cron expression {schedule.text!r} has no fire time between "
-            f"{format_iso_z(start)} and {format_iso_z(end)} in {schedule.zone.key}",
-            field="cron",
-        )
-        if hi < lo:
-            raise no_fire
-        lo_day, hi_day = schedule.local_day(lo), schedule.local_day(hi)
-        if lo_day < _MIN_ORD + 1:
-            raise ValidationError("start is too close to the year 1 for a cron series", field="start")
-        if hi_day > _MAX_ORD - 1:
-            raise ValidationError("end is too close to the year 9999 for a cron series", field="end")
-        prepared = schedule.prepare_range(lo, hi)
-        if prepared is None:
-            self._too_many(f"more than {MAX_INTERVALS:,}")
-        count = prepared[0]
-        if count > MAX_INTERVALS:
-            self._too_many(f"{count:,}")
-        if count == 0:
-            raise no_fire
-        first = next(schedule.fires_after(lo - 1))
-        after_last = next(schedule.fires_after(hi), None)
-        if after_last is None:
-            raise ValidationError(
-                f"the cron expression {schedule.text!r} has no fire time after {format_iso_z(end)} "
-                "to end the last interval",
-                field="end",
-            )
-        return _CronSteps(schedule, count, first, after_last), count
-
-    # ---- properties -----------------------------------------------------------------
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    def __len__(self) -> int:
-        return self._count
-
-    @property
-    def first_start(self) -> datetime:
-        return self._first_start
-
-    @property
-    def last_end(self) -> datetime:
-        return self._last_end
-
-    @property
-    def start(self) -> datetime:
-        """The requested start, in UTC."""
-        return self._start
-
-    @property
-    def end(self) -> datetime:
-        """The requested end, in UTC."""
-        return self._end
-
-    @property
-    def interval_type(self) -> IntervalType:
-        return self._type
-
-    @property
-    def interval_units(self) -> int | None:
-        """The units; None for a cron series."""
-        return self._units
-
-    @property
-    def timezone(self) -> str:
-        return self._zone_name
-
-    @property
-    def cron(self) -> str | None:
-        """The normalised cron expression, or None."""
-        return self._cron
-
-    def describe(self) -> str:
-        if self._cron is not None:
-            return f"cron '{self._cron}' in {self._zone_name}"
-        unit = _UNIT_NAMES[self._type]
-        plural = "" if self._units == 1 else "s"
-        return f"every {self._units} {unit}{plural} in {self._zone_name}"
-
-    def __repr__(self) -> str:
-        return (
-            f"IntervalSeries({format_iso_z(self._start)} .. {format_iso_z(self._end)}, "
-            f"{self.describe()}, count={self._count})"
-        )
-
-    # ---- access ---------------------------------------------------------------------
-
-    def __getitem__(self, index: int) -> Interval:
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"IntervalSeries indices must be integers, not {type(index).__name__}")
-        k = index + self._count if index < 0 else index
-        if not 0 <= k < self._count:
-            raise IndexError(f"interval index {index} out of range for {self._count} intervals")
-        if k == self._count - 1:
-            return Interval(k, self._last_start, self._last_end)
-        walk = self._steps.walk_up(k, None)
-        return Interval(k, next(walk), next(walk))
-
-    def __iter__(self) -> Iterator[Interval]:
-        return self._ascending(0, None)
-
-    def _n_le(self, t: datetime) -> int:
-        """Number of interval starts <= t."""
-        if t < self._first_start:
-            return 0
-        if t >= self._last_start:
-            return self._count
-        return self._steps.rank(t)
-
-    def _n_lt(self, t: datetime) -> int:
-        """Number of interval starts < t."""
-        if t <= self._first_start:
-            return 0
-        return self._n_le(t - _ONE_US)
-
-    def iter_from(self, after: datetime | None, *, descending: bool = False) -> Iterator[Interval]:
-        """Intervals whose start is strictly after ``after`` (ascending) or strictly before
-        it (descending); all of them when ``after`` is None. Lazy."""
-        if after is not None and (not isinstance(after, datetime) or after.tzinfo is None or after.utcoffset() is None):
-            raise ValueError(f"after must be a timezone-aware datetime, got {after!r}")
-        if after is not None:
-            # Compare in UTC: aware datetimes of other zones with fold=1 never compare equal.
-            after = after.astimezone(UTC)
-        if descending:
-            top = self._count - 1 if after is None else self._n_lt(after) - 1
-            return self._descending(top, after)
-        return self._ascending(0 if after is None else self._n_le(after), after)
-
-    def _ascending(self, k0: int, hint: datetime | None) -> Iterator[Interval]:
-        if k0 >= self._count:
-            return
-        walk = self._steps.walk_up(k0, hint)
-        start = next(walk)
-        for k in range(k0, self._count):
-            end = next(walk)
-            yield Interval(k, start, end)
-            start = end
-
-    def _descending(self, top: int, hint: datetime | None) -> Iterator[Interval]:
-        if top < 0:
-            return
-        walk = self._steps.walk_down(top + 1, hint)
-        end = next(walk)
-        for k in range(top, -1, -1):
-            start = next(walk)
-            yield Interval(k, start, end)
-            end = start
-
-    def index_of(self, t: datetime) -> int | None:
-        """The index of the interval starting exactly at ``t`` (aware), else None."""
-        if not isinstance(t, datetime) or t.tzinfo is None or t.utcoffset() is None:
-            raise ValueError(f"t must be a timezone-aware datetime, got {t!r}")
-        t = t.astimezone(UTC)
-        k = self._n_le(t) - 1
-        if k < 0:
-            return None
-        return k if self[k].start == t else None
+            yield from_s(earlier)
