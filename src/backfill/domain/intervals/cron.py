@@ -1,16 +1,14 @@
 """Cron series (SPEC §2).
 
 A cron series is the set of fire times ``t`` with ``start <= t <= end``; each interval
-ends at the next fire time. Expressions have 5 fields (minute hour day-of-month month
-day-of-week) or 6 with **seconds as the last field** (croniter's convention), plus the
-aliases ``@hourly``, ``@daily``/``@midnight``, ``@weekly``, ``@monthly``,
-``@yearly``/``@annually``. croniter parses and validates the expression and decides
-which calendar days match (including ``L``, ``W`` and ``#``), but fire times are
-generated here, for two measured reasons:
+ends at the next fire time. The expression is parsed, and its days are matched, by
+:mod:`.cron_expr` (our own code: croniter 7.0.0 gets day matching wrong for some
+expressions, see there). Fire times are generated here, not by croniter or cronsim,
+for two measured reasons:
 
-* croniter 7.0.0 does not follow the SPEC around DST: for ``30 2 * * *`` in
-  Europe/Berlin it fires at 03:00 (not 03:30) on the spring-forward day and fires
-  *twice* (02:30 CEST and 02:30 CET) on the fall-back day.
+* croniter 7.0.0 (and cron(8)) do not follow the SPEC around DST: for ``30 2 * * *``
+  in Europe/Berlin croniter fires at 03:00 (not 03:30) on the spring-forward day and
+  fires *twice* (02:30 CEST and 02:30 CET) on the fall-back day.
 * ``croniter.get_next`` costs 40-80 µs per call with aware datetimes, so iterating up to
   1,000,001 fire times to count them would take 40-80 s.
 
@@ -23,9 +21,7 @@ hours x minutes x seconds, so a day whose wall clock maps to UTC with one offset
 ("regular" day) has exactly ``K = |H|*|M|*|S|`` fire times, and positions within a day
 are computed by index arithmetic. Which days match depends only on the calendar of the
 year (leap or not, weekday of Jan 1), so matching days are tabulated once for each of
-the 14 year types (plain fields with an exact re-implementation of croniter's
-day-of-month/day-of-week OR rule; ``L``/``W``/``#`` through croniter itself) and counted
-per year with prefix sums. Days near a UTC-offset change ("irregular" days: the offset
+the 14 year types and counted per year with prefix sums. Days near a UTC-offset change ("irregular" days: the offset
 of local midnight changes between the day before and the day after) are found by
 sampling local midnights every 3 days and are counted by listing their fire times.
 The count is accumulated year by year and rejected as soon as it provably exceeds the
@@ -48,14 +44,11 @@ from __future__ import annotations
 
 import bisect
 import calendar
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
-from backfill.domain.errors import ValidationError
+from backfill.domain.intervals.cron_expr import CronExpression
 from backfill.domain.intervals.steps import DAY_S, EPOCH_ORD, ONE_S, ceil_s, floor_s, from_s
 
 # Cron series keep two spare days at either end of the datetime range for look-ups of
@@ -63,19 +56,8 @@ from backfill.domain.intervals.steps import DAY_S, EPOCH_ORD, ONE_S, ceil_s, flo
 MIN_ORD = date(1, 1, 1).toordinal() + 2
 MAX_ORD = date(9999, 12, 31).toordinal() - 2
 
-_CRON_ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-_HASH_RE = re.compile(r"[hr](\(\d+-\d+\))?(/\d+)?")
-
-# One representative year (within croniter's comfortable range) for each year type
-# (leap year?, weekday of January 1): every year of a type has the same calendar.
+# One representative year for each year type (leap year?, weekday of January 1):
+# every year of a type has the same calendar.
 _REP_YEAR: dict[tuple[bool, int], int] = {}
 for _y in range(2001, 2100):
     _REP_YEAR.setdefault((calendar.isleap(_y), date(_y, 1, 1).weekday()), _y)
@@ -83,10 +65,6 @@ for _y in range(2001, 2100):
 
 def _year_type(year: int) -> tuple[bool, int]:
     return calendar.isleap(year), date(year, 1, 1).weekday()
-
-
-def _cron_error(expr: object, detail: str) -> ValidationError:
-    return ValidationError(f"invalid cron expression {expr!r}: {detail}", field="cron")
 
 
 class _TimesOfDay:
@@ -157,56 +135,12 @@ class CronSchedule:
     """Fire times of a cron expression in a timezone, with fold=0 wall-clock resolution."""
 
     def __init__(self, expr: object, zone: ZoneInfo) -> None:
-        if not isinstance(expr, str) or not expr.strip():
-            raise _cron_error(expr, "expected a cron expression such as '0 6 * * 1-5'")
-        text = " ".join(expr.split())
-        text = _CRON_ALIASES.get(text.lower(), text)
-        parts = text.split(" ")
-        if len(parts) not in (5, 6):
-            raise _cron_error(
-                expr,
-                "use 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds as the last field",
-            )
-        for part in parts:
-            if any(_HASH_RE.fullmatch(item) for item in part.lower().split(",")):
-                raise _cron_error(expr, "hashed (H) and random (R) values are not supported")
-        try:
-            parsed = croniter(text, datetime(2001, 1, 1))
-        except Exception as exc:  # croniter raises several unrelated types for bad input
-            lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-            raise _cron_error(expr, lines[-1][:200] if lines else type(exc).__name__) from None
-        self.text = text
+        expression = CronExpression(expr)
+        self.text = expression.text
         self.zone = zone
-        expanded = parsed.expanded
-
-        def field(idx: int, low: int, high: int) -> list[int]:
-            values = expanded[idx]
-            if values[0] == "*":
-                return list(range(low, high + 1))
-            return sorted({int(v) for v in values})
-
-        seconds = field(5, 0, 59) if len(parts) == 6 else [0]
-        self.tod = _TimesOfDay(field(1, 0, 23), field(0, 0, 59), seconds)
+        self.tod = _TimesOfDay(expression.hours, expression.minutes, expression.seconds)
         self.per_day = self.tod.size
-
-        dom, months, dow = expanded[2], expanded[3], expanded[4]
-        special = (
-            bool(parsed.nth_weekday_of_month)
-            or bool(getattr(parsed, "nearest_weekday", None))
-            or any(not isinstance(v, int) and v != "*" for v in (*dom, *months, *dow))
-        )
-        self._day_matcher: Callable[[int], list[int]]
-        self._never_fires = False
-        if special:
-            day_expr = f"0 0 {parts[2]} {parts[3]} {parts[4]}"
-            self._day_matcher = lambda year: self._croniter_days(day_expr, year)
-        else:
-            month_set = None if months[0] == "*" else frozenset(months)
-            dom_set = None if dom[0] == "*" else frozenset(dom)
-            dow_set = None if dow[0] == "*" else frozenset(dow)
-            # croniter ORs day-of-month and day-of-week when both are restricted.
-            either = dom_set is not None and dow_set is not None
-            self._day_matcher = lambda year: self._plain_days(year, month_set, dom_set, dow_set, either)
+        self._day_matcher = expression.matching_days
         self._types: dict[tuple[bool, int], tuple[list[int], bytearray]] = {}
         self._years: dict[int, tuple[list[int], bytearray, int]] = {}
         self._midnights: dict[int, int] = {}
@@ -226,51 +160,6 @@ class CronSchedule:
         self._d0 = self._d1 = 0
 
     # ---- calendar days -------------------------------------------------------------
-
-    @staticmethod
-    def _plain_days(
-        year: int,
-        months: frozenset[int] | None,
-        doms: frozenset[int] | None,
-        dows: frozenset[int] | None,
-        either: bool,
-    ) -> list[int]:
-        out: list[int] = []
-        doy = 0
-        cron_dow = (date(year, 1, 1).weekday() + 1) % 7  # cron: Sunday = 0
-        for month in range(1, 13):
-            length = calendar.monthrange(year, month)[1]
-            if months is not None and month not in months:
-                doy += length
-                cron_dow = (cron_dow + length) % 7
-                continue
-            for day in range(1, length + 1):
-                dom_ok = doms is None or day in doms
-                dow_ok = dows is None or cron_dow in dows
-                if (dom_ok or dow_ok) if either else (dom_ok and dow_ok):
-                    out.append(doy)
-                doy += 1
-                cron_dow = (cron_dow + 1) % 7
-        return out
-
-    def _croniter_days(self, day_expr: str, year: int) -> list[int]:
-        if self._never_fires:
-            return []
-        it = croniter(day_expr, datetime(year - 1, 12, 31))
-        jan1 = date(year, 1, 1).toordinal()
-        out: list[int] = []
-        try:
-            while True:
-                d = it.get_next(datetime)
-                if d.year != year:
-                    break
-                out.append(d.toordinal() - jan1)
-        except Exception:  # CroniterBadDateError: no match within croniter's 50 years
-            if not out:
-                # 50 years contain every year type: no day ever matches. Remember it,
-                # so the other year types do not repeat the slow search.
-                self._never_fires = True
-        return out
 
     def _year(self, year: int) -> tuple[list[int], bytearray, int]:
         """(matching days of the year as 0-based day numbers, mask of them, Jan 1 ordinal)."""
