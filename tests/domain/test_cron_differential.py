@@ -22,7 +22,7 @@ from tests.domain.cron_reference import CronCase, cron_cases, cronsim_fires
 from backfill.domain.errors import ValidationError
 from backfill.domain.intervals import IntervalSeries
 
-EXAMPLES = int(os.environ.get("BACKFILL_CRON_DIFF_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("BACKFILL_CRON_DIFF_EXAMPLES", "1000"))
 CAP = 2_000  # fire times compared per example (the window is cut after the 2,000th)
 
 # (zone, first day, last day) of periods without a UTC-offset change.
