@@ -1,7 +1,8 @@
 """Cron conventions where evaluators disagree, and fire times around DST transitions.
 
-Each case pins a choice written down in docs/_cron_conventions.md; the differential test
-against cronsim (test_cron_differential.py) covers everything else.
+Each case pins a choice written down in docs/ ("Cron expressions: syntax and
+conventions"); the differential test against cronsim (test_cron_differential.py) covers
+everything else.
 """
 
 from __future__ import annotations

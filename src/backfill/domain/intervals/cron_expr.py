@@ -1,27 +1,20 @@
 """Cron expressions: parsing, validation and which calendar days match.
 
-This module is the whole cron syntax of the product; croniter is not used. croniter
-7.0.0 gets cases wrong that users write (measured against cronsim, see
-``docs/_cron_conventions.md``): an equal range such as ``5-5`` or ``JAN-JAN`` means
-the *whole* field to it, and ``#`` combined with a restricted day-of-month intersects
-instead of OR-ing; it also rejects ``5L`` and ``LW``.
+This module is the whole cron syntax of the product; croniter is not used. Measured
+against cronsim (see "Cron expressions: syntax and conventions" in ``docs/``), croniter
+7.0.0 gets expressions wrong that users write: an equal range such as ``5-5`` or
+``JAN-JAN`` means the *whole* field to it, and ``#`` with a restricted day-of-month
+intersects instead of OR-ing; it also rejects ``5L`` and ``LW``.
 
-Syntax (case-insensitive; 5 fields, or 6 with seconds as the **last** field):
+Syntax (case-insensitive): 5 fields, or 6 with seconds as the **last** field. Every
+field takes ``*``, ``N``, ``A-B``, ``*/S``, ``A-B/S``, ``N/S`` and lists of them.
 
-=============  ========  ===================================================
-field          values    forms besides ``*``, ``N``, ``A-B``, ``*/S``, ``A-B/S``, ``N/S``, lists
-=============  ========  ===================================================
-minute         0-59
-hour           0-23
-day-of-month   1-31      ``?``; ``L`` (last day); ``LW`` (last weekday); ``NW`` (weekday
-                         nearest to day N, within the month; N past the month's end
-                         means its last day)
-month          1-12      names ``JAN`` ... ``DEC``
-day-of-week    0-7       names ``SUN`` ... ``SAT``; 0 and 7 are Sunday; ``?``; ``N#K``
-                         (K-th weekday N of the month, K 1-5); ``NL`` or ``LN`` (last
-                         weekday N of the month)
-second         0-59      (6th field)
-=============  ========  ===================================================
+* minute 0-59, hour 0-23, second 0-59;
+* day-of-month 1-31; also ``?``, ``L`` (last day), ``LW`` (last weekday), ``NW`` (the
+  weekday nearest to day N within the month; N past the month's end means its last day);
+* month 1-12 or ``JAN`` ... ``DEC``;
+* day-of-week 0-7 (0 and 7 are Sunday) or ``SUN`` ... ``SAT``; also ``?``, ``N#K`` (the
+  K-th weekday N of the month, K 1-5), ``NL`` or ``LN`` (the last weekday N of the month).
 
 ``N/S`` means ``N-max/S``; in day-of-week max is 6 (Saturday), so ``1/2`` is Monday,
 Wednesday, Friday. A range must not run backwards (``22-2`` is rejected with a hint to
