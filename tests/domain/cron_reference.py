@@ -1,7 +1,7 @@
 """Random cron expressions and an independent evaluator (cronsim) to check ours against.
 
 Every expression is drawn as a structure and written twice: the text we parse, and a
-text with the same meaning under our conventions (docs/, "Cron expressions: syntax and conventions") that
+text with the same meaning under our conventions (docs/pipelines.md, "Cron expressions") that
 cronsim evaluates. The translation only respells, never computes fire times:
 
 * seconds are our 6th field and cronsim's 1st; aliases are spelled out;

@@ -1,8 +1,7 @@
 """Cron conventions where evaluators disagree, and fire times around DST transitions.
 
-Each case pins a choice written down in docs/ ("Cron expressions: syntax and
-conventions"); the differential test against cronsim (test_cron_differential.py) covers
-everything else.
+Each case pins a choice written down in docs/pipelines.md ("Cron expressions"); the
+differential test against cronsim (test_cron_differential.py) covers everything else.
 """
 
 from __future__ import annotations

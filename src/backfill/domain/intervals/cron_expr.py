@@ -1,7 +1,7 @@
 """Cron expressions: parsing, validation and which calendar days match.
 
 This module is the whole cron syntax of the product; croniter is not used. Measured
-against cronsim (see "Cron expressions: syntax and conventions" in ``docs/``), croniter
+against cronsim (see "Cron expressions" in ``docs/pipelines.md``), croniter
 7.0.0 gets expressions wrong that users write: an equal range such as ``5-5`` or
 ``JAN-JAN`` means the *whole* field to it, and ``#`` with a restricted day-of-month
 intersects instead of OR-ing; it also rejects ``5L`` and ``LW``.
