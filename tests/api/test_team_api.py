@@ -120,8 +120,9 @@ def test_seed_cancel_replayed_field_by_field(client: TestClient, db: Database, w
     assert data["transfer_runs_running"] == 1  # running runs are left to finish
     created_runs = data["transfer_runs_created"]
     assert 4 <= created_runs <= 31
-    # every not-yet-started run was cancelled in the same transaction
-    assert data["transfer_runs_cancelled"] == created_runs - 4
+    # every interval that will not run is cancelled: the queued runs (in the same
+    # transaction) and those never materialized (SPEC §2)
+    assert data["transfer_runs_cancelled"] == 31 - 4
     assert len(data["error_report"]) == 1
     entry = data["error_report"][0]
     assert set(entry) == {"transfer_run_date", "error"}

@@ -646,18 +646,33 @@ def settle(conn: Connection, backfill_id: int, now: datetime) -> BackfillStatus:
 
 
 def cancel_queued(conn: Connection, backfill_id: int, now: datetime) -> int:
-    """Cancel every run that has not started; stop materializing. Running runs go on."""
+    """Cancel every run that has not started; stop materializing. Running runs go on.
+
+    The cancelled counter counts every interval that will not run because of the cancel:
+    the queued runs, and the intervals never materialized as runs (SPEC §2), so that
+    completed + failed + cancelled = total once the running runs have finished.
+    Returns that number."""
     cancelled = conn.execute(
         update(interval_runs)
         .where(interval_runs.c.backfill_id == backfill_id, interval_runs.c.status == RunStatus.QUEUED.value)
         .values(status=transitions.run_cancel(RunStatus.QUEUED).value, ended_at=now, not_before=None)
     ).rowcount
+    bf = conn.execute(
+        select(backfills.c.runs_total, backfills.c.runs_created, backfills.c.exhausted).where(
+            backfills.c.id == backfill_id
+        )
+    ).one()
+    unmaterialized = 0 if bf.exhausted else max(0, int(bf.runs_total) - int(bf.runs_created))
     conn.execute(
         update(backfills)
         .where(backfills.c.id == backfill_id)
-        .values(runs_cancelled=backfills.c.runs_cancelled + cancelled, exhausted=True, updated_at=now)
+        .values(
+            runs_cancelled=backfills.c.runs_cancelled + cancelled + int(unmaterialized),
+            exhausted=True,
+            updated_at=now,
+        )
     )
-    return int(cancelled)
+    return int(cancelled) + int(unmaterialized)
 
 
 def requeue_for_retry(conn: Connection, backfill_id: int, now: datetime) -> int:

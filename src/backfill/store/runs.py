@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, and_, func, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, case, func, select
 
 from backfill.domain.errors import NotFound
 from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, RunStatus
@@ -25,6 +25,7 @@ SORT_COLUMNS = {
     "ended_time": interval_runs.c.ended_at,
 }
 ISSUE_STATUSES = (RunStatus.FAILED.value, RunStatus.CANCELLED.value)
+_ACTIVE = [s.value for s in ACTIVE_BACKFILL_STATUSES]
 
 # What a run listing returns: the run plus what is needed to render its data date.
 _RUN_COLUMNS = (
@@ -146,7 +147,17 @@ def status_totals(conn: Connection) -> StatusTotals:
     done = backfills.c.runs_completed + backfills.c.runs_failed + backfills.c.runs_cancelled
     row = conn.execute(
         select(
-            func.coalesce(func.sum(backfills.c.runs_created - done - backfills.c.runs_running), 0),
+            # Only unfinished backfills have queued runs; a cancelled one's cancelled counter
+            # also counts the intervals never materialized (SPEC §2), which created does not.
+            func.coalesce(
+                func.sum(
+                    case(
+                        (backfills.c.status.in_(_ACTIVE), backfills.c.runs_created - done - backfills.c.runs_running),
+                        else_=0,
+                    )
+                ),
+                0,
+            ),
             func.coalesce(func.sum(backfills.c.runs_running), 0),
             func.coalesce(func.sum(backfills.c.runs_completed), 0),
             func.coalesce(func.sum(backfills.c.runs_failed), 0),
@@ -162,7 +173,7 @@ def status_totals(conn: Connection) -> StatusTotals:
     }
     depth = conn.execute(
         select(func.coalesce(func.sum(backfills.c.runs_total - done - backfills.c.runs_running), 0)).where(
-            backfills.c.status.in_([s.value for s in ACTIVE_BACKFILL_STATUSES])
+            backfills.c.status.in_(_ACTIVE)
         )
     ).scalar_one()
     by_status: dict[str, Any] = dict(
