@@ -177,7 +177,7 @@ def test_sign_in_list_grid_and_log_of_the_example_backfill(tab: Tab, server: Ser
     row = page.locator('#backfill-rows tr[data-backfill-id="1"]')
     expect(row).to_contain_text("daily_sales 2024-01-01 → 2024-01-07")
     expect(row.locator(".progress")).to_have_attribute("aria-label", re.compile(r"of 7 completed"))
-    expect(row.locator(".progress-text")).to_have_text("7/7 completed", timeout=60_000)
+    expect(row.locator(".progress-text")).to_have_text("7/7 finished", timeout=60_000)
     expect(row.locator(".badge").first).to_have_text("COMPLETED")
 
     row.get_by_role("link", name="#1").click()

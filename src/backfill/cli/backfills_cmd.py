@@ -129,17 +129,22 @@ def _seconds(value: Any) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def _finished(bf: dict[str, Any]) -> int:
+def _ended(bf: dict[str, Any]) -> int:
+    """Runs that are over, whatever the outcome (what is neither queued nor running)."""
     return int(bf["transfer_runs_completed"]) + int(bf["transfer_runs_failed"]) + int(bf["transfer_runs_cancelled"])
 
 
 def _progress_text(bf: dict[str, Any]) -> str:
-    total = int(bf["transfer_runs_total"])
-    done = _finished(bf)
-    pct = 100.0 * done / total if total else 100.0
-    text = f"{done}/{total} ({pct:.0f}%)"
+    """Progress as the server defines it (``domain.progress``): finished intervals of
+    those that will run; cancelled intervals are shown apart, never as done."""
+    metrics = bf.get("metrics") or {}
+    done = int(metrics.get("finished_runs", 0))
+    to_run = int(metrics.get("runs_to_run", bf["transfer_runs_total"]))
+    text = f"{done}/{to_run} ({100.0 * float(metrics.get('progress', 0.0)):.0f}%)"
     if bf.get("transfer_runs_failed"):
         text += f", {bf['transfer_runs_failed']} failed"
+    if bf.get("transfer_runs_cancelled"):
+        text += f", {bf['transfer_runs_cancelled']} cancelled"
     return text
 
 
@@ -265,12 +270,13 @@ class _ProgressView:
         if bf.get("transfer_runs_cancelled"):
             counts += f" [yellow]⊘ {bf['transfer_runs_cancelled']}[/yellow]"
         status = str(bf["status"]) + (" paused" if bf.get("paused") else "")
-        eta_seconds = (bf.get("metrics") or {}).get("estimated_seconds_remaining")
+        metrics = bf.get("metrics") or {}
+        eta_seconds = metrics.get("estimated_seconds_remaining")
         eta = f"ETA {_seconds(eta_seconds)}" if eta_seconds is not None else ""
         self.progress.update(
             self.task,
-            total=int(bf["transfer_runs_total"]),
-            completed=_finished(bf),
+            total=int(metrics.get("runs_to_run", bf["transfer_runs_total"])),
+            completed=int(metrics.get("finished_runs", 0)),
             description=f"backfill {bf['transfer_backfill_id']} {_status(status)}",
             counts=counts,
             eta=eta,
@@ -473,7 +479,7 @@ def show(
         metrics = bf.get("metrics") or {}
         queued = max(
             0,
-            int(bf["transfer_runs_created"]) - _finished(bf) - int(bf["transfer_runs_running"]),
+            int(bf["transfer_runs_created"]) - _ended(bf) - int(bf["transfer_runs_running"]),
         )
         table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column(style="bold", no_wrap=True)

@@ -6,7 +6,7 @@ status; run-level SQL is delegated to ``store.queue``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -20,6 +20,7 @@ from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
 from backfill.domain.intervals import IntervalSeries
 from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, is_calendar
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
+from backfill.domain.progress import RATE_WINDOW, backfill_progress
 from backfill.domain.timeparse import parse_instant
 from backfill.services.actor import Actor
 from backfill.services.row_memo import RowVersionMemo
@@ -459,21 +460,31 @@ def delete(db: Database, actor: Actor, backfill_id: int) -> None:
         store.delete_backfill(conn, backfill_id)
 
 
-def metrics(row: RowMapping, mean: float | None, p95: float | None) -> dict[str, Any]:
-    finished = row["runs_completed"] + row["runs_failed"] + row["runs_cancelled"]
-    remaining = max(0, row["runs_total"] - finished) if not BackfillStatus(row["status"]).is_final else 0
-    eta = None
-    if mean is not None and remaining and row["status"] in ("scheduled", "running"):
-        eta = round(remaining * mean / max(1, row["max_active_runs"]), 3)
-    total = row["runs_total"]
+def metrics(
+    row: RowMapping, mean: float | None, p95: float | None, recent_ends: Sequence[datetime], now: datetime
+) -> dict[str, Any]:
+    """The metrics both dialects show; progress and ETA as ``domain.progress`` defines them."""
+    progress = backfill_progress(
+        total=int(row["runs_total"]),
+        completed=int(row["runs_completed"]),
+        failed=int(row["runs_failed"]),
+        cancelled=int(row["runs_cancelled"]),
+        status=BackfillStatus(row["status"]),
+        paused=bool(row["paused"]),
+        recent_ends=recent_ends,
+        now=now,
+    )
     return {
-        "progress": round(finished / total, 4) if total else 1.0,
+        "progress": round(progress.fraction, 4),
+        "finished_runs": progress.finished,
+        "runs_to_run": progress.to_run,
         "duration_mean_seconds": round(mean, 6) if mean is not None else None,
         "duration_p95_seconds": round(p95, 6) if p95 is not None else None,
         "duration_total_seconds": round(row["duration_total"], 6),
         "rows": int(row["rows_total"]),
-        "remaining_runs": remaining,
-        "estimated_seconds_remaining": eta,
+        "remaining_runs": progress.remaining,
+        "runs_per_second": round(progress.runs_per_second, 6) if progress.runs_per_second is not None else None,
+        "estimated_seconds_remaining": round(progress.eta_seconds, 3) if progress.eta_seconds is not None else None,
     }
 
 
@@ -499,12 +510,17 @@ def rendered(
 class Derived:
     error_report: tuple[RowMapping, ...]
     p95: float | None
+    recent_ends: tuple[datetime, ...]
 
 
 def _derive(conn: Connection, row: RowMapping) -> Derived:
-    """The counters spare the queries that cannot find anything (no failed run → no report)."""
+    """The counters spare the queries that cannot find anything (no failed run → no report,
+    no completion rate for a backfill that is not running)."""
     error_report = tuple(store.error_report(conn, row["id"])) if row["runs_failed"] else ()
-    return Derived(error_report, store.duration_p95(conn, row["id"], int(row["runs_completed"])))
+    running = row["status"] in (BackfillStatus.SCHEDULED.value, BackfillStatus.RUNNING.value)
+    finished = int(row["runs_completed"]) + int(row["runs_failed"])
+    recent = tuple(store.recent_finish_times(conn, row["id"], RATE_WINDOW)) if running and finished else ()
+    return Derived(error_report, store.duration_p95(conn, row["id"], int(row["runs_completed"])), recent)
 
 
 # Polling an unchanged backfill (the web page, create --wait, dashboards, lists) reads
@@ -518,4 +534,8 @@ def detail(conn: Connection, row: RowMapping) -> BackfillDetail:
     derived = _derived.get(conn.engine, row, lambda: _derive(conn, row))
     completed = int(row["runs_completed"])
     mean = row["duration_total"] / completed if completed else None
-    return BackfillDetail(row=row, error_report=list(derived.error_report), metrics=metrics(row, mean, derived.p95))
+    return BackfillDetail(
+        row=row,
+        error_report=list(derived.error_report),
+        metrics=metrics(row, mean, derived.p95, derived.recent_ends, utcnow()),
+    )

@@ -374,7 +374,10 @@ function progressBar(bf, large = false) {
 }
 
 function progressText(bf) {
-  const bits = [`${fmtNumber(bf.transfer_runs_completed)}/${fmtNumber(bf.transfer_runs_total)} completed`];
+  // Progress as the server defines it: finished (completed + failed) of the intervals
+  // that will run; cancelled intervals are listed apart, never counted as done.
+  const m = bf.metrics || {};
+  const bits = [`${fmtNumber(m.finished_runs ?? 0)}/${fmtNumber(m.runs_to_run ?? bf.transfer_runs_total)} finished`];
   if (bf.transfer_runs_failed) bits.push(`${fmtNumber(bf.transfer_runs_failed)} failed`);
   if (bf.transfer_runs_running) bits.push(`${fmtNumber(bf.transfer_runs_running)} running`);
   if (bf.transfer_runs_cancelled) bits.push(`${fmtNumber(bf.transfer_runs_cancelled)} cancelled`);
@@ -562,7 +565,7 @@ const detailView = {
     setText("count-running", fmtNumber(bf.transfer_runs_running));
     setText("count-queued", fmtNumber(queued));
     setText("count-cancelled", fmtNumber(bf.transfer_runs_cancelled));
-    setText("count-pending", fmtNumber(Math.max(0, bf.transfer_runs_total - bf.transfer_runs_created)));
+    setText("count-pending", fmtNumber(FINAL.has(bf.status) ? 0 : Math.max(0, bf.transfer_runs_total - bf.transfer_runs_created)));
 
     const m = bf.metrics;
     setText("metric-progress", `${(m.progress * 100).toFixed(m.progress > 0 && m.progress < 0.1 ? 1 : 0)} %`);
