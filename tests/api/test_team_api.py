@@ -774,3 +774,50 @@ def test_rate_limit_key_follows_every_user_credential() -> None:
     assert bearer == rate_key(scope, None, None, b"theme=dark; oauth_token=abc")  # type: ignore[arg-type]
     assert rate_key(scope, None, None, b"oauth_token=other") != bearer  # type: ignore[arg-type]
     assert rate_key(scope, None) == "ip:10.0.0.1"  # type: ignore[arg-type]
+
+
+# ---- runs:rerun ------------------------------------------------------------------------------------
+
+
+def test_rerun_chosen_intervals_of_a_failed_backfill(client: TestClient, db: Database, world: World) -> None:
+    w = world
+    cancel_world_backfill(client, w)
+    bf_id = assert_ok(create(client, w, {"range_start": "2024-01-01", "range_end": "2024-01-03", "retries": 0}))[
+        "transfer_backfill_id"
+    ]
+    first, second, third = claim(db, 3)
+    finish(db, first)
+    finish(db, second, ok=False, error="boom")
+    finish(db, third)
+    url = f"/v1/teams/{w.team_id}/backfills/{bf_id}/runs:rerun"
+    assert assert_ok(client.get(f"/v1/teams/{w.team_id}/backfills/{bf_id}", headers=w.auth("viewer")))["status"] == (
+        "FAILED"
+    )
+    # an id or a date that is not this backfill's: 422 naming it, nothing changes
+    error = assert_error(
+        client.post(url, json={"run_ids": [999_999]}, headers=w.auth("editor")), 422, "UNPROCESSABLE_ENTITY"
+    )
+    assert "999999" in error["message"]
+    error = assert_error(
+        client.post(url, json={"data_dates": ["2024-02-01"]}, headers=w.auth("editor")), 422, "UNPROCESSABLE_ENTITY"
+    )
+    assert "2024-02-01" in error["message"]
+    assert_error(
+        client.post(url, json={"statuses": ["RUNNING"]}, headers=w.auth("editor")), 422, "UNPROCESSABLE_ENTITY"
+    )
+    assert_error(client.post(url, json={}, headers=w.auth("editor")), 422, "UNPROCESSABLE_ENTITY")
+
+    data = assert_ok(client.post(url, json={"statuses": ["FAILED"]}, headers=w.auth("editor")))
+    assert (data["requeued"], data["running"]) == (1, 0)
+    assert data["backfill"]["status"] == "SCHEDULED"
+    assert data["backfill"]["transfer_runs_failed"] == 0
+    (again,) = claim(db, 3)
+    assert (again.run_id, again.attempt) == (second.run_id, 2)  # a new attempt of the same run
+    finish(db, again)
+    bf = assert_ok(client.get(f"/v1/teams/{w.team_id}/backfills/{bf_id}", headers=w.auth("viewer")))
+    assert (bf["status"], bf["transfer_runs_completed"]) == ("COMPLETED", 3)
+    # a final backfill refuses
+    error = assert_error(
+        client.post(url, json={"statuses": ["COMPLETED"]}, headers=w.auth("editor")), 422, "UNPROCESSABLE_ENTITY"
+    )
+    assert "final" in error["message"]

@@ -576,6 +576,36 @@ def update_backfill(
     return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
+@router.post(
+    "/teams/{team_id}/backfills/{backfill_id}/runs:rerun",
+    response_model=s.RerunResponse,
+    summary="Re-run chosen intervals of a backfill",
+    description="Body: exactly one of `run_ids`, `data_dates`, `statuses`. The chosen intervals that are not "
+    "running are re-queued as new attempts of the same runs (a completed one too). Allowed on CREATED, "
+    "SCHEDULED, RUNNING and FAILED backfills (a FAILED one becomes SCHEDULED); 422 on a final backfill or "
+    "an id / date that is not this backfill's.",
+)
+def rerun_backfill_runs(
+    request: Request,
+    principal: Writer,
+    team_id: TeamId,
+    backfill_id: BackfillId,
+    body: s.RerunAction,
+) -> Response:
+    db = _db(request)
+    result = backfills.rerun(
+        db,
+        principal.actor,
+        backfill_id,
+        run_ids=body.run_ids,
+        data_dates=body.data_dates,
+        statuses=body.statuses,
+    )
+    detail = backfills.get(db, principal.actor, backfill_id)
+    data = s.Rerun(requeued=result.requeued, running=result.running, backfill=_backfill(detail))
+    return _ok(request, s.RerunResponse(meta=_meta(request), data=data))
+
+
 # ---- runs ----------------------------------------------------------------------------------------
 
 

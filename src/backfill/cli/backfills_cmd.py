@@ -1,4 +1,4 @@
-"""``backfill create / list / show / runs / logs / cancel / retry / pause / resume``.
+"""``backfill create / list / show / runs / logs / cancel / retry / pause / resume / rerun``.
 
 These commands talk to a running server through :mod:`backfill.client` (SPEC §7). The
 connection comes from ``--url`` / ``--token`` / ``--team``, else ``BACKFILL_URL`` /
@@ -649,6 +649,46 @@ pause.__doc__ = "Pause a backfill: no new runs start, running ones finish."
 resume = _action("resumed", BackfillClient.resume)
 resume.__doc__ = "Resume a paused backfill."
 
+
+def rerun(
+    backfill_id: BackfillIdArg,
+    failed: Annotated[bool, typer.Option("--failed", help="every FAILED interval of the backfill")] = False,
+    dates: Annotated[
+        list[str] | None,
+        typer.Option("--date", help="data date of an interval to re-run (repeat for more)", show_default=False),
+    ] = None,
+    run_ids: Annotated[
+        list[int] | None,
+        typer.Option("--run", help="interval run id to re-run (repeat for more)", min=1, show_default=False),
+    ] = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    team: TeamOption = None,
+) -> None:
+    """Re-run chosen intervals of a backfill as new attempts (like Airflow's clear): the
+    failed ones, or given data dates or run ids; running intervals are left alone."""
+    chosen = [flag for flag, given in (("--failed", failed), ("--date", dates), ("--run", run_ids)) if given]
+    if len(chosen) != 1:
+        fail(
+            "give exactly one of --failed, --date D ... or --run RUN_ID ..."
+            + (f" (got {', '.join(chosen)})" if chosen else "")
+        )
+    with _errors():
+        client = _client(url, token, team)
+        if failed:
+            result = client.rerun(backfill_id, statuses=["FAILED"])
+        elif dates:
+            result = client.rerun(backfill_id, data_dates=dates)
+        else:
+            result = client.rerun(backfill_id, run_ids=run_ids)
+        if as_json:
+            _print_json(result)
+            return
+        running = f", {result['running']} running left alone" if result["running"] else ""
+        _out().print(f"re-queued {result['requeued']} interval(s){running}: {escape(_summary(result['backfill']))}")
+
+
 COMMANDS: dict[str, Callable[..., None]] = {
     "create": create,
     "list": list_,
@@ -659,6 +699,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "retry": retry,
     "pause": pause,
     "resume": resume,
+    "rerun": rerun,
 }
 
 

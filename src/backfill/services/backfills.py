@@ -18,7 +18,7 @@ from sqlalchemy import Connection, RowMapping
 from backfill.domain import transitions
 from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
 from backfill.domain.intervals import IntervalSeries
-from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, is_calendar
+from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, RunStatus, is_calendar
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
 from backfill.domain.progress import RATE_WINDOW, backfill_progress
 from backfill.domain.timeparse import parse_instant
@@ -347,6 +347,92 @@ def _retry(conn: Connection, bf: RowMapping, now: datetime) -> int:
     store.update_backfill(conn, bf["id"], status=status.value, failed_at=None, completed_at=None, updated_at=now)
     queue.settle(conn, bf["id"], now)
     return requeued
+
+
+MAX_RERUN_ITEMS = 10_000
+
+
+def _rerun_starts(bf: RowMapping, data_dates: Sequence[Any]) -> list[datetime]:
+    """The interval starts of ``data_dates`` (dates or datetimes in the backfill's
+    timezone); each must start an interval of the backfill."""
+    series = queue.series_of(bf)
+    starts: list[datetime] = []
+    for value in data_dates:
+        if not isinstance(value, str):
+            raise ValidationError(f"data_dates: {value!r} is not a date", field="data_dates")
+        start = parse_instant(value, field="data_dates", timezone=bf["timezone"], naive="local")
+        if series.index_of(start) is None:
+            raise ValidationError(
+                f"data_dates: {value!r} is not the data date of an interval of backfill {bf['id']}",
+                field="data_dates",
+            )
+        starts.append(start)
+    return starts
+
+
+def _rerun_statuses(statuses: Sequence[Any]) -> list[RunStatus]:
+    allowed = transitions.RERUNNABLE_RUN_STATUSES
+    names = ", ".join(s.value.upper() for s in allowed)
+    chosen: list[RunStatus] = []
+    for value in statuses:
+        try:
+            status = RunStatus(str(value).lower())
+        except ValueError:
+            status = None
+        if status not in allowed:
+            raise ValidationError(f"statuses: {value!r} cannot be re-run; use {names}", field="statuses")
+        chosen.append(status)
+    return chosen
+
+
+def _rerun_selection(given: Mapping[str, Sequence[Any] | None]) -> tuple[str, Sequence[Any]]:
+    present = [(k, v) for k, v in given.items() if v is not None]
+    if len(present) != 1:
+        raise ValidationError("give exactly one of run_ids, data_dates, statuses", field="body")
+    key, values = present[0]
+    if not isinstance(values, list | tuple) or not values:
+        raise ValidationError(f"{key} must be a non-empty list", field=key)
+    if len(values) > MAX_RERUN_ITEMS:
+        raise ValidationError(f"{key}: at most {MAX_RERUN_ITEMS} entries per request", field=key)
+    return key, values
+
+
+def rerun(
+    db: Database,
+    actor: Actor,
+    backfill_id: int,
+    *,
+    run_ids: Sequence[int] | None = None,
+    data_dates: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None,
+) -> queue.Rerun:
+    """``runs:rerun``: re-queue chosen intervals of a backfill that is not final, as new
+    attempts of the same runs (running ones are left to finish). A FAILED backfill is
+    SCHEDULED again. An id or date that is not the backfill's is refused, naming it."""
+    key, values = _rerun_selection({"run_ids": run_ids, "data_dates": data_dates, "statuses": statuses})
+    with db.write() as conn:
+        now = utcnow()
+        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
+        current = BackfillStatus(bf["status"])
+        new = transitions.rerun(current)
+        if key == "run_ids":
+            ids = [_positive_int(v, "run_ids") for v in values]
+            missing = sorted(set(ids) - queue.run_ids_in(conn, backfill_id, ids))
+            if missing:
+                shown = ", ".join(str(i) for i in missing[:20]) + (" …" if len(missing) > 20 else "")
+                raise ValidationError(f"run_ids: not runs of backfill {backfill_id}: {shown}", field="run_ids")
+            result = queue.requeue_chosen(conn, backfill_id, now, run_ids=ids)
+        elif key == "data_dates":
+            result = queue.requeue_chosen(conn, backfill_id, now, starts=_rerun_starts(bf, values))
+        else:
+            result = queue.requeue_chosen(conn, backfill_id, now, statuses=_rerun_statuses(values))
+        if new is not current:
+            _check_overlap(conn, bf)
+            store.update_backfill(
+                conn, backfill_id, status=new.value, failed_at=None, completed_at=None, updated_at=now
+            )
+        queue.settle(conn, backfill_id, now)
+        return result
 
 
 def _set_paused(conn: Connection, bf: RowMapping, paused: Any) -> None:

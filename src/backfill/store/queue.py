@@ -719,6 +719,101 @@ def requeue_for_retry(conn: Connection, backfill_id: int, now: datetime) -> int:
     return failed + cancelled
 
 
+@dataclass(frozen=True)
+class Rerun:
+    requeued: int
+    """Runs put back in the queue as new attempts."""
+    running: int
+    """Chosen runs left alone because they are running."""
+
+
+_RERUN_CHUNK = 1000
+
+
+def requeue_chosen(
+    conn: Connection,
+    backfill_id: int,
+    now: datetime,
+    *,
+    run_ids: Sequence[int] | None = None,
+    starts: Sequence[datetime] | None = None,
+    statuses: Sequence[RunStatus] | None = None,
+) -> Rerun:
+    """Re-queue the chosen runs of a backfill (by id, by interval start or by status) as
+    new attempts of the same runs, with a fresh retry budget; running ones are left to
+    finish and queued ones wait already. The counters (and the rows and durations of
+    re-queued completed runs) move with them. The caller holds the backfill row lock."""
+    where = [interval_runs.c.backfill_id == backfill_id]
+    if run_ids is not None:
+        where.append(interval_runs.c.id.in_(list(run_ids)))
+    if starts is not None:
+        where.append(interval_runs.c.interval_start.in_(list(starts)))
+    if statuses is not None:
+        where.append(interval_runs.c.status.in_([s.value for s in statuses]))
+    q = select(interval_runs.c.id, interval_runs.c.status, interval_runs.c.rows, interval_runs.c.duration).where(*where)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=interval_runs)
+    chosen = conn.execute(q).all()
+    by_status: dict[RunStatus, int] = {}
+    rows = 0
+    duration = 0.0
+    ids: list[int] = []
+    running = 0
+    for run in chosen:
+        status = RunStatus(run.status)
+        if status not in transitions.RERUNNABLE_RUN_STATUSES:
+            running += status is RunStatus.RUNNING
+            continue
+        transitions.run_rerun(status)
+        by_status[status] = by_status.get(status, 0) + 1
+        ids.append(int(run.id))
+        if status is RunStatus.COMPLETED:
+            rows += int(run.rows or 0)
+            duration += float(run.duration or 0.0)
+    for i in range(0, len(ids), _RERUN_CHUNK):
+        conn.execute(
+            update(interval_runs)
+            .where(interval_runs.c.id.in_(ids[i : i + _RERUN_CHUNK]))
+            .values(
+                status=RunStatus.QUEUED.value,
+                tries=0,
+                not_before=None,
+                error=None,
+                ended_at=None,
+                queued_at=now,
+            )
+        )
+    if ids:
+        conn.execute(
+            update(backfills)
+            .where(backfills.c.id == backfill_id)
+            .values(
+                runs_completed=backfills.c.runs_completed - by_status.get(RunStatus.COMPLETED, 0),
+                runs_failed=backfills.c.runs_failed - by_status.get(RunStatus.FAILED, 0),
+                runs_cancelled=backfills.c.runs_cancelled - by_status.get(RunStatus.CANCELLED, 0),
+                rows_total=backfills.c.rows_total - rows,
+                duration_total=backfills.c.duration_total - duration,
+                updated_at=now,
+            )
+        )
+    return Rerun(requeued=len(ids), running=running)
+
+
+def run_ids_in(conn: Connection, backfill_id: int, run_ids: Sequence[int]) -> set[int]:
+    """Which of ``run_ids`` are runs of the backfill."""
+    found: set[int] = set()
+    wanted = list(dict.fromkeys(run_ids))
+    for i in range(0, len(wanted), _RERUN_CHUNK):
+        found |= set(
+            conn.execute(
+                select(interval_runs.c.id).where(
+                    interval_runs.c.backfill_id == backfill_id, interval_runs.c.id.in_(wanted[i : i + _RERUN_CHUNK])
+                )
+            ).scalars()
+        )
+    return found
+
+
 def recount(conn: Connection, backfill_id: int) -> RunCounts:
     """Counts straight from the runs (used by tests and consistency checks)."""
     rows: dict[str, int] = dict(

@@ -118,6 +118,24 @@ class UpdateBackfillAction(_Action):
     name: str | None = Field(default=None, min_length=1, max_length=500)
 
 
+class RerunAction(_Action):
+    """Body of ``POST /v1/teams/{team_id}/backfills/{backfill_id}/runs:rerun``: exactly one
+    of the three selections."""
+
+    run_ids: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, min_length=1, max_length=10_000, description="Runs of this backfill."
+    )
+    data_dates: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10_000,
+        description="Data dates of intervals of this backfill (dates, or ISO datetimes in its timezone).",
+    )
+    statuses: list[Literal["COMPLETED", "FAILED", "CANCELLED"]] | None = Field(
+        default=None, min_length=1, max_length=3, description="Every run of the backfill in these statuses."
+    )
+
+
 # ---- responses -------------------------------------------------------------------------------
 
 
@@ -166,6 +184,17 @@ class Backfill(BaseModel):
 class BackfillResponse(BaseModel):
     meta: Meta
     data: Backfill
+
+
+class Rerun(BaseModel):
+    requeued: int = Field(description="Runs re-queued as new attempts.")
+    running: int = Field(description="Chosen runs left alone because they are running.")
+    backfill: Backfill
+
+
+class RerunResponse(BaseModel):
+    meta: Meta
+    data: Rerun
 
 
 class BackfillListResponse(BaseModel):
