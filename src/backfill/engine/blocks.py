@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 import sqlalchemy as sa
 
+from backfill.domain.block_context import CONTEXT_KEYS, ISO_TEMPLATE_KEYS, TEMPLATE_NAMES
 from backfill.domain.model import BlockType
 from backfill.domain.pipeline import Block
 
@@ -49,27 +50,7 @@ class BlockError(Exception):
 
 
 # --------------------------------------------------------------------------- context
-
-_CONTEXT_KEYS = (
-    "interval_start",
-    "interval_end",
-    "data_date",
-    "ds",
-    "hr",
-    "execution_date",
-    "interval_seconds",
-    "timezone",
-    "variables",
-    "backfill_id",
-    "run_id",
-    "attempt",
-    "logger",
-    "upstream",
-    "connections",
-    "block_uuid",
-    "block_path",
-    "pipeline_uuid",
-)
+# The names (CONTEXT_KEYS, TEMPLATE_NAMES) are listed once, in domain.block_context.
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -152,21 +133,21 @@ class BlockContext:
 
     # Mapping-style access -------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
-        if key in _CONTEXT_KEYS:
+        if key in CONTEXT_KEYS:
             return getattr(self, key)
         raise KeyError(key)
 
     def __contains__(self, key: object) -> bool:
-        return key in _CONTEXT_KEYS
+        return key in CONTEXT_KEYS
 
     def __iter__(self) -> Iterator[str]:
-        return iter(_CONTEXT_KEYS)
+        return iter(CONTEXT_KEYS)
 
     def keys(self) -> tuple[str, ...]:
-        return _CONTEXT_KEYS
+        return CONTEXT_KEYS
 
     def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in _CONTEXT_KEYS else default
+        return getattr(self, key) if key in CONTEXT_KEYS else default
 
     def __repr__(self) -> str:
         return (
@@ -176,8 +157,8 @@ class BlockContext:
 
     def template_vars(self) -> dict[str, Any]:
         """Jinja2 variables: every context value (datetimes also as ISO strings)."""
-        values: dict[str, Any] = {key: getattr(self, key) for key in _CONTEXT_KEYS if key != "logger"}
-        for key in ("interval_start", "interval_end", "data_date", "execution_date"):
+        values: dict[str, Any] = {key: getattr(self, key) for key in CONTEXT_KEYS if key != "logger"}
+        for key in ISO_TEMPLATE_KEYS:
             values[f"{key}_iso"] = getattr(self, key).isoformat()
         values["ds_nodash"] = self.ds.replace("-", "")
         return values
@@ -284,7 +265,7 @@ def render_template(block: Block, context: BlockContext) -> str:
     try:
         return template.render(context.template_vars())
     except jinja2.UndefinedError as exc:
-        raise BlockError(f"template error: {exc.message}") from None
+        raise BlockError(f"template error: {exc.message} (valid names: {', '.join(TEMPLATE_NAMES)})") from None
 
 
 # --------------------------------------------------------------------------- sql

@@ -71,6 +71,7 @@ class AttemptResult:
     block_results: list[dict[str, Any]] | None = None
     log: str | None = None
     started_at: datetime | None = None
+    pipeline_version: str | None = None  # the version the attempt ran (None: unknown)
 
 
 @dataclass
@@ -401,6 +402,7 @@ _COMPLETE = (
         rows=bindparam("p_rows"),
         error=None,
         block_results=bindparam("p_blocks", type_=json_type()),
+        pipeline_version=bindparam("p_version"),
         lease_owner=None,
         lease_expires_at=None,
         not_before=None,
@@ -460,10 +462,14 @@ def record_attempt(
     if status is RunStatus.QUEUED:
         not_before = now + timedelta(seconds=transitions.retry_delay(row.retry_delay_seconds, row.tries))
     error = result.error[:ERROR_LIMIT] if result.error else None
+    known: dict[str, Any] = {}
+    if result.pipeline_version is not None:
+        known["pipeline_version"] = result.pipeline_version
     conn.execute(
         update(interval_runs)
         .where(interval_runs.c.id == key.run_id)
         .values(
+            **known,
             status=status.value,
             ended_at=now,
             duration=duration,
@@ -502,6 +508,7 @@ def _record_success(conn: Connection, key: RunKey, owner: str, result: AttemptRe
         "p_duration": duration,
         "p_rows": result.rows,
         "p_blocks": result.block_results,
+        "p_version": result.pipeline_version,
     }
     backfill_id = conn.execute(_COMPLETE, params).scalar()
     if backfill_id is None:
@@ -512,18 +519,33 @@ def _record_success(conn: Connection, key: RunKey, owner: str, result: AttemptRe
 
 
 def _save_log(conn: Connection, key: RunKey, result: AttemptResult, now: datetime) -> None:
-    if result.log:
-        _upsert_log(conn, key, result.log, now)
+    """The attempt's record: its output, the pipeline version it ran and, if it failed,
+    its error (with the traceback). A silent success stores nothing (its version is on
+    the run)."""
+    if result.log or result.error:
+        error = result.error[:ERROR_LIMIT] if result.error else None
+        _upsert_log(conn, key, result.log or "", now, pipeline_version=result.pipeline_version, error=error)
 
 
-def _upsert_log(conn: Connection, key: RunKey, content: str, now: datetime) -> None:
+def _upsert_log(
+    conn: Connection,
+    key: RunKey,
+    content: str,
+    now: datetime,
+    *,
+    pipeline_version: str | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"content": content}
+    if pipeline_version is not None:
+        values["pipeline_version"] = pipeline_version
+    if error is not None:
+        values["error"] = error
     updated = conn.execute(
-        update(run_logs)
-        .where(run_logs.c.run_id == key.run_id, run_logs.c.attempt == key.attempt)
-        .values(content=content)
+        update(run_logs).where(run_logs.c.run_id == key.run_id, run_logs.c.attempt == key.attempt).values(**values)
     ).rowcount
     if not updated:
-        conn.execute(insert(run_logs).values(run_id=key.run_id, attempt=key.attempt, content=content, created_at=now))
+        conn.execute(insert(run_logs).values(run_id=key.run_id, attempt=key.attempt, created_at=now, **values))
 
 
 def write_partial_log(conn: Connection, key: RunKey, owner: str, content: str, now: datetime) -> bool:
