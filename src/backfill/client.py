@@ -589,8 +589,11 @@ class BackfillClient:
         data: dict[str, Any] = self._request("GET", f"/transfer_runs/{int(run_id)}")
         return data
 
-    def logs(self, run_id: int, offset: int = 0) -> dict[str, Any]:
-        """Captured output from character ``offset``: ``{"content", "offset", "next_offset",
-        "complete"}``; pass ``next_offset`` back to tail, stop when ``complete``."""
-        data: dict[str, Any] = self._request("GET", f"/transfer_runs/{int(run_id)}/logs", params={"offset": offset})
+    def logs(self, run_id: int, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
+        """One attempt's output (default the latest) from character ``offset``: ``{"content",
+        "offset", "next_offset", "complete", "attempt", "attempts", "status",
+        "pipeline_version", "error", "run_final"}``; pass ``next_offset`` back to tail,
+        stop when ``complete`` (and ``run_final``, to follow later attempts too)."""
+        params: dict[str, Any] = {"offset": offset, "attempt": attempt}
+        data: dict[str, Any] = self._request("GET", f"/transfer_runs/{int(run_id)}/logs", params=params)
         return data

@@ -357,3 +357,28 @@ def test_cli_against_a_real_server(server: Path) -> None:
     # cancel a FAILED backfill: allowed, and it stays readable
     assert cancelled["status"] == "CANCELLED" and cancelled["removed_time"]
     assert cli.json("list") == []
+
+
+def test_logs_of_a_failed_attempt_print_a_header_and_the_error(app: typer.Typer, mocked: list[dict[str, Any]]) -> None:
+    mocked.append(
+        {
+            "transfer_run_id": 215,
+            "content": "--- block extract (python) ---\nreading orders\n",
+            "offset": 0,
+            "next_offset": 46,
+            "complete": True,
+            "attempt": 2,
+            "attempts": 2,
+            "status": "FAILED",
+            "pipeline_version": "0123456789abcdef",
+            "error": "block 'extract' failed: FileNotFoundError: missing.csv\nTraceback (most recent call last):",
+            "run_final": True,
+        }
+    )
+    result = CliRunner().invoke(app, ["logs", "215"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "=== run 215 · attempt 2 of 2 · FAILED · pipeline version 0123456789abcdef ==="
+    assert lines[1:3] == ["--- block extract (python) ---", "reading orders"]
+    assert lines[3] == "--- error ---"
+    assert "FileNotFoundError: missing.csv" in lines[4] and lines[5] == "Traceback (most recent call last):"

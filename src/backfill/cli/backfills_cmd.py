@@ -577,45 +577,87 @@ def runs(
         out.print(table)
 
 
+def _attempt_header(run_id: int, chunk: dict[str, Any]) -> str:
+    if not chunk.get("attempt"):
+        return f"=== run {run_id}: no attempt yet ===\n"
+    parts = [f"run {run_id}", f"attempt {chunk['attempt']} of {chunk['attempts']}"]
+    parts.append(str(chunk.get("status") or "RUNNING"))
+    if chunk.get("pipeline_version"):
+        parts.append(f"pipeline version {chunk['pipeline_version']}")
+    return f"=== {' · '.join(parts)} ===\n"
+
+
+def _attempt_footer(chunk: dict[str, Any]) -> str:
+    """A failed attempt's error with its traceback, after its output."""
+    if chunk.get("status") == "FAILED" and chunk.get("error"):
+        return f"--- error ---\n{str(chunk['error']).rstrip()}\n"
+    return ""
+
+
 def logs(
     run_id: Annotated[int, typer.Argument(help="interval run id (see `backfill runs ID`)", show_default=False)],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new output until the run ends")] = False,
+    attempt: Annotated[
+        int | None, typer.Option("--attempt", help="attempt number (default: the latest)", min=1, show_default=False)
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new output (and later attempts) until the run ends")
+    ] = False,
     poll: Annotated[float, typer.Option("--poll", help="seconds between reads with --follow", min=0.05)] = 1.0,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
     team: TeamOption = None,
 ) -> None:
-    """Print the captured output of an interval run (every attempt)."""
+    """Print one attempt's log (default the latest): a header, a line per block followed by
+    its output, and for a failed attempt its error with the traceback."""
     with _errors():
         client = _client(url, token, team)
-        chunk = client.logs(run_id)
+        chunk = client.logs(run_id, attempt=attempt)
         if as_json and not follow:
             _print_json(chunk)
             return
         content: list[str] = []
-        last = ""
+        last = "\n"
 
         def emit(text: str) -> None:
             nonlocal last
             if as_json:
                 content.append(text)
             elif text:
+                if last != "\n" and text.startswith("==="):
+                    sys.stdout.write("\n")
                 sys.stdout.write(text)
                 sys.stdout.flush()
                 last = text[-1]
 
+        def note(text: str) -> None:  # headers and errors: for people, not in --json content
+            if not as_json:
+                emit(text)
+
+        note(_attempt_header(run_id, chunk))
         emit(chunk["content"])
         try:
-            while follow and not chunk["complete"]:
-                time.sleep(poll)
-                chunk = client.logs(run_id, offset=int(chunk["next_offset"]))
-                emit(chunk["content"])
+            while follow:
+                if not chunk["complete"]:
+                    time.sleep(poll)
+                    chunk = client.logs(run_id, offset=int(chunk["next_offset"]), attempt=chunk["attempt"] or attempt)
+                    emit(chunk["content"])
+                    continue
+                if chunk["run_final"] or attempt is not None:
+                    break
+                time.sleep(poll)  # between attempts (a retry waits for its delay)
+                latest = client.logs(run_id)
+                if latest["attempt"] > chunk["attempt"]:
+                    note(_attempt_footer(chunk))
+                    note(_attempt_header(run_id, latest))
+                    emit(latest["content"])
+                chunk = latest if latest["attempt"] >= chunk["attempt"] else chunk
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        note(_attempt_footer(chunk))
         if as_json:
             _print_json({**chunk, "offset": 0, "content": "".join(content)})
-        elif last and last != "\n":
+        elif last != "\n":
             sys.stdout.write("\n")
 
 

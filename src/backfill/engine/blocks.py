@@ -41,6 +41,10 @@ __all__ = [
 
 #: Rows of the last SELECT a SQL block returns in ``data``.
 SQL_DATA_ROWS = 100
+#: Rows of the last SELECT shown in a SQL block's summary (log and run detail).
+SQL_SUMMARY_ROWS = 5
+#: Characters of one value in that summary.
+SQL_SUMMARY_VALUE_CHARS = 60
 #: Entries kept in each per-process cache before it is cleared.
 _CACHE_LIMIT = 512
 
@@ -348,7 +352,9 @@ def run_sql_block(block: Block, context: BlockContext) -> dict[str, Any]:
     columns: list[str] = []
     data: list[list[Any]] = []
     if not statements:
-        return {"rows": 0, "columns": columns, "data": data}
+        empty: dict[str, Any] = {"rows": 0, "columns": columns, "data": data, "statements": 0}
+        _print_summary(empty)
+        return empty
     with _engine(url).begin() as conn:
         for statement in statements:
             # no_parameters: the DBAPI gets the text alone, so "%" and ":x" mean nothing special
@@ -365,7 +371,42 @@ def run_sql_block(block: Block, context: BlockContext) -> dict[str, Any]:
                 columns = []
                 data = []
                 result.close()
-    return {"rows": rows, "columns": columns, "data": data}
+    value = {"rows": rows, "columns": columns, "data": data, "statements": len(statements)}
+    _print_summary(value)
+    return value
+
+
+def _cell(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= SQL_SUMMARY_VALUE_CHARS else text[: SQL_SUMMARY_VALUE_CHARS - 1] + "…"
+
+
+def sql_summary(value: Mapping[str, Any]) -> str:
+    """What a sql block did, in a few lines: statements, the rows of the last one (a
+    SELECT's count, or DML's rowcount) and, for a SELECT, its first rows."""
+    statements = int(value.get("statements") or 0)
+    rows = int(value.get("rows") or 0)
+    columns = list(value.get("columns") or [])
+    data = list(value.get("data") or [])
+    plural = "s" if statements != 1 else ""
+    if not columns:
+        return f"sql: {statements} statement{plural}; the last affected {rows} row{'s' if rows != 1 else ''}"
+    lines = [
+        f"sql: {statements} statement{plural}; the last returned {rows} row{'s' if rows != 1 else ''}"
+        f" ({', '.join(map(str, columns))})"
+    ]
+    lines += ["  " + " | ".join(_cell(v) for v in row) for row in data[:SQL_SUMMARY_ROWS]]
+    if rows > SQL_SUMMARY_ROWS:
+        lines.append(f"  … {rows - SQL_SUMMARY_ROWS} more")
+    return "\n".join(lines)
+
+
+def _print_summary(value: Mapping[str, Any]) -> None:
+    """Into the run's log (stdout), after what the statements printed."""
+    stream = sys.stdout
+    if stream is not None:
+        stream.write(sql_summary(value) + "\n")
+        stream.flush()
 
 
 # --------------------------------------------------------------------------- shell

@@ -59,7 +59,7 @@ import psutil
 
 from backfill.domain.model import BlockType
 from backfill.domain.pipeline import Block, PipelineDefinition, selected_blocks
-from backfill.engine.blocks import BlockContext, BlockError, run_block
+from backfill.engine.blocks import BlockContext, BlockError, run_block, sql_summary
 
 __all__ = ["BlockResult", "Executor", "RunOutcome", "RunRequest"]
 
@@ -268,6 +268,7 @@ def _execute(conn: Connection, payload: tuple[Any, ...], saved: tuple[int, int])
                 pending.append((block.uuid, "skipped", None, None, None, None, None))
                 continue
             started = time.time()
+            _write_block_header(block)
             try:
                 context = BlockContext(
                     interval_start=interval_start,
@@ -285,7 +286,7 @@ def _execute(conn: Connection, payload: tuple[Any, ...], saved: tuple[int, int])
                 )
                 value = run_block(block, context)
                 block_rows = _rows_of(value)
-                output = _summarize(value)
+                output = sql_summary(value) if block.type == BlockType.SQL else _summarize(value)
             except BaseException as exc:  # a block may raise anything, SystemExit included
                 error = _describe_failure(block, exc)
                 pending.append((block.uuid, "failed", started, time.time(), None, error, None))
@@ -303,6 +304,21 @@ def _execute(conn: Connection, payload: tuple[Any, ...], saved: tuple[int, int])
         with contextlib.suppress(OSError):
             os.unlink(log_path)
     return ("r", pending, error is None, error, rows, time.perf_counter() - t0, log_size)
+
+
+def block_header(block: Block) -> str:
+    """The line that starts a block's part of the run's log."""
+    return f"--- block {block.uuid} ({block.type.value}) ---\n"
+
+
+def _write_block_header(block: Block) -> None:
+    """Write the header at the log's current end, after what earlier blocks printed."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
+    with contextlib.suppress(OSError):
+        os.write(1, block_header(block).encode())
 
 
 def _rows_of(value: Any) -> int | None:

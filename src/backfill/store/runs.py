@@ -43,6 +43,7 @@ _RUN_COLUMNS = (
     interval_runs.c.duration,
     interval_runs.c.rows,
     interval_runs.c.error,
+    interval_runs.c.pipeline_version,
     backfills.c.timezone,
     backfills.c.interval_type,
     backfills.c.cron,
@@ -121,6 +122,14 @@ def get_run(conn: Connection, team_id: int, run_id: int) -> RowMapping:
     if row is None:
         raise NotFound(f"transfer run {run_id} not found")
     return row
+
+
+def attempt_log(conn: Connection, run_id: int, attempt: int) -> RowMapping | None:
+    """One attempt's record (output, pipeline version, error), if it left one."""
+    q = select(run_logs.c.content, run_logs.c.pipeline_version, run_logs.c.error).where(
+        run_logs.c.run_id == run_id, run_logs.c.attempt == attempt
+    )
+    return conn.execute(q).mappings().first()
 
 
 def log_parts(conn: Connection, run_id: int) -> list[str]:

@@ -253,6 +253,7 @@ class Run(BaseModel):
     total_duration: float | None = Field(description="Seconds.")
     total_rows: int | None
     message: str | None = Field(description="The error of the latest attempt, if any.")
+    pipeline_version: str | None = Field(description="Digest of the pipeline files the latest attempt ran.")
 
 
 class QueryDetail(BaseModel):
@@ -285,7 +286,13 @@ class RunLogs(BaseModel):
     content: str = Field(description="Captured output from `offset` (characters).")
     offset: int
     next_offset: int = Field(description="Pass as `offset` to continue tailing.")
-    complete: bool = Field(description="The run has ended and no more output will appear.")
+    complete: bool = Field(description="This attempt has ended and no more output will appear for it.")
+    attempt: int = Field(description="The attempt these are the logs of (0: not started yet).")
+    attempts: int = Field(description="Attempts the run has made so far.")
+    status: Literal["RUNNING", "COMPLETED", "FAILED"] | None = Field(description="How the attempt ended, if it did.")
+    pipeline_version: str | None = Field(description="Digest of the pipeline files the attempt ran.")
+    error: str | None = Field(description="The attempt's error (with the traceback) if it failed.")
+    run_final: bool = Field(description="The run has ended for good: no further attempt will come.")
 
 
 class RunLogsResponse(BaseModel):
@@ -310,6 +317,10 @@ class Transfer(BaseModel):
     retry_delay_seconds: float
     timeout_seconds: float | None
     blocks: list[TransferBlock]
+    version: str | None = Field(description="Digest of pipeline.yaml and its block files, as synced.")
+    load_error: str | None = Field(
+        description="Why the files on disk do not load now; the last good version (this one) keeps running."
+    )
     created_time: Timestamp
     updated_time: Timestamp
 
