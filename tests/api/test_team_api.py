@@ -548,6 +548,12 @@ def test_run_logs_tail_with_offset(client: TestClient, db: Database, world: Worl
         "offset": 0,
         "next_offset": 0,
         "complete": False,
+        "attempt": 1,
+        "attempts": 1,
+        "status": "RUNNING",
+        "pipeline_version": None,
+        "error": None,
+        "run_final": False,
     }
     finish(db, run, log="line 1\nline 2\n")
     first = assert_ok(client.get(url, params={"limit": 7}, headers=w.auth("viewer")))
@@ -559,7 +565,10 @@ def test_run_logs_tail_with_offset(client: TestClient, db: Database, world: Worl
     assert rest["offset"] == 7
     assert rest["next_offset"] == 14
     assert rest["complete"] is True
+    assert (rest["attempt"], rest["status"], rest["run_final"]) == (1, "COMPLETED", True)
     assert_error(client.get(url, params={"offset": -1}, headers=w.auth("viewer")), 400, "BAD_REQUEST")
+    assert_error(client.get(url, params={"attempt": 2}, headers=w.auth("viewer")), 404, "NOT_FOUND")
+    assert assert_ok(client.get(url, params={"attempt": 1}, headers=w.auth("viewer")))["content"] == "line 1\nline 2\n"
     other = f"/v1/teams/{w.team_id}/transfer_runs/{w.other_run_id}/logs"
     assert_error(client.get(other, headers=w.auth("viewer")), 404, "NOT_FOUND")
 

@@ -27,7 +27,7 @@ def attempt(db: Database, result: queue.AttemptResult) -> queue.ClaimedRun:
 
 def test_each_attempt_has_its_log_version_and_error(db: Database, team: Actor, pipeline_id: int) -> None:
     spec = svc.BackfillSpec(start="2024-01-01", end="2024-01-01", retries=1, retry_delay_seconds=0)
-    bf = svc.create(db, team, pipeline_id, spec, start=True)
+    svc.create(db, team, pipeline_id, spec, start=True)
     first = attempt(db, queue.AttemptResult(ok=False, error=TRACEBACK, log="reading\n", pipeline_version="v1"))
     # before the retry starts: the latest attempt is the failed one, the run not final
     latest = run_svc.read_logs(db, team, first.run_id)
