@@ -98,3 +98,70 @@ def test_rerun_through_the_cli(served: tuple[Path, Path]) -> None:
     assert cancelled["status"] == "CANCELLED"
     refused = cli("rerun", backfill_id, "--failed")
     assert refused.returncode == 1 and "final" in one_error_line(refused.stderr)
+
+
+def test_a_block_edited_under_serve_runs_on_retry_without_a_sync(served: tuple[Path, Path]) -> None:
+    cwd, project = served
+    cli = Cli(cwd)
+    extract = project / "pipelines" / "daily_sales" / "extract.py"
+    original = extract.read_text()
+    with client_of(cwd) as client:
+        good = client.pipeline("daily_sales")["version"]
+        assert good
+
+        def version() -> str:
+            return str(client.pipeline("daily_sales")["version"])
+
+        # a failing edit, picked up by the running server
+        extract.write_text(
+            original.replace(
+                "def run(context",
+                "def run(context):\n    raise RuntimeError('broken on purpose')\n\n\ndef _run(context",
+                1,
+            )
+        )
+        wait_for(lambda: version() != good, timeout=15, interval=0.1)
+        broken = version()
+        failing = cli(
+            "create",
+            "daily_sales",
+            "--start",
+            "2022-05-01",
+            "--end",
+            "2022-05-02",
+            "--retries",
+            "0",
+            "--wait",
+            "--json",
+        )
+        assert failing.returncode == 1, failing.stderr
+        backfill_id = str(json.loads(failing.stdout)["transfer_backfill_id"])
+        runs = cli.json("runs", backfill_id)
+        assert {(r["status"], r["attempt"], r["pipeline_version"]) for r in runs} == {("FAILED", 1, broken)}
+        logs = cli("logs", str(runs[0]["id"]))
+        assert logs.returncode == 0
+        assert f"attempt 1 of 1 · FAILED · pipeline version {broken}" in logs.stdout
+        assert "--- block extract (python) ---" in logs.stdout
+        assert "RuntimeError: broken on purpose" in logs.stdout and "Traceback" in logs.stdout
+
+        # the fix: no sync command, a retry runs the fixed code (the same digest as before)
+        extract.write_text(original)
+        wait_for(lambda: version() == good, timeout=15, interval=0.1)
+        assert cli("retry", backfill_id).returncode == 0
+        assert client.wait(int(backfill_id), poll=0.2, timeout=60)["status"] == "COMPLETED"
+        runs = cli.json("runs", backfill_id)
+        assert {(r["status"], r["attempt"], r["pipeline_version"]) for r in runs} == {("COMPLETED", 2, good)}
+        text = cli("runs", backfill_id)
+        assert good in text.stdout
+
+        # an edit that does not load: the last good version stays, with the reason
+        pipeline_yaml = project / "pipelines" / "daily_sales" / "pipeline.yaml"
+        yaml_text = pipeline_yaml.read_text()
+        pipeline_yaml.write_text(yaml_text.replace("type: python", "type: pyhton", 1))
+        wait_for(lambda: client.pipeline("daily_sales")["load_error"], timeout=15, interval=0.1)
+        transfer = client.pipeline("daily_sales")
+        assert "pyhton" in transfer["load_error"] and str(pipeline_yaml) in transfer["load_error"]
+        assert transfer["version"] == good
+        pipeline_yaml.write_text(yaml_text)
+        wait_for(lambda: client.pipeline("daily_sales")["load_error"] is None, timeout=15, interval=0.1)
+    assert "the last good version keeps running" in (cwd / "serve.log").read_text()

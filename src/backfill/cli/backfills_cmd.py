@@ -561,7 +561,7 @@ def runs(
             out.print("no runs match")
             return
         table = Table()
-        for column in ("run", "data date", "status", "attempt", "started", "duration", "rows", "message"):
+        for column in ("run", "data date", "status", "attempt", "version", "started", "duration", "rows", "message"):
             table.add_column(column, no_wrap=column != "message", overflow="fold")
         for run in items:
             table.add_row(
@@ -569,6 +569,7 @@ def runs(
                 escape(str(run["data_date"])),
                 _status(run["status"]),
                 str(run["attempt"]),
+                escape(str(run.get("pipeline_version") or "-")),
                 _when(run.get("started_time")),
                 _seconds(run.get("total_duration")),
                 "-" if run.get("total_rows") is None else str(run["total_rows"]),

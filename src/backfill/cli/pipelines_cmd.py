@@ -46,6 +46,29 @@ def sync(project: ProjectOption = None, db: DbOption = None, as_json: JsonOption
         raise typer.Exit(1)
 
 
+@app.command("validate")
+def validate(project: ProjectOption = None, as_json: JsonOption = False) -> None:
+    """Check a project without a database: YAML, files, the DAG, python blocks (compile,
+    define run(context)), templates (parse, use only context names). One line per
+    problem, naming the file; exit status 1 if there is any."""
+    settings = load_settings(project_dir=project)
+    directory = settings.project_dir or Path.cwd()
+    loaded = load_project(directory)
+    problems = [{"path": e.path, "reason": e.reason} for e in loaded.errors]
+    if not problems and not loaded.pipelines:
+        problems.append(
+            {"path": str(directory / "pipelines"), "reason": "no pipeline found (pipelines/*/pipeline.yaml)"}
+        )
+    valid = [{"uuid": p.uuid, "version": p.version, "blocks": len(p.blocks)} for p in loaded.pipelines]
+    text = "\n".join(
+        [f"{e['path']}: {e['reason']}" for e in problems]
+        + [f"ok {v['uuid']} ({v['blocks']} blocks, version {v['version']})" for v in valid]
+    )
+    emit({"pipelines": valid, "errors": problems}, as_json, text)
+    if problems:
+        raise typer.Exit(1)
+
+
 @app.command("list")
 def list_(
     db: DbOption = None,
