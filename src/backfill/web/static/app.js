@@ -491,6 +491,7 @@ const detailView = {
       selectedRunId: null,
       log: null,
       busy: false,
+      chosen: new Set(), // run ids of failed intervals chosen to re-run
     };
     document.title = `Backfill #${route.id} · backfill`;
     setText("detail-name", `Backfill #${route.id}`);
@@ -498,7 +499,7 @@ const detailView = {
     setText("detail-summary", "Loading…");
     $("detail-status").hidden = true;
     $("detail-paused").hidden = true;
-    for (const id of ["detail-error", "action-error"]) showMessage(id, "");
+    for (const id of ["detail-error", "action-error", "rerun-error"]) showMessage(id, "");
     $("cancel-confirm").hidden = true;
     $("run-panel").hidden = true;
     $("error-report").hidden = true;
@@ -508,6 +509,7 @@ const detailView = {
     replaceChildren($("detail-progress"), []);
     $("grid-note").hidden = true;
     this.updateButtons();
+    this.updateChosen();
   },
 
   async refresh(route, gen) {
@@ -546,6 +548,7 @@ const detailView = {
 
   renderBackfill(bf) {
     this.d.backfill = bf;
+    this.updateChosen();
     document.title = `${bf.name} · backfill`;
     setText("detail-name", bf.name);
     setText("detail-id", `#${bf.transfer_backfill_id}`);
@@ -729,6 +732,7 @@ const detailView = {
     const label = `${run.data_date}: ${run.status}${attempt}`;
     if (cell.getAttribute("aria-label") === label) return cell;
     cell.className = `cell st-${run.status}`;
+    cell.classList.toggle("chosen", this.d.chosen.has(run.id));
     cell.dataset.status = run.status;
     cell.setAttribute("aria-label", label);
     cell.title = label;
@@ -796,6 +800,7 @@ const detailView = {
       ["Run", `#${run.id}`],
       ["Interval", `${fmtRangeValue(run.interval_start)} → ${fmtRangeValue(run.interval_end)}`],
       ["Attempt", fmtNumber(run.attempt)],
+      ["Pipeline version", run.pipeline_version || "–"],
       ["Queued", fmtTime(run.queued_time)],
       ["Started", fmtTime(run.started_time)],
       ["Ended", fmtTime(run.ended_time)],
@@ -814,6 +819,13 @@ const detailView = {
       el("td", {}, fmtNumber(b.rows)),
       el("td", { class: "col-error" }, b.error ? errorText(b.error) : "–"),
     )));
+    const bf = this.d.backfill;
+    const rerun = $("run-rerun");
+    rerun.dataset.runId = String(run.id);
+    rerun.disabled = this.d.busy || !bf || FINAL.has(bf.status) || !FINAL_RUN.has(run.status);
+    rerun.title = rerun.disabled
+      ? (bf && FINAL.has(bf.status) ? `A ${bf.status} backfill cannot re-run intervals.` : "The interval is queued or running.")
+      : "Queue this interval again as a new attempt.";
     const log = this.d.log;
     let text = log.text;
     if (!text) text = log.complete ? "(no output captured)" : "(waiting for output…)";
@@ -821,6 +833,70 @@ const detailView = {
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     pre.textContent = text;
     if (atBottom) pre.scrollTop = pre.scrollHeight;
+  },
+
+  /** Re-run chosen intervals (runs:rerun) as new attempts. */
+  async rerun(runIds, fromPanel) {
+    const d = this.d;
+    if (!d || !d.backfill || d.busy || !runIds.length) return;
+    d.busy = true;
+    this.updateButtons();
+    const where = fromPanel ? "run-panel-error" : "rerun-error";
+    showMessage(where, "");
+    try {
+      const res = await api("POST", teamPath(`/backfills/${d.id}/runs:rerun`), { body: { run_ids: runIds } });
+      if (this.d !== d || !state.session) return;
+      d.chosen.clear();
+      d.runsSignature = null;
+      if (d.log) d.log.complete = false; // follow the open run into its new attempt
+      d.busy = false;
+      this.renderBackfill(res.data.backfill);
+      refreshNow();
+    } catch (error) {
+      if (this.d === d) showMessage(where, `Could not re-run: ${error.message} (${error.detail})`);
+    } finally {
+      d.busy = false;
+      if (this.d === d) {
+        this.updateButtons();
+        this.updateChosen();
+      }
+    }
+  },
+
+  /** Ctrl/⌘-click: add or remove a failed interval from the selection to re-run. */
+  toggleChosen(cell) {
+    const id = Number(cell.dataset.runId);
+    if (this.d.chosen.has(id)) this.d.chosen.delete(id);
+    else if (cell.dataset.status === "FAILED") this.d.chosen.add(id);
+    cell.classList.toggle("chosen", this.d.chosen.has(id));
+    this.updateChosen();
+  },
+
+  chooseFailed() {
+    for (const cell of $("grid").querySelectorAll('[data-run-id][data-status="FAILED"]')) {
+      this.d.chosen.add(Number(cell.dataset.runId));
+      cell.classList.add("chosen");
+    }
+    this.updateChosen();
+  },
+
+  clearChosen() {
+    this.d.chosen.clear();
+    for (const cell of $("grid").querySelectorAll(".chosen")) cell.classList.remove("chosen");
+    this.updateChosen();
+  },
+
+  updateChosen() {
+    const d = this.d;
+    if (!d) return;
+    const n = d.chosen.size;
+    const bf = d.backfill;
+    const allowed = bf && !FINAL.has(bf.status);
+    $("rerun-bar").hidden = !allowed;
+    $("rerun-selected").disabled = d.busy || !n;
+    $("rerun-selected").textContent = n ? `Re-run ${plural(n, "interval")}` : "Re-run selected";
+    $("rerun-clear").hidden = !n;
+    setText("rerun-count", n ? `${plural(n, "failed interval")} selected` : "");
   },
 
   closeRun() {
@@ -852,7 +928,15 @@ function setupDetail() {
   });
   $("grid").addEventListener("click", (event) => {
     const cell = event.target.closest("[data-run-id]");
-    if (cell) detailView.openRun(Number(cell.dataset.runId));
+    if (!cell) return;
+    if (event.ctrlKey || event.metaKey) detailView.toggleChosen(cell);
+    else detailView.openRun(Number(cell.dataset.runId));
+  });
+  $("rerun-select-failed").addEventListener("click", () => detailView.chooseFailed());
+  $("rerun-clear").addEventListener("click", () => detailView.clearChosen());
+  $("rerun-selected").addEventListener("click", () => detailView.rerun([...detailView.d.chosen], false));
+  $("run-rerun").addEventListener("click", (event) => {
+    detailView.rerun([Number(event.currentTarget.dataset.runId)], true);
   });
   $("run-close").addEventListener("click", () => detailView.closeRun());
 }
