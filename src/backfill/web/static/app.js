@@ -492,6 +492,7 @@ const detailView = {
       log: null,
       busy: false,
       chosen: new Set(), // run ids of failed intervals chosen to re-run
+      transferCheckedAt: 0,
     };
     document.title = `Backfill #${route.id} · backfill`;
     setText("detail-name", `Backfill #${route.id}`);
@@ -508,8 +509,25 @@ const detailView = {
     replaceChildren($("detail-settings"), []);
     replaceChildren($("detail-progress"), []);
     $("grid-note").hidden = true;
+    $("detail-load-error").hidden = true;
     this.updateButtons();
     this.updateChosen();
+  },
+
+  /** The pipeline's files may stop loading while it runs (the last good version goes on):
+   * say so, re-reading the transfer every few seconds. */
+  async checkTransfer(bf, gen) {
+    const d = this.d;
+    if (Date.now() - d.transferCheckedAt < TRANSFER_CHECK_MS) return;
+    d.transferCheckedAt = Date.now();
+    const res = await api("GET", teamPath(`/transfers/${bf.transfer_id}`));
+    if (!alive(gen) || this.d !== d) return;
+    const t = res.data;
+    const box = $("detail-load-error");
+    box.hidden = !t.load_error;
+    box.textContent = t.load_error
+      ? `The files of pipeline ${t.uuid} do not load; its last good version (${t.version}) keeps running: ${t.load_error}`
+      : "";
   },
 
   async refresh(route, gen) {
@@ -519,6 +537,8 @@ const detailView = {
     showMessage("detail-error", "");
     this.renderBackfill(res.data);
     const bf = res.data;
+    await this.checkTransfer(bf, gen);
+    if (!alive(gen)) return;
     const signature = [bf.status, bf.paused, bf.transfer_runs_created, bf.transfer_runs_completed, bf.transfer_runs_failed,
       bf.transfer_runs_running, bf.transfer_runs_cancelled, bf.updated_time].join("|");
     if (signature !== d.runsSignature || Date.now() - d.runsFetchedAt > RUNS_FORCE_REFRESH_MS) {
@@ -908,6 +928,7 @@ const detailView = {
 };
 
 const FINAL_RUN = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+const TRANSFER_CHECK_MS = 5000;
 
 function setupDetail() {
   $("action-start").addEventListener("click", () => detailView.act({ status: "SCHEDULED" }, "start"));
