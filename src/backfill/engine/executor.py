@@ -262,13 +262,14 @@ def _execute(conn: Connection, payload: tuple[Any, ...], saved: tuple[int, int])
     rows = 0
     error: str | None = None
     last = len(blocks) - 1
+    header_bytes = 0  # a success that printed nothing but block headers stores no log
     try:
         for index, block in enumerate(blocks):
             if error is not None:
                 pending.append((block.uuid, "skipped", None, None, None, None, None))
                 continue
             started = time.time()
-            _write_block_header(block)
+            header_bytes += _write_block_header(block)
             try:
                 context = BlockContext(
                     interval_start=interval_start,
@@ -300,6 +301,8 @@ def _execute(conn: Connection, payload: tuple[Any, ...], saved: tuple[int, int])
     finally:
         log_size = _restore_stdio(saved)
         _restore_environ(environ)
+    if error is None and log_size == header_bytes:  # a silent success: nothing to store
+        log_size = 0
     if log_size == 0:  # nothing to read: spare the parent opening the file
         with contextlib.suppress(OSError):
             os.unlink(log_path)
@@ -311,14 +314,17 @@ def block_header(block: Block) -> str:
     return f"--- block {block.uuid} ({block.type.value}) ---\n"
 
 
-def _write_block_header(block: Block) -> None:
-    """Write the header at the log's current end, after what earlier blocks printed."""
+def _write_block_header(block: Block) -> int:
+    """Write the header at the log's current end, after what earlier blocks printed;
+    returns the bytes written."""
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             with contextlib.suppress(Exception):
                 stream.flush()
-    with contextlib.suppress(OSError):
-        os.write(1, block_header(block).encode())
+    try:
+        return os.write(1, block_header(block).encode())
+    except OSError:
+        return 0
 
 
 def _rows_of(value: Any) -> int | None:
