@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -81,3 +82,14 @@ def test_template_names_are_what_templates_get() -> None:
         interval_start=datetime(2024, 1, 1, tzinfo=UTC), interval_end=datetime(2024, 1, 2, tzinfo=UTC)
     )
     assert set(context.template_vars()) == set(TEMPLATE_NAMES)
+
+
+def test_a_wrong_directory_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from backfill.cli.main import run
+
+    assert run(["pipelines", "validate", "--project", str(tmp_path / "nowhere")]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip().splitlines() == [
+        f"error: --project: {str(tmp_path / 'nowhere')!r} is not a project directory (it has no pipelines/ directory)"
+    ]

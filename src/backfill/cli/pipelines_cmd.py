@@ -53,6 +53,8 @@ def validate(project: ProjectOption = None, as_json: JsonOption = False) -> None
     problem, naming the file; exit status 1 if there is any."""
     settings = load_settings(project_dir=project)
     directory = settings.project_dir or Path.cwd()
+    if not (directory / "pipelines").is_dir():
+        fail(f"--project: {str(directory)!r} is not a project directory (it has no pipelines/ directory)")
     loaded = load_project(directory)
     problems = [{"path": e.path, "reason": e.reason} for e in loaded.errors]
     if not problems and not loaded.pipelines:
