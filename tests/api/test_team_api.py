@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from backfill.api.app import create_app
 from backfill.store import queue
 from backfill.store.db import Database
+from backfill.store.tables import pipelines
 
 from .conftest import World, add_pipeline, assert_envelope_headers, assert_error, assert_ok, make_settings
 
@@ -625,7 +626,7 @@ def test_runs_of_a_transfer_by_date(client: TestClient, db: Database, world: Wor
 # ---- transfers -------------------------------------------------------------------------------------------
 
 
-def test_transfers(client: TestClient, world: World) -> None:
+def test_transfers(client: TestClient, db: Database, world: World) -> None:
     w = world
     response = client.get(f"/v1/teams/{w.team_id}/transfers", headers=w.auth("viewer"))
     data = assert_ok(response)
@@ -639,6 +640,13 @@ def test_transfers(client: TestClient, world: World) -> None:
         {"uuid": "load", "type": "sql", "upstream": ["extract"], "connection": "dwh"},
     ]
     assert ISO_Z.match(one["created_time"])
+    assert one["load_error"] is None
+    with db.write() as conn:  # its files stopped loading: the last good version stays
+        conn.execute(
+            pipelines.update().where(pipelines.c.id == w.pipeline_id).values(load_error="p.yaml: bad", version="v1")
+        )
+    one = assert_ok(client.get(f"/v1/teams/{w.team_id}/transfers/{w.pipeline_id}", headers=w.auth("viewer")))
+    assert (one["load_error"], one["version"]) == ("p.yaml: bad", "v1")
     other = client.get(f"/v1/teams/{w.team_id}/transfers/{w.other_pipeline_id}", headers=w.auth("viewer"))
     assert_error(other, 404, "NOT_FOUND")
 
