@@ -108,6 +108,8 @@ def serve(
         _startup_backfill(database, team_id, pipeline_uuid, start, end)
 
     runtime = build_runtime(database, settings, workers=settings.workers, connections=connections)
+    if settings.project_dir:
+        runtime.add(_project_watcher(database, settings.project_dir, team_id, runtime))
     runtime.start()
     app = create_app(database, settings)
     app.state.health = runtime.health  # /readyz names a component that died until it is back
@@ -139,6 +141,21 @@ def serve(
         server.run()
     finally:
         runtime.shutdown()
+
+
+def _project_watcher(database: Any, project_dir: Path, team_id: int, runtime: Any) -> Any:
+    """Re-sync the project when its files change (SPEC §6); the worker in this process
+    forgets the definitions it cached and takes the project's connections as they are now.
+    A component of the runtime (restarted if it dies)."""
+    from backfill.engine.runtime import Component
+    from backfill.pipelines.watch import ProjectWatcher
+    from backfill.services import pipeline_sync
+
+    def resync() -> None:
+        report = pipeline_sync.sync_project(database, project_dir, team_id=team_id)
+        runtime.pipelines_changed(report.loaded.connections or {})
+
+    return Component("pipeline-watch", ProjectWatcher(project_dir, resync).run)
 
 
 def _check_project(project_dir: Path | None) -> None:
@@ -179,13 +196,16 @@ def _startup_backfill(database: Any, team_id: int, pipeline_uuid: str, start: st
 def worker(
     db: DbOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="runs executed at once")] = 4,
-    project: Annotated[Path | None, typer.Option(help="project directory (for connections.yaml)")] = None,
+    project: Annotated[
+        Path | None, typer.Option(help="project directory: connections.yaml, and pipeline changes to re-sync")
+    ] = None,
     scheduler: Annotated[bool, typer.Option(help="also expire leases of lost workers")] = True,
     lease_seconds: Annotated[float | None, typer.Option(help="lease length; heartbeats every third")] = None,
 ) -> None:
     """Run a worker only (for other machines; point --db at the shared PostgreSQL)."""
     from backfill.engine.runtime import build_runtime
     from backfill.pipelines.loader import load_project
+    from backfill.services import bootstrap
 
     settings = load_settings(database_url=db, project_dir=project, lease_seconds=lease_seconds)
     _check_project(settings.project_dir)
@@ -200,6 +220,9 @@ def worker(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    team_id = bootstrap.default_team_id(database) if settings.project_dir else None
+    if settings.project_dir and team_id is not None:
+        runtime.add(_project_watcher(database, settings.project_dir, team_id, runtime))
     runtime.start()
     runtime.stop.wait()
     runtime.shutdown()

@@ -46,19 +46,44 @@ class _Slot:
 
 
 class Runtime:
-    def __init__(self, components: list[Component], *, health: HealthRegistry | None = None) -> None:
-        names = [c.name for c in components]
-        if len(set(names)) != len(names):
-            raise ValueError(f"component names must be unique: {names}")
+    def __init__(
+        self,
+        components: list[Component],
+        *,
+        health: HealthRegistry | None = None,
+        connections: Mapping[str, str] | None = None,
+    ) -> None:
         self.health = health or HealthRegistry()
         self.stop = threading.Event()
         self.restarts = 0
-        self._slots = [_Slot(c) for c in components]
+        # The project's connections, kept here so a restarted worker has the current ones.
+        self.connections: dict[str, str] = dict(connections or {})
+        self.worker: Worker | None = None  # the worker component's current Worker, if any
+        self._slots: list[_Slot] = []
         self._supervisor: threading.Thread | None = None
+        for component in components:
+            self.add(component)
 
     @property
     def names(self) -> list[str]:
         return [s.component.name for s in self._slots]
+
+    def add(self, component: Component) -> None:
+        """One more component (before ``start``)."""
+        if component.name in self.names:
+            raise ValueError(f"component names must be unique: {component.name!r} twice")
+        if self._supervisor is not None:
+            raise RuntimeError("add components before start()")
+        self._slots.append(_Slot(component))
+
+    def pipelines_changed(self, connections: Mapping[str, str]) -> None:
+        """The project was re-synced: the worker takes the connections as they are now and
+        forgets the pipeline definitions it cached."""
+        self.connections.update(connections)
+        worker = self.worker
+        if worker is not None:
+            worker.connections.update(connections)
+            worker.forget_pipelines()
 
     def start(self) -> None:
         """Start every component and the supervisor, on daemon threads."""
@@ -135,15 +160,15 @@ def build_runtime(
     if workers < 0:
         raise ValueError("workers must be >= 0")
     health = HealthRegistry()
-    components: list[Component] = []
+    runtime = Runtime([], health=health, connections=connections)
     if scheduler:
-        components.append(Component("scheduler", _scheduler_body(database, settings, health)))
+        runtime.add(Component("scheduler", _scheduler_body(database, settings, health)))
     if workers:
         worker_settings = WorkerSettings(
             concurrency=workers, lease_seconds=settings.lease_seconds, max_log_bytes=settings.max_log_bytes
         )
-        components.append(Component("worker", _worker_body(database, worker_settings, connections or {}, health)))
-    return Runtime(components, health=health)
+        runtime.add(Component("worker", _worker_body(database, worker_settings, runtime)))
+    return runtime
 
 
 def _scheduler_body(
@@ -156,9 +181,7 @@ def _scheduler_body(
     return body
 
 
-def _worker_body(
-    database: Database, settings: WorkerSettings, connections: Mapping[str, str], health: HealthRegistry
-) -> Callable[[threading.Event], None]:
+def _worker_body(database: Database, settings: WorkerSettings, runtime: Runtime) -> Callable[[threading.Event], None]:
     previous: list[str] = []  # owner ids of the workers that died in this process
 
     def body(stop: threading.Event) -> None:
@@ -167,11 +190,12 @@ def _worker_body(
         worker = Worker(
             database,
             settings,
-            connections=connections,
-            health=ComponentReporter(health, "worker"),
+            connections=runtime.connections,
+            health=ComponentReporter(runtime.health, "worker"),
             gone_owners=tuple(previous),
         )
         previous.append(worker.owner)
+        runtime.worker = worker
         worker.run(stop)
 
     return body

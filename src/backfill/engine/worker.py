@@ -87,6 +87,7 @@ class Worker:
         self._last_log_flush = 0.0
         self._next_claim_at = 0.0
         self._flushed: dict[int, int] = {}  # run id -> size of its log file when last stored
+        self._versions: dict[int, str | None] = {}  # run id -> pipeline version it runs
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -188,7 +189,13 @@ class Worker:
                 continue
             self._unsubmitted.pop(0)
             self._running[run.run_id] = run
+            self._versions[run.run_id] = request.pipeline.version
             executor.submit(request)
+
+    def forget_pipelines(self) -> None:
+        """Drop the cached pipeline definitions (the project was re-synced): the next run
+        of each pipeline reads its current version."""
+        self._pipelines = {}
 
     def _definition(self, pipeline_id: int) -> PipelineDefinition:
         cached = self._pipelines.get(pipeline_id)
@@ -222,9 +229,10 @@ class Worker:
         recorded = []
         for outcome in outcomes:
             run = self._running.get(outcome.run_id)
+            version = self._versions.get(outcome.run_id)
             if run is None or run.attempt != outcome.attempt:
                 continue  # lost its lease earlier; the result is not ours to record
-            if not queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome), now):
+            if not queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome, version), now):
                 log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
                 continue
             recorded.append(outcome)
@@ -238,6 +246,7 @@ class Worker:
             run = self._running.get(outcome.run_id)
             if run is not None and run.attempt == outcome.attempt:
                 del self._running[outcome.run_id]
+                self._versions.pop(outcome.run_id, None)
             self._flushed.pop(outcome.run_id, None)
         for outcome in recorded:
             RUN_DURATION.labels("completed" if outcome.ok else "failed").observe(outcome.duration)
@@ -282,6 +291,7 @@ class Worker:
         self._unsubmitted = [r for r in self._unsubmitted if r.key not in lost]
         for key in lost:
             log.warning("run %s attempt %s: lease lost, killing it", key.run_id, key.attempt)
+            self._versions.pop(key.run_id, None)
             if self._running.pop(key.run_id, None) is not None:
                 executor.cancel(key.run_id)
 
@@ -301,8 +311,9 @@ def _failed_outcome(run: queue.ClaimedRun, error: str) -> RunOutcome:
     )
 
 
-def attempt_result(outcome: RunOutcome) -> queue.AttemptResult:
+def attempt_result(outcome: RunOutcome, pipeline_version: str | None = None) -> queue.AttemptResult:
     return queue.AttemptResult(
+        pipeline_version=pipeline_version,
         ok=outcome.ok,
         error=outcome.error,
         rows=outcome.rows,
