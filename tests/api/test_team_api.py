@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from backfill.api.app import create_app
+from backfill.app import create_app
 from backfill.store import queue
 from backfill.store.db import Database
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 
 from backfill.api import security
-from backfill.api.app import AUTH_CACHE_SECONDS, create_app
+from backfill.app import AUTH_CACHE_SECONDS, create_app
 from backfill.domain.model import Permission, Role, Scope
 from backfill.store import auth
 from backfill.store.db import Database

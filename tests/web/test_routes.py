@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.routing import NoMatchFound
 
-from backfill.api.app import create_app
+from backfill.app import create_app
 from backfill.config import Settings
 from backfill.domain.model import Role
 from backfill.store import auth

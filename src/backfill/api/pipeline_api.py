@@ -1014,10 +1014,7 @@ def create_session(
 ) -> Response:
     db = _db(request)
     check_api_key(db, api_key)
-    try:
-        session = sessions.login(db, body.session.email, body.session.password, signing_secret=_signing_secret(request))
-    except sessions.InvalidCredentials as exc:
-        raise security.Unauthenticated(exc.message) from exc
+    session = sessions.login(db, body.session.email, body.session.password, signing_secret=_signing_secret(request))
     user = session.user
     return _ok(
         s.PipelineSessionResponse(

@@ -31,9 +31,10 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from backfill.api import security
-from backfill.api.middleware import Problem, problem_from_exception, request_id_of
+from backfill.api.middleware import Problem, problem_from_exception
 from backfill.api.schemas.pipeline import PipelineErrorEnvelope
 from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
+from backfill.http.request_ids import request_id_of
 
 log = logging.getLogger("backfill.api")
 

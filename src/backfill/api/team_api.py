@@ -21,11 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from backfill.api import security
-from backfill.api.middleware import ApiError, Problem, default_error_response, request_id_of
+from backfill.api.middleware import ApiError, Problem, default_error_response
 from backfill.api.schemas import team as s
 from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
 from backfill.domain.model import BackfillStatus, RunStatus, is_calendar
 from backfill.domain.timeparse import format_iso_z
+from backfill.http.request_ids import request_id_of
 from backfill.services import backfills, runs
 from backfill.services.backfills import BackfillDetail, BackfillSpec
 from backfill.services.row_memo import RowVersionMemo

@@ -35,6 +35,10 @@ class Conflict(DomainError):
     """The request conflicts with existing state, e.g. overlapping backfills (HTTP 409)."""
 
 
+class AuthenticationFailed(DomainError):
+    """Credentials (email + password) were refused (HTTP 401)."""
+
+
 class PipelineFileError(DomainError):
     """A pipeline definition on disk is invalid; ``path`` names the file."""
 

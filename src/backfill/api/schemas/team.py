@@ -13,8 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
+from backfill.http.envelope import ErrorDetail as ErrorDetail
+from backfill.http.envelope import ErrorEnvelope as ErrorEnvelope
+from backfill.http.envelope import Meta as Meta
+from backfill.http.envelope import Timestamp as Timestamp
 
-Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, examples=["2024-02-01T09:00:00Z"])]
 DateOrTimestamp = Annotated[
     str,
     Field(
@@ -33,38 +36,10 @@ ReprocessName = Literal["all", "failed", "missing"]
 # ---- envelope ------------------------------------------------------------------------------
 
 
-class Meta(BaseModel):
-    """Metadata included in every API response."""
-
-    request_id: str = Field(description="Unique identifier of the request, for tracking and debugging.")
-
-
 class PageMeta(Meta):
     total: int = Field(description="Number of items matching the filters.")
     limit: int
     offset: int
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(
-        description="Stable SCREAMING_SNAKE_CASE identifier: BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, "
-        "PERMISSION_ERROR, NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT_ERROR, UNPROCESSABLE_ENTITY, "
-        "TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE.",
-        examples=["NOT_FOUND"],
-    )
-    message: str = Field(description="Short, human-readable summary of the error.")
-    description: str | None = Field(
-        default=None, description="Optional longer explanation specific to this occurrence."
-    )
-
-
-class ErrorEnvelope(BaseModel):
-    """Standard envelope returned by every error (4xx/5xx) response."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    meta: Meta
-    error: ErrorDetail
 
 
 # ---- actions (request bodies) ----------------------------------------------------------------
