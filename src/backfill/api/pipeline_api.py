@@ -51,7 +51,7 @@ from backfill.domain.pipeline import (
     validate_selection,
 )
 from backfill.domain.timeparse import format_pipeline, parse_instant
-from backfill.services import backfills, runs, sessions
+from backfill.services import backfills, pipelines, runs, sessions
 from backfill.services.actor import Actor
 from backfill.services.backfills import BackfillDetail, BackfillSpec
 from backfill.store import pipelines as pipeline_store
@@ -264,7 +264,7 @@ class _Definitions:
     def get(self, pipeline_id: int) -> PipelineDefinition:
         found = self.loaded.get(pipeline_id)
         if found is None:
-            found = self.add(runs.get_pipeline(self.db, self.actor, pipeline_id))
+            found = self.add(pipelines.get_pipeline(self.db, self.actor, pipeline_id))
         return found
 
 
@@ -732,7 +732,7 @@ def _list(
     pipeline_id = None
     if pipeline_uuid is not None:
         pipeline_id = int(definitions_row(definitions, pipeline_uuid)["id"])
-    page = runs.list_backfills(db, actor, statuses=None, pipeline_id=pipeline_id, limit=limit, offset=offset)
+    page = backfills.list_backfills(db, actor, statuses=None, pipeline_id=pipeline_id, limit=limit, offset=offset)
     rendered = [render_backfill(d, definitions, run_count=run_count) for d in page.items]
     body = s.PipelineBackfillListResponse(
         backfills=[obj for obj, _ in rendered], metadata=_metadata(page.total, offset, len(rendered))
@@ -742,7 +742,7 @@ def _list(
 
 
 def definitions_row(definitions: _Definitions, pipeline_uuid: str) -> RowMapping:
-    row = runs.get_pipeline(definitions.db, definitions.actor, uuid=pipeline_uuid)
+    row = pipelines.get_pipeline(definitions.db, definitions.actor, uuid=pipeline_uuid)
     definitions.add(row)
     return row
 
@@ -934,14 +934,14 @@ def delete_pipeline_backfill(
 
 @router.get("/pipelines", response_model=s.PipelineListResponse, summary="Pipelines of the team")
 def list_pipelines(request: Request, principal: Reader, limit: Limit = 50, offset: Offset = 0) -> Response:
-    page = runs.list_pipelines(_db(request), principal.actor, limit=limit, offset=offset)
+    page = pipelines.list_pipelines(_db(request), principal.actor, limit=limit, offset=offset)
     items = [_pipeline(r) for r in page.items]
     return _ok(s.PipelineListResponse(pipelines=items, metadata=_metadata(page.total, offset, len(items))))
 
 
 @router.get("/pipelines/{pipeline_uuid}", response_model=s.PipelineResponse, summary="One pipeline with its blocks")
 def get_pipeline(request: Request, principal: Reader, pipeline_uuid: PipelineUuid) -> Response:
-    row = runs.get_pipeline(_db(request), principal.actor, uuid=pipeline_uuid)
+    row = pipelines.get_pipeline(_db(request), principal.actor, uuid=pipeline_uuid)
     return _ok(s.PipelineResponse(pipeline=_pipeline(row)))
 
 
@@ -988,7 +988,7 @@ def list_pipeline_runs(
     db = _db(request)
     actor = principal.actor
     d = backfills.get(db, actor, backfill_id)
-    pipeline = runs.get_pipeline(db, actor, int(d.row["pipeline_id"]))
+    pipeline = pipelines.get_pipeline(db, actor, int(d.row["pipeline_id"]))
     variables = {**(pipeline["variables"] or {}), **(d.row["variables"] or {})}
     query = RunQuery(sort_field="data_date", descending=True, limit=limit, offset=offset)
     page = runs.list_backfill_runs(db, actor, backfill_id, query)

@@ -27,7 +27,7 @@ from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
 from backfill.domain.model import BackfillStatus, RunStatus, is_calendar
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
-from backfill.services import backfills, runs
+from backfill.services import backfills, pipelines, runs
 from backfill.services.backfills import BackfillDetail, BackfillSpec
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store.db import Database
@@ -506,7 +506,7 @@ async def list_backfills(
     statuses = _statuses(status, BACKFILL_STATUS_NAMES, UNFINISHED_NAMES)
     page = await _read(
         request,
-        runs.list_backfills,
+        backfills.list_backfills,
         _db(request),
         principal.actor,
         statuses=statuses,
@@ -535,7 +535,7 @@ async def get_backfill(request: Request, principal: Reader, team_id: TeamId, bac
     summary="The latest backfill of a transfer, any status",
 )
 async def latest_backfill(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
-    detail = await _read(request, runs.latest_backfill, _db(request), principal.actor, transfer_id)
+    detail = await _read(request, backfills.latest_backfill, _db(request), principal.actor, transfer_id)
     return _ok_json(_meta(request), _backfill_json(request, detail))
 
 
@@ -703,7 +703,7 @@ async def list_transfers(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
 ) -> Response:
-    page = await _read(request, runs.list_pipelines, _db(request), principal.actor, limit=limit, offset=offset)
+    page = await _read(request, pipelines.list_pipelines, _db(request), principal.actor, limit=limit, offset=offset)
     return _ok(
         request,
         s.TransferListResponse(
@@ -714,5 +714,5 @@ async def list_transfers(
 
 @router.get("/teams/{team_id}/transfers/{transfer_id}", response_model=s.TransferResponse, summary="One transfer")
 async def get_transfer(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
-    row = await _read(request, runs.get_pipeline, _db(request), principal.actor, transfer_id)
+    row = await _read(request, pipelines.get_pipeline, _db(request), principal.actor, transfer_id)
     return _ok(request, s.TransferResponse(meta=_meta(request), data=_transfer(row)))

@@ -22,6 +22,7 @@ from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, is_calend
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
 from backfill.domain.timeparse import parse_instant
 from backfill.services.actor import Actor
+from backfill.services.pages import Page
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store import backfills as store
 from backfill.store import pipelines as pipeline_store
@@ -475,6 +476,34 @@ def metrics(row: RowMapping, mean: float | None, p95: float | None) -> dict[str,
         "remaining_runs": remaining,
         "estimated_seconds_remaining": eta,
     }
+
+
+# ---- backfills (reads) -----------------------------------------------------------------
+
+
+def list_backfills(
+    db: Database,
+    actor: Actor,
+    *,
+    statuses: list[str] | None,
+    pipeline_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Page:
+    """Backfills of the team, newest first, each with its live progress."""
+    with db.read() as conn:
+        rows, total = store.list_backfills(
+            conn, actor.team_id, statuses=statuses, pipeline_id=pipeline_id, limit=limit, offset=offset
+        )
+        return Page([detail(conn, row) for row in rows], total)
+
+
+def latest_backfill(db: Database, actor: Actor, pipeline_id: int) -> BackfillDetail:
+    """The most recent backfill of a pipeline, any status (NotFound if none)."""
+    with db.read() as conn:
+        pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
+        row = store.latest_for_pipeline(conn, actor.team_id, pipeline_id)
+        return detail(conn, row)
 
 
 def get(db: Database, actor: Actor, backfill_id: int) -> BackfillDetail:
