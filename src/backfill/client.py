@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 
+from backfill.domain.model import ENDED_BACKFILL_STATUSES, BackfillStatus
+
 __all__ = [
     "FINISHED_STATUSES",
     "BackfillApiError",
@@ -38,9 +40,10 @@ __all__ = [
 
 DEFAULT_CREDENTIALS_PATH = Path(".backfill") / "credentials.json"
 
-BACKFILL_STATUSES = ("CREATED", "SCHEDULED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+# Status names as the team API writes them (UPPERCASE), from the domain's one set of groups.
+BACKFILL_STATUSES = tuple(s.value.upper() for s in BackfillStatus)
 # A backfill in one of these has nothing left to run (FAILED can still be retried or cancelled).
-FINISHED_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+FINISHED_STATUSES = frozenset(s.value.upper() for s in ENDED_BACKFILL_STATUSES)
 
 _STATUS_CODES = {
     400: "BAD_REQUEST",

@@ -373,8 +373,10 @@ def test_latest_backfill_of_a_transfer(client: TestClient, world: World) -> None
 def test_patch_pause_resume_settings(client: TestClient, world: World) -> None:
     w = world
     bf = w.backfill_id
-    assert assert_ok(patch(client, w, bf, {"paused": True}, who="editor"))["paused"] is True
-    assert assert_ok(patch(client, w, bf, {"paused": False}, who="editor"))["paused"] is False
+    paused = assert_ok(patch(client, w, bf, {"paused": True}, who="editor"))
+    assert (paused["paused"], paused["allowed_actions"]) == (True, ["cancel", "resume"])
+    resumed = assert_ok(patch(client, w, bf, {"paused": False}, who="editor"))
+    assert (resumed["paused"], resumed["allowed_actions"]) == (False, ["cancel", "pause"])
     data = assert_ok(patch(client, w, bf, {"max_active_runs": 9, "name": "renamed"}, who="editor"))
     assert data["max_active_runs"] == 9
     assert data["name"] == "renamed"
@@ -388,7 +390,7 @@ def test_patch_pause_resume_settings(client: TestClient, world: World) -> None:
     assert_error(patch(client, w, bf, {"status": None}), 422, "UNPROCESSABLE_ENTITY")
     assert_error(patch(client, w, 10**12, {"paused": True}), 404, "NOT_FOUND")
     # once final, nothing but the name changes
-    assert_ok(patch(client, w, bf, {"status": "CANCELLED"}))
+    assert assert_ok(patch(client, w, bf, {"status": "CANCELLED"}))["allowed_actions"] == ["delete"]
     assert_error(patch(client, w, bf, {"paused": True}), 422, "UNPROCESSABLE_ENTITY")
     assert_error(patch(client, w, bf, {"max_active_runs": 2}), 422, "UNPROCESSABLE_ENTITY")
     assert_error(patch(client, w, bf, {"status": "SCHEDULED"}), 422, "UNPROCESSABLE_ENTITY")

@@ -21,6 +21,42 @@ def test_start_retry_cancel_paths() -> None:
         assert t.cancel(s) is B.CANCELLED
 
 
+@pytest.mark.parametrize(
+    ("status", "paused", "expected"),
+    [
+        (B.CREATED, False, "start cancel pause edit delete"),
+        (B.CREATED, True, "start cancel resume edit delete"),
+        (B.SCHEDULED, False, "cancel pause"),
+        (B.RUNNING, True, "cancel resume"),
+        (B.FAILED, False, "retry cancel pause delete"),
+        (B.COMPLETED, False, "delete"),
+        (B.CANCELLED, True, "delete"),
+    ],
+)
+def test_allowed_actions_per_status(status: B, paused: bool, expected: str) -> None:
+    assert [a.value for a in t.allowed_actions(status, paused=paused)] == expected.split()
+
+
+@pytest.mark.parametrize("status", list(B))
+def test_allowed_actions_agree_with_the_checks(status: B) -> None:
+    """Each listed action is accepted by the rule that guards it; each other one refused."""
+    actions = set(t.allowed_actions(status, paused=False))
+    guards = {
+        t.UserAction.START: lambda: t.start(status),
+        t.UserAction.RETRY: lambda: t.retry(status),
+        t.UserAction.CANCEL: lambda: t.cancel(status),
+        t.UserAction.PAUSE: lambda: t.check_pause(status),
+        t.UserAction.EDIT: lambda: t.check_settings_editable(status, "start"),
+        t.UserAction.DELETE: lambda: t.check_deletable(status),
+    }
+    for action, guard in guards.items():
+        if action in actions:
+            guard()
+        else:
+            with pytest.raises(InvalidTransition):
+                guard()
+
+
 @pytest.mark.parametrize("final", [B.COMPLETED, B.CANCELLED])
 def test_final_states_refuse_everything(final: B) -> None:
     for target in B:

@@ -422,6 +422,7 @@ def render_backfill(
             paused=bool(row["paused"]),
             block_uuids=list(selection) if selection is not None else None,
         ),
+        allowed_actions=list(d.allowed_actions),
         total_run_count=row["runs_total"] if run_count else None,
         run_status_counts=counts if run_count else None,
         preview_runs=_preview(row, definitions) if preview else None,
@@ -461,6 +462,7 @@ READ_ONLY = (
     "total_run_count",
     "run_status_counts",
     "preview_runs",
+    "allowed_actions",
 )
 # Canonical names of the settings that shape a backfill → names in this dialect.
 SHAPE_NAMES = {

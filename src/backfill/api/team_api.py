@@ -24,7 +24,7 @@ from backfill.api import security
 from backfill.api.middleware import ApiError, Problem, default_error_response
 from backfill.api.schemas import team as s
 from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
-from backfill.domain.model import BackfillStatus, RunStatus, is_calendar
+from backfill.domain.model import UNFINISHED_BACKFILL_STATUSES, BackfillStatus, RunStatus, is_calendar
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
 from backfill.services import backfills, pipelines, runs
@@ -241,6 +241,7 @@ def _backfill(d: BackfillDetail) -> s.Backfill:
         transfer_runs_cancelled=row["runs_cancelled"],
         metrics=s.BackfillMetrics(**d.metrics),
         updated_time=format_iso_z(row["updated_at"]),
+        allowed_actions=list(d.allowed_actions),
     )
 
 
@@ -351,7 +352,7 @@ def _statuses(value: str | None, names: tuple[str, ...], default: tuple[str, ...
 
 
 BACKFILL_STATUS_NAMES = tuple(st.value.upper() for st in BackfillStatus)
-UNFINISHED_NAMES = ("CREATED", "SCHEDULED", "RUNNING", "FAILED")
+UNFINISHED_NAMES = tuple(st.value.upper() for st in UNFINISHED_BACKFILL_STATUSES)
 RUN_STATUS_NAMES = tuple(st.value.upper() for st in RunStatus)
 
 SortField = Literal["data_date", "created_time", "ended_time"]

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from backfill.domain.errors import InvalidTransition
-from backfill.domain.model import BackfillStatus, RunStatus
+from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, BackfillStatus, RunStatus
+from backfill.domain.model import RETRYABLE_RUN_STATUSES as RETRYABLE_RUN_STATUSES
 
 B = BackfillStatus
 
@@ -32,6 +33,18 @@ class Action(StrEnum):
     START = "start"
     RETRY = "retry"
     CANCEL = "cancel"
+
+
+class UserAction(StrEnum):
+    """What a user may do to a backfill; each backfill object lists those allowed now."""
+
+    START = "start"
+    RETRY = "retry"
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+    EDIT = "edit"  # range, interval, variables, block selection (before the start)
+    DELETE = "delete"
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,7 @@ def check_settings_editable(current: BackfillStatus, field: str) -> None:
 
 
 def check_deletable(current: BackfillStatus) -> None:
-    if current in (B.SCHEDULED, B.RUNNING):
+    if current in ACTIVE_BACKFILL_STATUSES:
         raise InvalidTransition(
             f"the backfill is {current.value}; cancel it before deleting it", allowed=(B.CANCELLED.value,)
         )
@@ -115,7 +128,7 @@ def settle(current: BackfillStatus, counts: RunCounts, *, exhausted: bool) -> Ba
 
     ``exhausted`` means every interval has been materialized as a run.
     """
-    if current not in (B.SCHEDULED, B.RUNNING):
+    if current not in ACTIVE_BACKFILL_STATUSES:
         return current
     if exhausted and counts.queued == 0 and counts.running == 0:
         return B.FAILED if counts.failed or counts.cancelled else B.COMPLETED
@@ -124,9 +137,27 @@ def settle(current: BackfillStatus, counts: RunCounts, *, exhausted: bool) -> Ba
     return current
 
 
+def allowed_actions(current: BackfillStatus, *, paused: bool) -> tuple[UserAction, ...]:
+    """The user actions this module accepts now, in a fixed order (derived from the rules
+    above, so an adapter or a client never needs its own copy of the table)."""
+    targets = allowed_targets(current)
+    actions: list[UserAction] = []
+    if B.SCHEDULED in targets:
+        actions.append(UserAction.START if current is B.CREATED else UserAction.RETRY)
+    if B.CANCELLED in targets:
+        actions.append(UserAction.CANCEL)
+    if not current.is_final:
+        actions.append(UserAction.RESUME if paused else UserAction.PAUSE)
+    if current is B.CREATED:
+        actions.append(UserAction.EDIT)
+    if current not in ACTIVE_BACKFILL_STATUSES:
+        actions.append(UserAction.DELETE)
+    return tuple(actions)
+
+
 def can_claim(status: BackfillStatus, *, paused: bool) -> bool:
     """Whether a worker may start a run of a backfill in this state."""
-    return status in (B.SCHEDULED, B.RUNNING) and not paused
+    return status in ACTIVE_BACKFILL_STATUSES and not paused
 
 
 # ---- interval runs -------------------------------------------------------------------
@@ -154,12 +185,9 @@ def run_cancel(current: RunStatus) -> RunStatus:
 
 def run_retry(current: RunStatus) -> RunStatus:
     """A manual retry re-queues failed and cancelled runs, nothing else."""
-    if current not in (RunStatus.FAILED, RunStatus.CANCELLED):
+    if current not in RETRYABLE_RUN_STATUSES:
         raise InvalidTransition(f"run is {current.value}; only failed or cancelled runs are retried")
     return RunStatus.QUEUED
-
-
-RETRYABLE_RUN_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 def retry_delay(base_seconds: float, tries: int) -> float:

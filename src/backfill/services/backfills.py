@@ -79,6 +79,11 @@ class BackfillDetail:
     error_report: list[RowMapping]
     metrics: dict[str, Any]
 
+    @property
+    def allowed_actions(self) -> tuple[transitions.UserAction, ...]:
+        """What a user may do to it now (``domain.transitions``)."""
+        return transitions.allowed_actions(BackfillStatus(self.row["status"]), paused=bool(self.row["paused"]))
+
 
 # ---- validation helpers --------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backfill.api.schemas.common import BackfillMetrics
+from backfill.domain.transitions import UserAction
 
 PIPELINE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
@@ -165,6 +166,7 @@ class PipelineBackfillAction(_Action):
     total_run_count: int | None = None
     run_status_counts: dict[str, Any] | None = None
     preview_runs: list[Any] | None = None
+    allowed_actions: list[Any] | None = None
 
 
 class PipelineBackfillBody(_Action):
@@ -257,6 +259,9 @@ class PipelineBackfill(BaseModel):
     updated_at: PipelineDateTime
     variables: dict[str, Any] | None = Field(description="Overrides of global variables; null when none.")
     settings: PipelineBackfillSettings
+    allowed_actions: list[UserAction] = Field(
+        description="What may be done to the backfill now (start, retry, cancel, pause, resume, edit, delete)."
+    )
     total_run_count: int | None = Field(default=None, description="With ?include_run_count=true.")
     run_status_counts: dict[str, int] | None = Field(
         default=None,

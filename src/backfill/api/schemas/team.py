@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
+from backfill.domain.transitions import UserAction
 from backfill.http.envelope import ErrorDetail as ErrorDetail
 from backfill.http.envelope import ErrorEnvelope as ErrorEnvelope
 from backfill.http.envelope import Meta as Meta
@@ -136,6 +137,10 @@ class Backfill(BaseModel):
     transfer_runs_cancelled: int
     metrics: BackfillMetrics
     updated_time: Timestamp
+    allowed_actions: list[UserAction] = Field(
+        description="What may be done to the backfill now (start, retry, cancel, pause, resume, edit, delete): "
+        "the server's transition rules, so a client need not keep its own copy."
+    )
 
 
 class BackfillResponse(BaseModel):
