@@ -254,6 +254,7 @@ def test_overlap_is_409_naming_the_other_backfill(client: TestClient, world: Wor
     error = assert_error(create(client, world, body), 409, "CONFLICT_ERROR")
     assert str(first["transfer_backfill_id"]) in error["message"]
     assert "SCHEDULED" in error["message"]
+    assert "same transfer" in error["message"]  # this dialect's word for a pipeline
 
 
 def test_idempotency_key_returns_the_same_backfill(client: TestClient, world: World) -> None:

@@ -464,22 +464,6 @@ READ_ONLY = (
     "preview_runs",
     "allowed_actions",
 )
-# Canonical names of the settings that shape a backfill → names in this dialect.
-SHAPE_NAMES = {
-    "start": "start_datetime",
-    "end": "end_datetime",
-    "interval_type": "interval_type",
-    "interval_units": "interval_units",
-    "variables": "variables",
-    "block_uuids": "block_uuid",
-    "cron": "settings.cron",
-    "timezone": "settings.timezone",
-    "run_order": "settings.run_order",
-    "reprocess": "settings.reprocess",
-    "retries": "settings.retries",
-    "retry_delay_seconds": "settings.retry_delay_seconds",
-    "timeout_seconds": "settings.timeout_seconds",
-}
 NULLABLE_SETTINGS = frozenset({"cron", "timeout_seconds", "block_uuids"})
 
 
@@ -528,15 +512,17 @@ def _selection(
 
 
 def _refuse_status(current: BackfillStatus, requested: object) -> InvalidTransition:
-    allowed = [name for target in transitions.allowed_targets(current) for name in _TARGET_NAMES[target]]
-    shown = "null" if dialect_status(current.value) is None else repr(dialect_status(current.value))
+    """A status this dialect cannot reach from ``current``; ``allowed`` in this dialect's names."""
+    allowed = tuple(name for target in transitions.allowed_targets(current) for name in _TARGET_NAMES[target])
     if not allowed:
         return InvalidTransition(
-            f"status: the backfill is {dialect_status(current.value)}, a final status; it can no longer change"
+            "status: the backfill is {current}, a final status; it can no longer change", current=current.value
         )
     return InvalidTransition(
-        f"status: cannot change from {shown} to {requested!r}; allowed: {', '.join(allowed)}",
-        allowed=tuple(allowed),
+        "status: cannot change from {current} to {requested}; allowed: {allowed}",
+        current=current.value,
+        requested=repr(requested),
+        allowed=allowed,
     )
 
 
@@ -619,19 +605,11 @@ def plan_edit(body: s.PipelineBackfillAction, row: RowMapping, definition: Pipel
     ):
         changes["block_uuids"] = list(selection) if selection is not None else None
     if "paused" in settings_sent and settings.paused is not None and settings.paused != bool(row["paused"]):
-        transitions.check_pause(current)
         edit.paused = settings.paused
     if "status" in sent:
         edit.status = requested_status(current, body.status)
-    # Refuse edits a started backfill cannot take before anything is applied.
-    shape = [SHAPE_NAMES[k] for k in changes if k in SHAPE_NAMES]
-    if shape and current is not BackfillStatus.CREATED:
-        raise InvalidTransition(
-            f"{', '.join(shape)} can only be changed before the backfill starts "
-            f"(it is {dialect_status(current.value)}); create a new backfill instead"
-        )
-    if "max_active_runs" in changes and current.is_final:
-        raise InvalidTransition(f"the backfill is {current.value}; settings.max_active_runs can no longer change")
+    # What a started or final backfill cannot take is refused by services.update, in the
+    # transaction that applies the rest: a refused PUT changes nothing.
     return edit
 
 
@@ -683,8 +661,8 @@ def spec_from_body(body: s.PipelineBackfillAction, pipeline: RowMapping) -> tupl
     if "status" in sent and body.status is not None:
         if body.status not in ("initial", "running"):
             raise InvalidTransition(
-                f"status: a new backfill is null (not started) or starts at once with initial or running, "
-                f"not {body.status!r}",
+                "status: a new backfill is null (not started) or starts at once with {allowed}, not {requested}",
+                requested=repr(body.status),
                 allowed=("initial", "running"),
             )
         start_now = True

@@ -7,7 +7,6 @@ service, render rows as the response models of ``schemas.team`` inside the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, time
 from typing import Annotated, Any, Literal, TypeVar
@@ -23,7 +22,7 @@ from starlette.responses import Response
 from backfill.api import security
 from backfill.api.middleware import ApiError, Problem, default_error_response
 from backfill.api.schemas import team as s
-from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
+from backfill.domain.errors import DomainError, ValidationError, Wording
 from backfill.domain.model import UNFINISHED_BACKFILL_STATUSES, BackfillStatus, RunStatus, is_calendar
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
@@ -40,7 +39,7 @@ ERROR_TEXT_LIMIT = 1000
 
 # Field names of the services → names in this dialect.
 FIELD_NAMES = {"start": "range_start", "end": "range_end", "pipeline_id": "transfer_id"}
-_STATUS_WORD = re.compile(r"\b(created|scheduled|running|completed|failed|cancelled|queued)\b")
+WORDS = Wording(status=str.upper, fields=FIELD_NAMES, pipeline="transfer")
 
 
 def _error(status: int, description: str) -> dict[str, Any]:
@@ -69,19 +68,12 @@ router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES)
 
 
 def _refine(problem: Problem) -> Problem:
-    """Say it in this dialect's words: its field names, its UPPERCASE statuses."""
+    """Say it in this dialect's words: its field names, its UPPERCASE statuses, "transfer"."""
     cause = problem.cause
-    message = problem.message
-    if isinstance(cause, ValidationError) and cause.field:
-        api_field = FIELD_NAMES.get(cause.field, cause.field)
-        if message.startswith(cause.field) and api_field != cause.field:
-            message = api_field + message[len(cause.field) :]
-        elif not re.search(rf"\b{re.escape(api_field)}\b", message):
-            message = f"{api_field}: {message}"
-    if isinstance(cause, InvalidTransition | Conflict):
-        message = _STATUS_WORD.sub(lambda m: m.group(1).upper(), message)
-        message = message.replace("pipeline", "transfer")
-    if message is problem.message:
+    if not isinstance(cause, DomainError):
+        return problem
+    message = cause.render(WORDS)
+    if message == problem.message:
         return problem
     return Problem(problem.status, problem.code, message, problem.description, problem.headers, cause)
 

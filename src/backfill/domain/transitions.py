@@ -67,13 +67,12 @@ def allowed_targets(current: BackfillStatus) -> tuple[BackfillStatus, ...]:
 
 
 def _refuse(current: BackfillStatus, requested: str) -> InvalidTransition:
-    allowed = allowed_targets(current)
+    allowed = tuple(s.value for s in allowed_targets(current))
     if allowed:
-        names = ", ".join(s.value for s in allowed)
-        message = f"cannot change status from {current.value} to {requested}; allowed: {names}"
+        template = "cannot change status from {current} to {requested}; allowed: {allowed}"
     else:
-        message = f"the backfill is {current.value}, a final status; it can no longer change"
-    return InvalidTransition(message, allowed=tuple(s.value for s in allowed))
+        template = "the backfill is {current}, a final status; it can no longer change"
+    return InvalidTransition(template, current=current.value, requested=requested, allowed=allowed)
 
 
 def request(current: BackfillStatus, requested: BackfillStatus) -> Action:
@@ -107,19 +106,35 @@ def cancel(current: BackfillStatus) -> BackfillStatus:
 def check_pause(current: BackfillStatus) -> None:
     """Pause and resume apply to backfills that can still run something."""
     if current.is_final:
-        raise InvalidTransition(f"the backfill is {current.value}, a final status; it cannot be paused or resumed")
+        raise InvalidTransition(
+            "the backfill is {current}, a final status; it cannot be paused or resumed", current=current.value
+        )
 
 
-def check_settings_editable(current: BackfillStatus, field: str) -> None:
+def check_settings_editable(current: BackfillStatus, fields: tuple[str, ...]) -> None:
     """Range, interval, variables and block selection change only before the start."""
     if current is not B.CREATED:
-        raise InvalidTransition(f"{field} can only be changed before the backfill starts (it is {current.value})")
+        raise InvalidTransition(
+            "{fields} can only be changed before the backfill starts (it is {current}); create a new backfill instead",
+            current=current.value,
+            fields=fields,
+        )
+
+
+def check_live_setting(current: BackfillStatus, fields: tuple[str, ...]) -> None:
+    """Name aside, settings (max_active_runs) change until the backfill is final."""
+    if current.is_final:
+        raise InvalidTransition(
+            "the backfill is {current}; {fields} can no longer change", current=current.value, fields=fields
+        )
 
 
 def check_deletable(current: BackfillStatus) -> None:
     if current in ACTIVE_BACKFILL_STATUSES:
         raise InvalidTransition(
-            f"the backfill is {current.value}; cancel it before deleting it", allowed=(B.CANCELLED.value,)
+            "the backfill is {current}; cancel it before deleting it",
+            current=current.value,
+            allowed=(B.CANCELLED.value,),
         )
 
 
@@ -165,7 +180,7 @@ def can_claim(status: BackfillStatus, *, paused: bool) -> bool:
 
 def run_claim(current: RunStatus) -> RunStatus:
     if current is not RunStatus.QUEUED:
-        raise InvalidTransition(f"run is {current.value}; only queued runs can start")
+        raise InvalidTransition("run is {current}; only queued runs can start", current=current.value)
     return RunStatus.RUNNING
 
 
@@ -179,14 +194,14 @@ def run_after_attempt(*, ok: bool, tries: int, retries: int) -> RunStatus:
 def run_cancel(current: RunStatus) -> RunStatus:
     """Cancelling a backfill cancels its runs that have not started."""
     if current is not RunStatus.QUEUED:
-        raise InvalidTransition(f"run is {current.value}; only queued runs are cancelled")
+        raise InvalidTransition("run is {current}; only queued runs are cancelled", current=current.value)
     return RunStatus.CANCELLED
 
 
 def run_retry(current: RunStatus) -> RunStatus:
     """A manual retry re-queues failed and cancelled runs, nothing else."""
     if current not in RETRYABLE_RUN_STATUSES:
-        raise InvalidTransition(f"run is {current.value}; only failed or cancelled runs are retried")
+        raise InvalidTransition("run is {current}; only failed or cancelled runs are retried", current=current.value)
     return RunStatus.QUEUED
 
 

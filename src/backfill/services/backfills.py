@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Connection, RowMapping
 
 from backfill.domain import transitions
-from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
+from backfill.domain.errors import OverlappingBackfill, ValidationError
 from backfill.domain.intervals import IntervalSeries
 from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, is_calendar
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
@@ -305,10 +305,7 @@ def dry_run(db: Database, actor: Actor, pipeline_id: int, spec: BackfillSpec, *,
 def _check_overlap(conn: Connection, bf: RowMapping) -> None:
     other = store.find_overlapping(conn, bf["pipeline_id"], bf["start"], bf["range_end_exclusive"], exclude_id=bf["id"])
     if other is not None:
-        raise Conflict(
-            f"backfill {other['id']} ({other['name']!r}, {other['status']}) already covers intervals "
-            f"of this range for the same pipeline; cancel it or wait for it to finish"
-        )
+        raise OverlappingBackfill(int(other["id"]), str(other["name"]), str(other["status"]))
 
 
 def _start(conn: Connection, bf: RowMapping, now: datetime) -> None:
@@ -373,14 +370,13 @@ def _update_settings(conn: Connection, bf: RowMapping, changes: Mapping[str, Any
         _reject_nul(name, "name")
         values["name"] = name
     if "max_active_runs" in changes:
-        if status.is_final:
-            raise InvalidTransition(f"the backfill is {status.value}; max_active_runs can no longer change")
+        transitions.check_live_setting(status, ("max_active_runs",))
         values["max_active_runs"] = _positive_int(
             changes["max_active_runs"], "max_active_runs", maximum=MAX_MAX_ACTIVE_RUNS
         )
     shape = {k: v for k, v in changes.items() if k in EDITABLE_BEFORE_START}
     if shape:
-        transitions.check_settings_editable(status, ", ".join(sorted(shape)))
+        transitions.check_settings_editable(status, tuple(k for k in EDITABLE_BEFORE_START if k in shape))
         current = spec_of_row(bf)
         current.name = values.get("name", bf["name"])
         current.max_active_runs = values.get("max_active_runs", bf["max_active_runs"])
