@@ -50,10 +50,11 @@ from backfill.domain.pipeline import (
     select_from_block,
     validate_selection,
 )
+from backfill.domain.spec import DEFAULT_UNITS, BackfillSpec
 from backfill.domain.timeparse import format_pipeline, parse_instant
 from backfill.services import backfills, pipelines, runs, sessions
 from backfill.services.actor import Actor
-from backfill.services.backfills import BackfillDetail, BackfillSpec
+from backfill.services.backfills import BackfillDetail
 from backfill.store import pipelines as pipeline_store
 from backfill.store.db import Database
 from backfill.store.runs import RunQuery
@@ -651,10 +652,6 @@ def spec_from_body(body: s.PipelineBackfillAction, pipeline: RowMapping) -> tupl
         raise ValidationError(
             f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required", field=missing[0]
         )
-    tz = settings.timezone or pipeline["timezone"] or "UTC"
-    assert body.start_datetime is not None and body.end_datetime is not None
-    start = parse_instant(body.start_datetime, field="start_datetime", timezone=tz, naive="utc")
-    end = parse_instant(body.end_datetime, field="end_datetime", timezone=tz, naive="utc")
     definition = pipeline_store.definition(pipeline)
     selection = _selection(body, settings, settings_sent, definition, None)
     start_now = False
@@ -666,17 +663,13 @@ def spec_from_body(body: s.PipelineBackfillAction, pipeline: RowMapping) -> tupl
                 allowed=("initial", "running"),
             )
         start_now = True
-    cron = settings.cron
-    interval_type = body.interval_type or ("custom" if cron else "day")
-    units = body.interval_units if "interval_units" in sent else (None if cron else 1)
-    if "name" in sent and body.name is not None and not body.name.strip():
-        raise ValidationError("name must not be empty", field="name")
+    assert body.start_datetime is not None and body.end_datetime is not None
     spec = BackfillSpec(
-        start=start,
-        end=end,
-        interval_type=interval_type,
-        interval_units=units,
-        cron=cron,
+        start=body.start_datetime,
+        end=body.end_datetime,
+        interval_type=body.interval_type,
+        interval_units=body.interval_units if "interval_units" in sent else DEFAULT_UNITS,
+        cron=settings.cron,
         timezone=settings.timezone,
         name=body.name,
         variables=body.variables or None,

@@ -24,10 +24,11 @@ from backfill.api.middleware import ApiError, Problem, default_error_response
 from backfill.api.schemas import team as s
 from backfill.domain.errors import DomainError, ValidationError, Wording
 from backfill.domain.model import UNFINISHED_BACKFILL_STATUSES, BackfillStatus, RunStatus, is_calendar
+from backfill.domain.spec import BackfillSpec
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
 from backfill.services import backfills, pipelines, runs
-from backfill.services.backfills import BackfillDetail, BackfillSpec
+from backfill.services.backfills import BackfillDetail
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store.db import Database
 from backfill.store.runs import RunQuery
@@ -390,7 +391,7 @@ def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
         interval_units=body.interval_units,
         cron=body.cron,
         timezone=body.timezone,
-        name=body.name,
+        name=body.name or None,  # an empty name: the default one
         variables=body.variables,
         block_uuids=body.block_uuids,
         max_active_runs=body.max_active_runs,
