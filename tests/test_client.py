@@ -187,6 +187,29 @@ def test_dry_run_posts_to_the_dry_run_route() -> None:
     assert rec.body()["reprocess"] == "failed"
 
 
+def test_create_and_dry_run_send_the_same_body_and_refuse_unknown_settings() -> None:
+    routes = {
+        ("POST", "/v1/teams/3/transfers/1/backfills"): ok(backfill()),
+        ("POST", "/v1/teams/3/transfers/1/backfills:dry_run"): ok({}),
+    }
+    rec = Recorder(routes)
+    client = make_client(rec)
+    client.create_backfill(1, "2024-01-01", "2024-01-02", interval_units=None, variables={"k": 1}, block_uuids=("a",))
+    client.dry_run(1, "2024-01-01", "2024-01-02", interval_units=None, variables={"k": 1}, block_uuids=("a",))
+    bodies = [json.loads(r.content) for r in rec.requests]
+    assert bodies[0] == bodies[1]
+    assert bodies[0] == {
+        "range_start": "2024-01-01",
+        "range_end": "2024-01-02",
+        "interval_type": "day",
+        "interval_units": None,
+        "variables": {"k": 1},
+        "block_uuids": ["a"],
+    }
+    with pytest.raises(TypeError, match="colour"):
+        client.dry_run(1, "2024-01-01", "2024-01-02", colour="red")  # type: ignore[call-arg]
+
+
 def test_backfills_filters() -> None:
     rec = Recorder(
         {

@@ -28,7 +28,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "logging_setup": frozenset(),
     "store": frozenset({"domain"}),
     "pipelines": frozenset({"domain"}),
-    "client": frozenset({"domain"}),
+    "client": frozenset({"domain", "http"}),
     "http": frozenset({"domain"}),
     "services": LOWER | {"store", "pipelines"},
     "engine": LOWER | {"services", "store", "pipelines"},

@@ -57,6 +57,7 @@ from backfill.domain.errors import (
     ValidationError,
 )
 from backfill.http.request_ids import REQUEST_ID_RE, new_request_id, request_id_of
+from backfill.http.status_codes import code_for_status as code_for_status
 from backfill.metrics import HTTP_LATENCY, HTTP_RATE_LIMITED
 
 log = logging.getLogger("backfill.api")
@@ -64,27 +65,6 @@ access_log = logging.getLogger("backfill.access")
 
 # Routes that never count against the rate limit (probes, scrapes); they still report it.
 UNMETERED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
-_STATUS_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    406: "NOT_ACCEPTABLE",
-    409: "CONFLICT_ERROR",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "UNPROCESSABLE_ENTITY",
-    429: "TOO_MANY_REQUESTS",
-    500: "INTERNAL_SERVER_ERROR",
-    503: "SERVICE_UNAVAILABLE",
-}
-
-
-def code_for_status(status: int) -> str:
-    return _STATUS_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_SERVER_ERROR")
-
 
 # ---- neutral problems -----------------------------------------------------------------
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -38,6 +37,7 @@ from starlette.responses import Response
 
 from backfill.api import security
 from backfill.api.pipeline_errors import ERROR_RESPONSES, PipelineRoute
+from backfill.api.rendering import RUN_SETTINGS, columns, data_date, error_text, pipeline_settings, run_counts
 from backfill.api.schemas import pipeline as s
 from backfill.config import Settings
 from backfill.domain import transitions
@@ -62,7 +62,6 @@ from backfill.store.runs import RunQuery
 MAX_ID = 2**63 - 1
 MAX_OFFSET = 1_000_000_000
 PREVIEW_RUNS = 100
-ERROR_TEXT_LIMIT = 1000
 
 router = APIRouter(prefix="/api", tags=["pipeline API"], route_class=PipelineRoute, responses=ERROR_RESPONSES)
 
@@ -236,10 +235,7 @@ def _dt(value: datetime | None) -> str | None:
 
 
 def _data_date(start: datetime, timezone: str, calendar: bool) -> str:
-    """The local date for day-or-longer (and cron) intervals, else the start instant."""
-    if calendar:
-        return start.astimezone(ZoneInfo(timezone)).date().isoformat()
-    return format_pipeline(start)
+    return data_date(start, timezone, calendar, format_pipeline)
 
 
 def _metadata(total: int, offset: int, shown: int) -> s.PipelineListMetadata:
@@ -272,14 +268,7 @@ class _Definitions:
 def _pipeline(row: RowMapping) -> s.Pipeline:
     definition = pipeline_store.definition(row)
     return s.Pipeline(
-        id=row["id"],
-        uuid=row["uuid"],
-        name=row["name"],
-        timezone=row["timezone"],
-        variables=row["variables"] or {},
-        retries=row["retries"],
-        retry_delay_seconds=row["retry_delay_seconds"],
-        timeout_seconds=row["timeout_seconds"],
+        **pipeline_settings(row),
         blocks=[
             s.PipelineBlock(
                 uuid=b.uuid,
@@ -348,17 +337,8 @@ def _preview(row: RowMapping, definitions: _Definitions) -> list[s.PipelinePrevi
     ]
 
 
-def _run_status_counts(row: RowMapping) -> dict[str, int]:
-    created = int(row["runs_created"])
-    finished_or_running = row["runs_completed"] + row["runs_failed"] + row["runs_cancelled"] + row["runs_running"]
-    return {
-        "queued": max(0, created - finished_or_running),
-        "running": int(row["runs_running"]),
-        "completed": int(row["runs_completed"]),
-        "failed": int(row["runs_failed"]),
-        "cancelled": int(row["runs_cancelled"]),
-        "pending": max(0, int(row["runs_total"]) - created),
-    }
+# The states of ``run_status_counts`` (with ?include_run_count=true).
+RUN_STATUS_COUNTS = ("queued", "running", "completed", "failed", "cancelled", "pending")
 
 
 def render_backfill(
@@ -372,23 +352,17 @@ def render_backfill(
     row = d.row
     tz = row["timezone"]
     calendar = is_calendar(row["interval_type"], row["cron"])
-    counts = _run_status_counts(row)
+    counts = run_counts(row)
     selection = row["block_uuids"]
     block_uuid = block_uuid_of(selection, definitions.get(int(row["pipeline_id"]))) if selection else None
     metrics = s.PipelineBackfillMetrics(
-        total_runs=row["runs_total"],
-        created_runs=row["runs_created"],
-        queued_runs=counts["queued"],
-        running_runs=counts["running"],
-        completed_runs=counts["completed"],
-        failed_runs=counts["failed"],
-        cancelled_runs=counts["cancelled"],
+        **{f"{state}_runs": n for state, n in counts.items() if state != "pending"},
         **d.metrics,
         error_report=[
             s.PipelineErrorReportEntry(
                 data_date=_data_date(e["interval_start"], tz, calendar),
                 execution_date=format_pipeline(e["interval_start"]),
-                error=(e["error"] or "failed without an error message")[:ERROR_TEXT_LIMIT],
+                error=error_text(e["error"]),
             )
             for e in d.error_report
         ],
@@ -400,10 +374,8 @@ def render_backfill(
         created_at=format_pipeline(row["created_at"]),
         end_datetime=format_pipeline(row["end"]),
         failed_at=_dt(row["failed_at"]),
-        interval_type=row["interval_type"],
-        interval_units=row["interval_units"],
+        **columns(row, "interval_type", "interval_units", "name"),
         metrics=metrics,
-        name=row["name"],
         pipeline_schedule_id=None,
         pipeline_uuid=row["pipeline_uuid"],
         start_datetime=format_pipeline(row["start"]),
@@ -412,20 +384,14 @@ def render_backfill(
         updated_at=format_pipeline(row["updated_at"]),
         variables=row["variables"] or None,
         settings=s.PipelineBackfillSettings(
-            max_active_runs=row["max_active_runs"],
-            run_order=row["run_order"],
-            reprocess=row["reprocess"],
+            **columns(row, *RUN_SETTINGS, "retry_delay_seconds", "timeout_seconds"),
             timezone=tz,
-            cron=row["cron"],
-            retries=row["retries"],
-            retry_delay_seconds=row["retry_delay_seconds"],
-            timeout_seconds=row["timeout_seconds"],
             paused=bool(row["paused"]),
             block_uuids=list(selection) if selection is not None else None,
         ),
         allowed_actions=list(d.allowed_actions),
         total_run_count=row["runs_total"] if run_count else None,
-        run_status_counts=counts if run_count else None,
+        run_status_counts={state: counts[state] for state in RUN_STATUS_COUNTS} if run_count else None,
         preview_runs=_preview(row, definitions) if preview else None,
     )
     exclude = set()

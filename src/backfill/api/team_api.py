@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from backfill.api import security
 from backfill.api.middleware import ApiError, Problem, default_error_response
+from backfill.api.rendering import RUN_SETTINGS, columns, data_date, error_text, pipeline_settings, run_counts
 from backfill.api.schemas import team as s
 from backfill.domain.errors import DomainError, ValidationError, Wording
 from backfill.domain.model import UNFINISHED_BACKFILL_STATUSES, BackfillStatus, RunStatus, is_calendar
@@ -29,6 +30,7 @@ from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
 from backfill.services import backfills, pipelines, runs
 from backfill.services.backfills import BackfillDetail
+from backfill.services.pages import Page
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store.db import Database
 from backfill.store.runs import RunQuery
@@ -36,8 +38,9 @@ from backfill.store.runs import RunQuery
 T = TypeVar("T")
 MAX_ID = 2**63 - 1
 MAX_OFFSET = 1_000_000_000
-ERROR_TEXT_LIMIT = 1000
 
+# The run counters of a backfill object (transfer_runs_<state>).
+TRANSFER_RUN_COUNTS = ("total", "created", "completed", "failed", "running", "cancelled")
 # Field names of the services → names in this dialect.
 FIELD_NAMES = {"start": "range_start", "end": "range_end", "pipeline_id": "transfer_id"}
 WORDS = Wording(status=str.upper, fields=FIELD_NAMES, pipeline="transfer")
@@ -185,9 +188,7 @@ def _range_value(value: datetime, timezone: str, calendar: bool) -> str:
 
 
 def _data_date(start: datetime, timezone: str, calendar: bool) -> str:
-    if calendar:
-        return start.astimezone(ZoneInfo(timezone)).date().isoformat()
-    return format_iso_z(start)
+    return data_date(start, timezone, calendar, format_iso_z)
 
 
 def _backfill(d: BackfillDetail) -> s.Backfill:
@@ -206,32 +207,18 @@ def _backfill(d: BackfillDetail) -> s.Backfill:
         start_time=_iso(row["started_at"]),
         end_time=_iso(row["completed_at"]),
         status=row["status"].upper(),
-        transfer_runs_total=row["runs_total"],
-        transfer_runs_created=row["runs_created"],
-        transfer_runs_completed=row["runs_completed"],
-        transfer_runs_failed=row["runs_failed"],
+        **{f"transfer_runs_{state}": n for state, n in run_counts(row).items() if state in TRANSFER_RUN_COUNTS},
         error_report=[
             s.ErrorReportEntry(
                 transfer_run_date=_data_date(e["interval_start"], tz, calendar),
-                error=(e["error"] or "failed without an error message")[:ERROR_TEXT_LIMIT],
+                error=error_text(e["error"]),
             )
             for e in d.error_report
         ],
-        name=row["name"],
         transfer_uuid=row["pipeline_uuid"],
-        interval_type=row["interval_type"],
-        interval_units=row["interval_units"],
-        cron=row["cron"],
         timezone=tz,
-        max_active_runs=row["max_active_runs"],
-        run_order=row["run_order"],
-        reprocess=row["reprocess"],
-        retries=row["retries"],
-        variables=row["variables"],
-        block_uuids=row["block_uuids"],
+        **columns(row, "name", "interval_type", "interval_units", "variables", "block_uuids", *RUN_SETTINGS),
         paused=bool(row["paused"]),
-        transfer_runs_running=row["runs_running"],
-        transfer_runs_cancelled=row["runs_cancelled"],
         metrics=s.BackfillMetrics(**d.metrics),
         updated_time=format_iso_z(row["updated_at"]),
         allowed_actions=list(d.allowed_actions),
@@ -303,14 +290,7 @@ def _query_detail(block: Mapping[str, Any]) -> s.QueryDetail:
 def _transfer(row: RowMapping) -> s.Transfer:
     definition = row["definition"] or {}
     return s.Transfer(
-        id=row["id"],
-        uuid=row["uuid"],
-        name=row["name"],
-        timezone=row["timezone"],
-        variables=row["variables"] or {},
-        retries=row["retries"],
-        retry_delay_seconds=row["retry_delay_seconds"],
-        timeout_seconds=row["timeout_seconds"],
+        **pipeline_settings(row),
         blocks=[
             s.TransferBlock(
                 uuid=b["uuid"],
@@ -352,24 +332,6 @@ SortField = Literal["data_date", "created_time", "ended_time"]
 SortDirection = Literal["asc", "desc"]
 
 
-def _run_query(
-    status: str | None,
-    filter_issues_only: bool,
-    sort_field: SortField,
-    sort_direction: SortDirection,
-    limit: int,
-    offset: int,
-) -> RunQuery:
-    return RunQuery(
-        statuses=_statuses(status, RUN_STATUS_NAMES, None),
-        issues_only=filter_issues_only,
-        sort_field=sort_field,
-        descending=sort_direction == "desc",
-        limit=limit,
-        offset=offset,
-    )
-
-
 RunStatusQuery = Annotated[
     str | None,
     Query(
@@ -381,6 +343,38 @@ IssuesOnly = Annotated[bool, Query(description="Only FAILED and CANCELLED runs."
 SortFieldQuery = Annotated[SortField, Query()]
 SortDirectionQuery = Annotated[SortDirection, Query()]
 RunLimit = Annotated[int, Query(ge=1, le=10_000)]
+
+
+def _run_query(
+    status: RunStatusQuery = None,
+    filter_issues_only: IssuesOnly = False,
+    sort_field: SortFieldQuery = "data_date",
+    sort_direction: SortDirectionQuery = "asc",
+    limit: RunLimit = 100,
+    offset: Offset = 0,
+) -> RunQuery:
+    """The query parameters of both run listings."""
+    return RunQuery(
+        statuses=_statuses(status, RUN_STATUS_NAMES, None),
+        issues_only=filter_issues_only,
+        sort_field=sort_field,
+        descending=sort_direction == "desc",
+        limit=limit,
+        offset=offset,
+    )
+
+
+RunFilters = Annotated[RunQuery, Depends(_run_query)]
+
+
+def _runs_page(request: Request, page: Page, query: RunQuery) -> Response:
+    return _ok(
+        request,
+        s.RunListResponse(
+            meta=_page_meta(request, page.total, query.limit, query.offset),
+            data=[s.Run(**_run_fields(r)) for r in page.items],
+        ),
+    )
 
 
 def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
@@ -584,22 +578,10 @@ async def list_backfill_runs(
     principal: Reader,
     team_id: TeamId,
     backfill_id: BackfillId,
-    status: RunStatusQuery = None,
-    filter_issues_only: IssuesOnly = False,
-    sort_field: SortFieldQuery = "data_date",
-    sort_direction: SortDirectionQuery = "asc",
-    limit: RunLimit = 100,
-    offset: Offset = 0,
+    query: RunFilters,
 ) -> Response:
-    query = _run_query(status, filter_issues_only, sort_field, sort_direction, limit, offset)
     page = await _read(request, runs.list_backfill_runs, _db(request), principal.actor, backfill_id, query)
-    return _ok(
-        request,
-        s.RunListResponse(
-            meta=_page_meta(request, page.total, limit, offset),
-            data=[s.Run(**_run_fields(r)) for r in page.items],
-        ),
-    )
+    return _runs_page(request, page, query)
 
 
 @router.get(
@@ -616,14 +598,8 @@ async def list_transfer_runs(
         str, Query(max_length=64, description="First data date (inclusive), in the transfer's timezone.")
     ],
     end_date: Annotated[str, Query(max_length=64, description="Last data date (inclusive).")],
-    status: RunStatusQuery = None,
-    filter_issues_only: IssuesOnly = False,
-    sort_field: SortFieldQuery = "data_date",
-    sort_direction: SortDirectionQuery = "asc",
-    limit: RunLimit = 100,
-    offset: Offset = 0,
+    query: RunFilters,
 ) -> Response:
-    query = _run_query(status, filter_issues_only, sort_field, sort_direction, limit, offset)
     try:
         page = await _read(
             request,
@@ -639,13 +615,7 @@ async def list_transfer_runs(
         if exc.field in ("start_date", "end_date"):
             raise ApiError(400, f"invalid query parameter {exc.field}: {exc.message}", field=exc.field) from exc
         raise
-    return _ok(
-        request,
-        s.RunListResponse(
-            meta=_page_meta(request, page.total, limit, offset),
-            data=[s.Run(**_run_fields(r)) for r in page.items],
-        ),
-    )
+    return _runs_page(request, page, query)
 
 
 @router.get(
