@@ -668,9 +668,8 @@ def test_unknown_route_and_method(client: TestClient, world: World) -> None:
     assert_error(client.get(f"/v1/teams/{world.team_id}/backfills/abc", headers=world.auth("viewer")), 404, "NOT_FOUND")
 
 
-def test_unhandled_exception_is_500_without_traceback(
-    db: Database, world: World, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.usefixtures("world")
+def test_unhandled_exception_is_500_without_traceback(db: Database, caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(db, make_settings())
 
     @app.get("/v1/boom")
@@ -727,7 +726,7 @@ def test_rate_limit_429_with_retry_after(db: Database, world: World) -> None:
         assert_error(client.get("/v1/teams/1/backfills"), 429, "TOO_MANY_REQUESTS")
 
 
-def test_metrics_endpoint(client: TestClient, db: Database, world: World) -> None:
+def test_metrics_endpoint(client: TestClient, world: World) -> None:
     client.get(f"/v1/teams/{world.team_id}/backfills/{world.backfill_id}", headers=world.auth("viewer"))
     response = client.get("/metrics")
     assert response.status_code == 200
@@ -771,8 +770,8 @@ def test_rate_limit_key_follows_every_user_credential() -> None:
     from backfill.api.middleware import rate_key
 
     scope = {"client": ("10.0.0.1", 1234)}
-    bearer = rate_key(scope, b"Bearer abc")  # type: ignore[arg-type]
-    assert bearer == rate_key(scope, None, b"abc")  # type: ignore[arg-type]
-    assert bearer == rate_key(scope, None, None, b"theme=dark; oauth_token=abc")  # type: ignore[arg-type]
-    assert rate_key(scope, None, None, b"oauth_token=other") != bearer  # type: ignore[arg-type]
-    assert rate_key(scope, None) == "ip:10.0.0.1"  # type: ignore[arg-type]
+    bearer = rate_key(scope, b"Bearer abc")
+    assert bearer == rate_key(scope, None, b"abc")
+    assert bearer == rate_key(scope, None, None, b"theme=dark; oauth_token=abc")
+    assert rate_key(scope, None, None, b"oauth_token=other") != bearer
+    assert rate_key(scope, None) == "ip:10.0.0.1"

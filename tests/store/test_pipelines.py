@@ -52,7 +52,8 @@ def test_pipeline_reads_see_one_team_only(db: Database, team: Actor) -> None:
         pipelines.get_pipeline(db, team, uuid="gamma")
 
 
-def test_cli_sync_reports_rejected_files(db_url: str, team: Actor, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("team")
+def test_cli_sync_reports_rejected_files(db_url: str, tmp_path: Path) -> None:
     project = tmp_path / "project"
     good = project / "pipelines" / "good"
     bad = project / "pipelines" / "bad"
@@ -70,7 +71,8 @@ def test_cli_sync_reports_rejected_files(db_url: str, team: Actor, tmp_path: Pat
     assert [p["uuid"] for p in json.loads(listed.output)["pipelines"]] == ["good"]
 
 
-def test_cli_sync_example_project(db_url: str, team: Actor) -> None:
+@pytest.mark.usefixtures("team")
+def test_cli_sync_example_project(db_url: str) -> None:
     result = CliRunner().invoke(
         app, ["pipelines", "sync", "--project", str(REPO / "examples" / "shop"), "--db", db_url, "--json"]
     )

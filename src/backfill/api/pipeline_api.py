@@ -380,7 +380,7 @@ def render_backfill(
         pipeline_uuid=row["pipeline_uuid"],
         start_datetime=format_pipeline(row["start"]),
         started_at=_dt(row["started_at"]),
-        status=dialect_status(row["status"]),  # type: ignore[arg-type]
+        status=dialect_status(row["status"]),
         updated_at=format_pipeline(row["updated_at"]),
         variables=row["variables"] or None,
         settings=s.PipelineBackfillSettings(

@@ -46,27 +46,32 @@ FIELD_NAMES = {"start": "range_start", "end": "range_end", "pipeline_id": "trans
 WORDS = Wording(status=str.upper, fields=FIELD_NAMES, pipeline="transfer")
 
 
-def _error(status: int, description: str) -> dict[str, Any]:
+def _error(description: str) -> dict[str, Any]:
     return {"model": s.ErrorEnvelope, "description": description}
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error(400, "Bad request: malformed JSON or an invalid query parameter (BAD_REQUEST)."),
-    401: _error(401, "Missing, invalid or expired token (UNAUTHORIZED)."),
+    400: _error("Bad request: malformed JSON or an invalid query parameter (BAD_REQUEST)."),
+    401: _error("Missing, invalid or expired token (UNAUTHORIZED)."),
     403: _error(
-        403,
         "Token lacks the scope or not a member (FORBIDDEN); role lacks the permission (PERMISSION_ERROR).",
     ),
-    404: _error(404, "Absent, or in another team (NOT_FOUND)."),
-    405: _error(405, "Method not allowed (METHOD_NOT_ALLOWED)."),
-    409: _error(409, "Overlaps an unfinished backfill of the same transfer (CONFLICT_ERROR)."),
-    422: _error(422, "Valid JSON with invalid values or an invalid transition (UNPROCESSABLE_ENTITY)."),
-    429: _error(429, "Rate limit exceeded; see Retry-After (TOO_MANY_REQUESTS)."),
-    500: _error(500, "Unexpected error (INTERNAL_SERVER_ERROR)."),
-    503: _error(503, "Database unavailable (SERVICE_UNAVAILABLE)."),
+    404: _error("Absent, or in another team (NOT_FOUND)."),
+    405: _error("Method not allowed (METHOD_NOT_ALLOWED)."),
+    409: _error("Overlaps an unfinished backfill of the same transfer (CONFLICT_ERROR)."),
+    422: _error("Valid JSON with invalid values or an invalid transition (UNPROCESSABLE_ENTITY)."),
+    429: _error("Rate limit exceeded; see Retry-After (TOO_MANY_REQUESTS)."),
+    500: _error("Unexpected error (INTERNAL_SERVER_ERROR)."),
+    503: _error("Database unavailable (SERVICE_UNAVAILABLE)."),
 }
 
-router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES)
+
+def _team_in_path(team_id: TeamId) -> int:
+    """Declares and validates the ``{team_id}`` of every route (authorization reads it too)."""
+    return team_id
+
+
+router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES, dependencies=[Depends(_team_in_path)])
 
 # ---- errors in this dialect --------------------------------------------------------------
 
@@ -156,7 +161,7 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 # ---- rendering ---------------------------------------------------------------------------
 
 
-def _ok(request: Request, model: BaseModel) -> Response:
+def _ok(model: BaseModel) -> Response:
     return Response(model.model_dump_json().encode(), media_type="application/json")
 
 
@@ -369,7 +374,6 @@ RunFilters = Annotated[RunQuery, Depends(_run_query)]
 
 def _runs_page(request: Request, page: Page, query: RunQuery) -> Response:
     return _ok(
-        request,
         s.RunListResponse(
             meta=_page_meta(request, page.total, query.limit, query.offset),
             data=[s.Run(**_run_fields(r)) for r in page.items],
@@ -411,7 +415,6 @@ def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
 def create_backfill(
     request: Request,
     principal: Writer,
-    team_id: TeamId,
     transfer_id: TransferId,
     body: s.CreateBackfillAction,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
@@ -421,7 +424,7 @@ def create_backfill(
         db, principal.actor, transfer_id, _spec(body), start=True, idempotency_key=idempotency_key
     )
     detail = backfills.get(db, principal.actor, backfill_id)
-    return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+    return _ok(s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
 @router.post(
@@ -432,7 +435,6 @@ def create_backfill(
 def dry_run_backfill(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     transfer_id: TransferId,
     body: s.CreateBackfillAction,
 ) -> Response:
@@ -467,7 +469,7 @@ def dry_run_backfill(
             for t in result["skipped"]
         ],
     )
-    return _ok(request, s.DryRunResponse(meta=_meta(request), data=data))
+    return _ok(s.DryRunResponse(meta=_meta(request), data=data))
 
 
 @router.get(
@@ -478,7 +480,6 @@ def dry_run_backfill(
 async def list_backfills(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     status: Annotated[
         str | None,
         Query(
@@ -511,7 +512,7 @@ async def list_backfills(
     response_model=s.BackfillResponse,
     summary="A backfill with its live progress",
 )
-async def get_backfill(request: Request, principal: Reader, team_id: TeamId, backfill_id: BackfillId) -> Response:
+async def get_backfill(request: Request, principal: Reader, backfill_id: BackfillId) -> Response:
     args = (_db(request), principal.actor, backfill_id, _rendered, _render_backfill)
     data = await _read(request, backfills.rendered, *args)
     return _ok_json(_meta(request), data)
@@ -522,7 +523,7 @@ async def get_backfill(request: Request, principal: Reader, team_id: TeamId, bac
     response_model=s.BackfillResponse,
     summary="The latest backfill of a transfer, any status",
 )
-async def latest_backfill(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
+async def latest_backfill(request: Request, principal: Reader, transfer_id: TransferId) -> Response:
     detail = await _read(request, backfills.latest_backfill, _db(request), principal.actor, transfer_id)
     return _ok_json(_meta(request), _backfill_json(request, detail))
 
@@ -539,7 +540,6 @@ async def latest_backfill(request: Request, principal: Reader, team_id: TeamId, 
 def update_backfill(
     request: Request,
     principal: Writer,
-    team_id: TeamId,
     backfill_id: BackfillId,
     body: s.UpdateBackfillAction,
 ) -> Response:
@@ -562,7 +562,7 @@ def update_backfill(
         status=BackfillStatus(body.status.lower()) if "status" in fields and body.status else None,
     )
     detail = backfills.get(db, actor, backfill_id)
-    return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+    return _ok(s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
 # ---- runs ----------------------------------------------------------------------------------------
@@ -576,7 +576,6 @@ def update_backfill(
 async def list_backfill_runs(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     backfill_id: BackfillId,
     query: RunFilters,
 ) -> Response:
@@ -592,7 +591,6 @@ async def list_backfill_runs(
 async def list_transfer_runs(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     transfer_id: TransferId,
     start_date: Annotated[
         str, Query(max_length=64, description="First data date (inclusive), in the transfer's timezone.")
@@ -623,13 +621,13 @@ async def list_transfer_runs(
     response_model=s.RunResponse,
     summary="One transfer run with per-block query details",
 )
-async def get_transfer_run(request: Request, principal: Reader, team_id: TeamId, run_id: RunId) -> Response:
+async def get_transfer_run(request: Request, principal: Reader, run_id: RunId) -> Response:
     row = await _read(request, runs.get_run, _db(request), principal.actor, run_id)
     data = s.RunDetail(
         **_run_fields(row),
         query_details=[_query_detail(b) for b in (row["block_results"] or []) if isinstance(b, Mapping)],
     )
-    return _ok(request, s.RunResponse(meta=_meta(request), data=data))
+    return _ok(s.RunResponse(meta=_meta(request), data=data))
 
 
 @router.get(
@@ -640,7 +638,6 @@ async def get_transfer_run(request: Request, principal: Reader, team_id: TeamId,
 async def get_transfer_run_logs(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     run_id: RunId,
     offset: Annotated[int, Query(ge=0, le=10**12, description="Character offset to read from.")] = 0,
     limit: Annotated[int, Query(ge=1, le=runs.MAX_LOG_CHUNK, description="Characters at most.")] = 1_000_000,
@@ -653,7 +650,7 @@ async def get_transfer_run_logs(
         next_offset=chunk.next_offset,
         complete=chunk.complete,
     )
-    return _ok(request, s.RunLogsResponse(meta=_meta(request), data=data))
+    return _ok(s.RunLogsResponse(meta=_meta(request), data=data))
 
 
 # ---- transfers --------------------------------------------------------------------------------------
@@ -663,13 +660,11 @@ async def get_transfer_run_logs(
 async def list_transfers(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
 ) -> Response:
     page = await _read(request, pipelines.list_pipelines, _db(request), principal.actor, limit=limit, offset=offset)
     return _ok(
-        request,
         s.TransferListResponse(
             meta=_page_meta(request, page.total, limit, offset), data=[_transfer(r) for r in page.items]
         ),
@@ -677,6 +672,6 @@ async def list_transfers(
 
 
 @router.get("/teams/{team_id}/transfers/{transfer_id}", response_model=s.TransferResponse, summary="One transfer")
-async def get_transfer(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
+async def get_transfer(request: Request, principal: Reader, transfer_id: TransferId) -> Response:
     row = await _read(request, pipelines.get_pipeline, _db(request), principal.actor, transfer_id)
-    return _ok(request, s.TransferResponse(meta=_meta(request), data=_transfer(row)))
+    return _ok(s.TransferResponse(meta=_meta(request), data=_transfer(row)))

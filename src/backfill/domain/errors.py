@@ -72,7 +72,7 @@ class DomainError(Exception):
         self.message = message
         self.field = field
 
-    def render(self, words: Wording) -> str:
+    def render(self, words: Wording) -> str:  # noqa: ARG002 (a plain message has nothing to reword)
         """The message in an adapter's words."""
         return self.message
 
