@@ -56,6 +56,11 @@ def test_an_overlap_names_the_other_backfill_and_the_pipeline_in_each_wording() 
     assert "backfill 7 ('january', SCHEDULED)" in error.render(UPPER) and "same transfer" in error.render(UPPER)
 
 
+def test_an_overlapping_failed_backfill_is_to_be_retried_or_cancelled_not_waited_for() -> None:
+    assert OverlappingBackfill(7, "january", "failed").message.endswith("; retry or cancel it")
+    assert OverlappingBackfill(7, "january", "running").message.endswith("; cancel it or wait for it to finish")
+
+
 def test_user_text_in_a_transition_error_is_not_a_template() -> None:
     error = InvalidTransition("cannot change to {requested}", requested="'{oops}'")
     assert error.render(UPPER) == "cannot change to '{OOPS}'"

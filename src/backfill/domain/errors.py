@@ -150,9 +150,11 @@ class OverlappingBackfill(Conflict):
         super().__init__(self.render(CANONICAL))
 
     def render(self, words: Wording) -> str:
+        # A failed backfill has finished running: it waits for a user, not for time.
+        advice = "retry or cancel it" if self.other_status == "failed" else "cancel it or wait for it to finish"
         return (
             f"backfill {self.other_id} ({self.other_name!r}, {words.status(self.other_status)}) already covers "
-            f"intervals of this range for the same {words.pipeline}; cancel it or wait for it to finish"
+            f"intervals of this range for the same {words.pipeline}; {advice}"
         )
 
 
