@@ -47,6 +47,7 @@ from tests.api.pipeline_conftest_helpers import (  # noqa: F401  (fixtures reque
 from backfill.services import backfills as backfill_service
 from backfill.store import queue
 from backfill.store.db import Database
+from backfill.store.tables import pipelines
 
 SEED_KEYS = [
     "id",
@@ -336,9 +337,9 @@ def test_put_shape_after_the_start_is_422_but_round_trips_and_live_settings_work
 ) -> None:
     c, w = papi_client, papi_world
     bf = create_backfill(c, w)
-    assert bf["allowed_actions"] == ["start", "cancel", "pause", "edit", "delete"]
+    assert bf["allowed_actions"] == ["start", "rerun", "cancel", "pause", "edit", "delete"]
     started = ok(put_backfill(c, w, bf["id"], {"status": "running"}))
-    assert (started["status"], started["allowed_actions"]) == ("initial", ["cancel", "pause"])
+    assert (started["status"], started["allowed_actions"]) == ("initial", ["rerun", "cancel", "pause"])
     for body, name in (
         ({"start_datetime": "2024-01-02"}, "start_datetime"),
         ({"end_datetime": "2024-01-09"}, "end_datetime"),
@@ -358,7 +359,7 @@ def test_put_shape_after_the_start_is_422_but_round_trips_and_live_settings_work
     # Name, max_active_runs and paused still change.
     live = ok(put_backfill(c, w, bf["id"], {"name": "renamed", "settings": {"max_active_runs": 9, "paused": True}}))
     assert (live["name"], live["settings"]["max_active_runs"], live["settings"]["paused"]) == ("renamed", 9, True)
-    assert live["allowed_actions"] == ["cancel", "resume"]
+    assert live["allowed_actions"] == ["rerun", "cancel", "resume"]
     # GET → edit → PUT of the whole object: unchanged attributes are not edits.
     whole = get_backfill(c, w, bf["id"], include_run_count="true", include_preview_runs="true")
     whole["name"] = "round trip"
@@ -747,7 +748,7 @@ def test_cross_dialect_visibility(papi_client: TestClient, papi_world: PipelineW
 # ---- pipelines and runs ----------------------------------------------------------------------------------
 
 
-def test_pipelines_with_their_blocks(papi_client: TestClient, papi_world: PipelineWorld) -> None:
+def test_pipelines_with_their_blocks(papi_client: TestClient, papi_world: PipelineWorld, db: Database) -> None:
     c, w = papi_client, papi_world
     r = c.get("/api/pipelines", headers=w.headers())
     body = r.json()
@@ -762,6 +763,13 @@ def test_pipelines_with_their_blocks(papi_client: TestClient, papi_world: Pipeli
         ("c", ["b"], []),
     ]
     assert DT.match(p["created_at"])
+    assert p["load_error"] is None
+    with db.write() as conn:  # its files stopped loading: the last good version stays
+        conn.execute(
+            pipelines.update().where(pipelines.c.id == w.pipeline_id).values(load_error="p.yaml: bad", version="v1")
+        )
+    p = ok(c.get(f"/api/pipelines/{w.pipeline_uuid}", headers=w.headers()), "pipeline")
+    assert (p["load_error"], p["version"]) == ("p.yaml: bad", "v1")
     assert_pipeline_error(
         c.get(f"/api/pipelines/{w.other_pipeline_uuid}", headers=w.headers()), 404, "record_not_found"
     )

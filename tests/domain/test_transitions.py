@@ -26,11 +26,11 @@ def test_start_retry_cancel_paths() -> None:
 @pytest.mark.parametrize(
     ("status", "paused", "expected"),
     [
-        (B.CREATED, False, "start cancel pause edit delete"),
-        (B.CREATED, True, "start cancel resume edit delete"),
-        (B.SCHEDULED, False, "cancel pause"),
-        (B.RUNNING, True, "cancel resume"),
-        (B.FAILED, False, "retry cancel pause delete"),
+        (B.CREATED, False, "start rerun cancel pause edit delete"),
+        (B.CREATED, True, "start rerun cancel resume edit delete"),
+        (B.SCHEDULED, False, "rerun cancel pause"),
+        (B.RUNNING, True, "rerun cancel resume"),
+        (B.FAILED, False, "retry rerun cancel pause delete"),
         (B.COMPLETED, False, "delete"),
         (B.CANCELLED, True, "delete"),
     ],
@@ -46,6 +46,7 @@ def test_allowed_actions_agree_with_the_checks(status: B) -> None:
     guards: dict[t.UserAction, Callable[[], object]] = {
         t.UserAction.START: lambda: t.start(status),
         t.UserAction.RETRY: lambda: t.retry(status),
+        t.UserAction.RERUN: lambda: t.rerun(status),
         t.UserAction.CANCEL: lambda: t.cancel(status),
         t.UserAction.PAUSE: lambda: t.check_pause(status),
         t.UserAction.EDIT: lambda: t.check_settings_editable(status, ("start",)),
@@ -202,3 +203,17 @@ class BackfillMachine(RuleBasedStateMachine):
 
 TestBackfillMachine = BackfillMachine.TestCase
 TestBackfillMachine.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+
+
+def test_rerun_is_allowed_until_final_and_schedules_a_failed_backfill() -> None:
+    assert t.rerun(B.FAILED) is B.SCHEDULED
+    for keep in (B.CREATED, B.SCHEDULED, B.RUNNING):
+        assert t.rerun(keep) is keep
+    for final in (B.COMPLETED, B.CANCELLED):
+        with pytest.raises(InvalidTransition, match="final"):
+            t.rerun(final)
+    for status in (R.COMPLETED, R.FAILED, R.CANCELLED):
+        assert t.run_rerun(status) is R.QUEUED
+    for status in (R.QUEUED, R.RUNNING):
+        with pytest.raises(InvalidTransition):
+            t.run_rerun(status)

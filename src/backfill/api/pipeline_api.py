@@ -279,6 +279,8 @@ def _pipeline(row: RowMapping) -> s.Pipeline:
             )
             for b in definition.blocks
         ],
+        version=row["version"],
+        load_error=row["load_error"],
         created_at=format_pipeline(row["created_at"]),
         updated_at=format_pipeline(row["updated_at"]),
     )
@@ -908,6 +910,7 @@ def _run(row: RowMapping, pipeline_uuid: str, variables: dict[str, Any]) -> s.Pi
         duration_seconds=row["duration"],
         rows=row["rows"],
         error=row["error"],
+        pipeline_version=row["pipeline_version"],
         variables=variables,
     )
 

@@ -62,5 +62,6 @@ def run_counts(row: RowMapping) -> dict[str, int]:
         "completed": int(row["runs_completed"]),
         "failed": int(row["runs_failed"]),
         "cancelled": int(row["runs_cancelled"]),
-        "pending": max(0, int(row["runs_total"]) - created),
+        # not materialized yet; a cancel counts those as cancelled (and stops materializing)
+        "pending": 0 if row["exhausted"] else max(0, int(row["runs_total"]) - created),
     }

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from backfill.domain.errors import InvalidTransition
-from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, BackfillStatus, RunStatus
+from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, UNFINISHED_BACKFILL_STATUSES, BackfillStatus, RunStatus
 from backfill.domain.model import RETRYABLE_RUN_STATUSES as RETRYABLE_RUN_STATUSES
 
 B = BackfillStatus
@@ -40,6 +40,7 @@ class UserAction(StrEnum):
 
     START = "start"
     RETRY = "retry"
+    RERUN = "rerun"  # re-run chosen intervals (runs:rerun)
     CANCEL = "cancel"
     PAUSE = "pause"
     RESUME = "resume"
@@ -159,6 +160,8 @@ def allowed_actions(current: BackfillStatus, *, paused: bool) -> tuple[UserActio
     actions: list[UserAction] = []
     if B.SCHEDULED in targets:
         actions.append(UserAction.START if current is B.CREATED else UserAction.RETRY)
+    if current in RERUNNABLE_BACKFILL_STATUSES:
+        actions.append(UserAction.RERUN)
     if B.CANCELLED in targets:
         actions.append(UserAction.CANCEL)
     if not current.is_final:
@@ -202,6 +205,36 @@ def run_retry(current: RunStatus) -> RunStatus:
     """A manual retry re-queues failed and cancelled runs, nothing else."""
     if current not in RETRYABLE_RUN_STATUSES:
         raise InvalidTransition("run is {current}; only failed or cancelled runs are retried", current=current.value)
+    return RunStatus.QUEUED
+
+
+# ---- re-running chosen intervals (runs:rerun) ------------------------------------------
+
+#: Runs a re-run puts back in the queue (as new attempts of the same run). A queued run
+#: is already waiting and a running one is left to finish.
+RERUNNABLE_RUN_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+#: Backfills whose intervals can be re-run: every one that is not final.
+RERUNNABLE_BACKFILL_STATUSES = UNFINISHED_BACKFILL_STATUSES
+
+
+def rerun(current: BackfillStatus) -> BackfillStatus:
+    """The backfill status after re-queueing some of its intervals: a FAILED backfill is
+    SCHEDULED again, the unfinished ones keep theirs; a final one refuses."""
+    if current not in RERUNNABLE_BACKFILL_STATUSES:
+        raise InvalidTransition(
+            "the backfill is {current}, a final status; its intervals can no longer be re-run "
+            "(create a new backfill over those dates)",
+            current=current.value,
+        )
+    return B.SCHEDULED if current is B.FAILED else current
+
+
+def run_rerun(current: RunStatus) -> RunStatus:
+    """A re-run re-queues a completed, failed or cancelled run as a new attempt."""
+    if current not in RERUNNABLE_RUN_STATUSES:
+        raise InvalidTransition(
+            "run is {current}; only completed, failed or cancelled runs are re-run", current=current.value
+        )
     return RunStatus.QUEUED
 
 
