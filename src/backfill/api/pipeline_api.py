@@ -279,8 +279,6 @@ def _pipeline(row: RowMapping) -> s.Pipeline:
             )
             for b in definition.blocks
         ],
-        version=row["version"],
-        load_error=row["load_error"],
         created_at=format_pipeline(row["created_at"]),
         updated_at=format_pipeline(row["updated_at"]),
     )

@@ -45,6 +45,7 @@ def pipeline_settings(row: RowMapping) -> dict[str, Any]:
     """The attributes of a pipeline both dialects show under the same names."""
     return {
         **columns(row, "id", "uuid", "name", "timezone", "retries", "retry_delay_seconds", "timeout_seconds"),
+        **columns(row, "version", "load_error"),
         "variables": row["variables"] or {},
     }
 

@@ -306,8 +306,6 @@ def _transfer(row: RowMapping) -> s.Transfer:
             )
             for b in definition.get("blocks", [])
         ],
-        version=row["version"],
-        load_error=row["load_error"],
         created_time=format_iso_z(row["created_at"]),
         updated_time=format_iso_z(row["updated_at"]),
     )

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from backfill.api.schemas.common import BackfillMetrics
+from backfill.api.schemas.common import BackfillMetrics, ErrorText, PipelineAttributes
 from backfill.domain.transitions import UserAction
 
 PIPELINE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
@@ -197,7 +197,7 @@ class PipelineListMetadata(BaseModel):
 class PipelineErrorReportEntry(BaseModel):
     data_date: str = Field(description="Data date of the failed interval.")
     execution_date: PipelineDateTime
-    error: str = Field(description="Error of its latest attempt (at most 1000 characters).")
+    error: ErrorText
 
 
 class PipelineBackfillMetrics(BackfillMetrics):
@@ -290,21 +290,9 @@ class PipelineBlock(BaseModel):
     downstream_blocks: list[str]
 
 
-class Pipeline(BaseModel):
-    id: int
-    uuid: str
-    name: str
+class Pipeline(PipelineAttributes):
     type: Literal["python"] = "python"
-    timezone: str | None
-    variables: dict[str, Any]
-    retries: int
-    retry_delay_seconds: float
-    timeout_seconds: float | None
     blocks: list[PipelineBlock]
-    version: str | None = Field(description="Digest of pipeline.yaml and its block files, as synced.")
-    load_error: str | None = Field(
-        description="Why the files on disk do not load now; the last good version (this one) keeps running."
-    )
     created_at: PipelineDateTime
     updated_at: PipelineDateTime
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
+from backfill.api.schemas.common import ErrorText, PipelineAttributes
 from backfill.domain.transitions import UserAction
 from backfill.http.envelope import ErrorDetail as ErrorDetail
 from backfill.http.envelope import ErrorEnvelope as ErrorEnvelope
@@ -117,7 +118,7 @@ class RerunAction(_Action):
 
 class ErrorReportEntry(BaseModel):
     transfer_run_date: DateOrTimestamp = Field(description="Data date of the failed interval.")
-    error: str = Field(description="Error of its latest attempt (at most 1000 characters).")
+    error: ErrorText
 
 
 class Backfill(BaseModel):
@@ -287,20 +288,8 @@ class TransferBlock(BaseModel):
     connection: str | None
 
 
-class Transfer(BaseModel):
-    id: int
-    uuid: str
-    name: str
-    timezone: str | None
-    variables: dict[str, Any]
-    retries: int
-    retry_delay_seconds: float
-    timeout_seconds: float | None
+class Transfer(PipelineAttributes):
     blocks: list[TransferBlock]
-    version: str | None = Field(description="Digest of pipeline.yaml and its block files, as synced.")
-    load_error: str | None = Field(
-        description="Why the files on disk do not load now; the last good version (this one) keeps running."
-    )
     created_time: Timestamp
     updated_time: Timestamp
 
