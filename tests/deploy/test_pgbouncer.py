@@ -1,0 +1,164 @@
+"""The engine behind a real PgBouncer in transaction-pooling mode (``?pgbouncer=true``).
+
+Always PostgreSQL, whichever pass runs it: the server of BACKFILL_TEST_DATABASE_URL, else
+PG_TEST_URL, else postgresql://postgres@127.0.0.1:5432/test (the default of `make test`);
+`make test` runs it in its PostgreSQL pass only (the SQLite pass leaves tests/deploy out).
+A missing PgBouncer or PostgreSQL fails the test: nothing here is skipped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import DBAPIError
+from tests.deploy.pgbouncer import Bouncer, pgbouncer
+from tests.engine.procs import start_worker, wait_for
+from tests.factories import add_pipeline, python_pipeline
+
+from backfill.domain.model import Role
+from backfill.services import backfills as svc
+from backfill.services.actor import Actor
+from backfill.store import auth, queue
+from backfill.store import backfills as store
+from backfill.store.db import Database
+from backfill.store.tables import interval_runs
+
+pytestmark = pytest.mark.slow
+
+# The first attempt of every tenth hour fails: those runs complete on their retry.
+FLAKY = """
+def run(context):
+    if context.attempt == 1 and int(context.hr) % 10 == 0:
+        raise RuntimeError("planned failure of the first attempt")
+    return {"rows": 1}
+"""
+SLOW = "import time\ndef run(context):\n    time.sleep(0.05)\n    return {'rows': 1}\n"
+
+
+@pytest.fixture
+def bouncer() -> Iterator[Bouncer]:
+    with pgbouncer(pool_size=4) as b:
+        yield b
+
+
+def _select_in_transaction(conn: Connection, value: int) -> int:
+    with conn.begin():
+        return int(conn.execute(text("SELECT CAST(:v AS integer) + 1"), {"v": value}).scalar_one())
+
+
+def _run_on_a_new_server_connection(db: Database) -> None:
+    """One client connection runs a statement 8 times (psycopg prepares it at the 5th);
+    while a second client holds the server connection that has it, the first runs it once
+    more: PgBouncer gives that transaction another server connection."""
+    with db.engine.connect() as first, db.engine.connect() as second:
+        for i in range(8):
+            assert _select_in_transaction(first, i) == i + 1
+        with second.begin():
+            second.execute(text("SELECT 1"))
+            assert _select_in_transaction(first, 100) == 101
+
+
+def test_the_option_turns_off_prepared_statements_that_break_under_transaction_pooling(bouncer: Bouncer) -> None:
+    plain = Database(bouncer.url(option=False))
+    try:
+        with pytest.raises(DBAPIError, match="prepared statement"):
+            _run_on_a_new_server_connection(plain)
+    finally:
+        plain.dispose()
+    pooled = Database(bouncer.url())
+    try:
+        assert pooled.behind_pgbouncer
+        _run_on_a_new_server_connection(pooled)
+    finally:
+        pooled.dispose()
+
+
+def test_migrate_workers_and_services_through_pgbouncer(bouncer: Bouncer, tmp_path: Path) -> None:
+    url = bouncer.url()
+    migrated = subprocess.run(
+        [sys.executable, "-m", "backfill", "migrate", "--db", url, "--json"], capture_output=True, text=True
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert '"revision"' in migrated.stdout
+
+    db = Database(url)
+    try:
+        with db.write() as conn:
+            team_id = auth.create_team(conn, "Data team")
+            user_id = auth.create_user(conn, "owner@example.com", team_id=team_id, role=Role.OWNER)
+        team = Actor(team_id=team_id, user_id=user_id)
+        flaky = add_pipeline(db, team, python_pipeline("flaky", FLAKY))
+        slow = add_pipeline(db, team, python_pipeline("slow", SLOW))
+        logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+
+        procs = [start_worker(url, concurrency=4, lease_seconds=5.0, log=log) for log in logs]
+        try:
+            main = svc.create(
+                db,
+                team,
+                flaky,
+                svc.BackfillSpec(
+                    start="2024-01-01",
+                    end="2024-01-13",
+                    interval_type="hour",
+                    max_active_runs=8,
+                    retries=2,
+                    retry_delay_seconds=0,
+                ),
+                start=True,
+            )
+            doomed = svc.create(
+                db,
+                team,
+                slow,
+                svc.BackfillSpec(start="2023-01-01", end="2023-01-09", interval_type="hour", max_active_runs=2),
+                start=True,
+            )
+            wait_for(lambda: _row(db, doomed)["runs_completed"] >= 5, timeout=120)
+            svc.cancel(db, team, doomed)
+            wait_for(lambda: _row(db, main)["status"] in ("completed", "failed"), timeout=240)
+            wait_for(lambda: _row(db, doomed)["runs_running"] == 0, timeout=60)
+            assert all(p.poll() is None for p in procs), "a worker died"
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+                    p.wait(timeout=60)
+
+        bf = _row(db, main)
+        assert bf["status"] == "completed"
+        total = int(bf["runs_total"])
+        assert total == 12 * 24 + 1  # hourly, both ends included
+        runs = _runs(db, main)
+        assert len(runs) == total and all(r["status"] == "completed" for r in runs)
+        assert len({r["interval_start"] for r in runs}) == total  # each interval once
+        retried = [r for r in runs if int(r["attempt"]) > 1]
+        assert len(retried) == Counter(r["interval_start"].hour % 10 == 0 for r in runs)[True]
+        assert _row(db, doomed)["status"] == "cancelled"
+        assert {r["status"] for r in _runs(db, doomed)} <= {"completed", "cancelled"}
+        with db.read() as conn:
+            for backfill_id in (main, doomed):
+                row = store.get(conn, backfill_id)
+                counts = queue.recount(conn, backfill_id)
+                assert counts == queue.counts_of(row), backfill_id
+    finally:
+        db.dispose()
+    for log in logs:
+        content = log.read_text(errors="replace")
+        assert "prepared statement" not in content, content[-2000:]
+
+
+def _row(db: Database, backfill_id: int) -> dict[str, object]:
+    with db.read() as conn:
+        return dict(store.get(conn, backfill_id))
+
+
+def _runs(db: Database, backfill_id: int) -> list[dict[str, object]]:
+    with db.read() as conn:
+        query = select(interval_runs).where(interval_runs.c.backfill_id == backfill_id)
+        return [dict(r) for r in conn.execute(query).mappings()]
