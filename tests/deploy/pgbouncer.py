@@ -32,6 +32,9 @@ SERVER_URL = (
     or os.environ.get("PG_TEST_URL")
     or "postgresql://postgres@127.0.0.1:5432/test"
 )
+# What the Database sends in the startup parameter 'options' without PgBouncer; behind it
+# PgBouncer sets it on each server connection it opens (the recipe of docs/deploy.md).
+CONNECT_QUERY = "SET statement_timeout = 30000; SET lock_timeout = 10000"
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def _config(server: URL, database: str, port: int, directory: Path, pool_size: i
     host = server.host or "127.0.0.1"
     return f"""\
 [databases]
-{database} = host={host} port={server.port or 5432} dbname={database}
+{database} = host={host} port={server.port or 5432} dbname={database} connect_query='{CONNECT_QUERY}'
 
 [pgbouncer]
 listen_addr = 127.0.0.1

@@ -88,6 +88,9 @@ def test_migrate_workers_and_services_through_pgbouncer(bouncer: Bouncer, tmp_pa
 
     db = Database(url)
     try:
+        with db.read() as conn:  # the server settings of PgBouncer's connect_query
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "30s"
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == "10s"
         with db.write() as conn:
             team_id = auth.create_team(conn, "Data team")
             user_id = auth.create_user(conn, "owner@example.com", team_id=team_id, role=Role.OWNER)
