@@ -63,3 +63,11 @@ def test_bad_uses_are_refused_naming_the_option(url: str, message: str, tmp_path
     with pytest.raises(ValueError, match="pgbouncer") as caught:
         Database(url.format(tmp=tmp_path))
     assert message in str(caught.value)
+
+
+def test_the_cli_says_a_bad_option_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from backfill.cli.main import run
+
+    assert run(["migrate", "--db", PG + "?pgbouncer=maybe"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: database URL option pgbouncer='maybe': expected true or false\n"

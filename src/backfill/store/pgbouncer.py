@@ -26,26 +26,35 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from backfill.domain.errors import ValidationError
+
 URL_OPTION = "pgbouncer"
 _VALUES = {"true": True, "false": False}
+
+
+class DatabaseUrlError(ValidationError, ValueError):
+    """The database URL asks for something that cannot work (said as one line by the CLI)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="database_url")
 
 
 def split_option(url: URL) -> tuple[URL, bool]:
     """The URL without ``pgbouncer=…`` (the driver does not know it) and its value.
 
-    Raises ValueError naming the option for a value other than ``true`` / ``false``, on a
+    Raises DatabaseUrlError (a ValueError) naming the option for a value other than ``true`` / ``false``, on a
     URL that is not PostgreSQL's, and with ``options=`` (PgBouncer refuses that parameter)."""
     if URL_OPTION not in url.query:
         return url, False
     raw = url.query[URL_OPTION]
     value = raw if isinstance(raw, str) else ",".join(raw)
     if value.lower() not in _VALUES:
-        raise ValueError(f"database URL option {URL_OPTION}={value!r}: expected true or false")
+        raise DatabaseUrlError(f"database URL option {URL_OPTION}={value!r}: expected true or false")
     enabled = _VALUES[value.lower()]
     if enabled and url.get_backend_name() != "postgresql":
-        raise ValueError(f"database URL option {URL_OPTION}=true: only for PostgreSQL URLs (postgresql://…)")
+        raise DatabaseUrlError(f"database URL option {URL_OPTION}=true: only for PostgreSQL URLs (postgresql://…)")
     if enabled and "options" in url.query:
-        raise ValueError(
+        raise DatabaseUrlError(
             f"database URL options {URL_OPTION}=true and options=…: PgBouncer refuses the startup parameter "
             "'options'; set server settings for the database user instead "
             "(ALTER ROLE name SET search_path = schema) and drop options= from the URL"
