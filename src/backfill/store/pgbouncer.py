@@ -42,8 +42,9 @@ class DatabaseUrlError(ValidationError, ValueError):
 def split_option(url: URL) -> tuple[URL, bool]:
     """The URL without ``pgbouncer=…`` (the driver does not know it) and its value.
 
-    Raises DatabaseUrlError (a ValueError) naming the option for a value other than ``true`` / ``false``, on a
-    URL that is not PostgreSQL's, and with ``options=`` (PgBouncer refuses that parameter)."""
+    Raises DatabaseUrlError (a ValueError) naming the option for a value other than
+    ``true`` / ``false``, on a URL that is not PostgreSQL's, and with ``options=``
+    (PgBouncer refuses that parameter)."""
     if URL_OPTION not in url.query:
         return url, False
     raw = url.query[URL_OPTION]
