@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, Engine, create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 from tests.deploy.pgbouncer import Bouncer, pgbouncer
 from tests.engine.procs import start_worker, wait_for
@@ -27,7 +27,7 @@ from backfill.domain.model import Role, Scope
 from backfill.services.actor import Actor
 from backfill.store import auth, queue
 from backfill.store import backfills as store
-from backfill.store.db import Database
+from backfill.store.db import Database, normalize_url
 from backfill.store.tables import interval_runs
 
 pytestmark = pytest.mark.slow
@@ -53,11 +53,11 @@ def _select_in_transaction(conn: Connection, value: int) -> int:
         return int(conn.execute(text("SELECT CAST(:v AS integer) + 1"), {"v": value}).scalar_one())
 
 
-def _run_on_a_new_server_connection(db: Database) -> None:
+def _run_on_a_new_server_connection(engine: Engine) -> None:
     """One client connection runs a statement 8 times (psycopg prepares it at the 5th);
     while a second client holds the server connection that has it, the first runs it once
     more: PgBouncer gives that transaction another server connection."""
-    with db.engine.connect() as first, db.engine.connect() as second:
+    with engine.connect() as first, engine.connect() as second:
         for i in range(8):
             assert _select_in_transaction(first, i) == i + 1
         with second.begin():
@@ -65,17 +65,27 @@ def _run_on_a_new_server_connection(db: Database) -> None:
             assert _select_in_transaction(first, 100) == 101
 
 
-def test_the_option_turns_off_prepared_statements_that_break_under_transaction_pooling(bouncer: Bouncer) -> None:
+def test_psycopg_prepared_statements_break_under_transaction_pooling(bouncer: Bouncer) -> None:
+    engine = create_engine(normalize_url(bouncer.url(option=False)))  # psycopg's defaults
+    try:
+        with pytest.raises(DBAPIError, match='prepared statement "_pg3_0" does not exist'):
+            _run_on_a_new_server_connection(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_database_works_through_pgbouncer_with_the_option_only(bouncer: Bouncer) -> None:
     plain = Database(bouncer.url(option=False))
     try:
-        with pytest.raises(DBAPIError, match="prepared statement"):
-            _run_on_a_new_server_connection(plain)
+        # prepared statements, or the startup parameter 'options' when the Database sends one
+        with pytest.raises(DBAPIError, match=r"prepared statement|unsupported startup parameter: options"):
+            _run_on_a_new_server_connection(plain.engine)
     finally:
         plain.dispose()
     pooled = Database(bouncer.url())
     try:
         assert pooled.behind_pgbouncer
-        _run_on_a_new_server_connection(pooled)
+        _run_on_a_new_server_connection(pooled.engine)
     finally:
         pooled.dispose()
 
