@@ -70,9 +70,9 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# tests/deploy always uses PostgreSQL (PG_TEST_URL's server): the PostgreSQL pass runs it.
+# tests/deploy and tests/multihost always use PostgreSQL (PG_TEST_URL's server): the PostgreSQL pass runs them.
 test-sqlite: install chromium
-	$(BIN)/pytest --ignore=tests/deploy $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/deploy --ignore=tests/multihost $(PYTEST_ARGS)
 
 test-postgres: install pgbouncer socat
 	BACKFILL_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
