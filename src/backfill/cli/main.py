@@ -12,7 +12,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from backfill.cli import admin, backfills_cmd, pipelines_cmd
+from backfill.cli import admin, backfills_cmd, coverage_cmd, pipelines_cmd
 from backfill.cli.common import DbOption, fail, open_db
 from backfill.config import STATE_DIR, load_settings
 from backfill.domain.errors import DomainError
@@ -27,6 +27,7 @@ app = typer.Typer(
 app.add_typer(admin.app, name="admin")
 app.add_typer(pipelines_cmd.app, name="pipelines")
 backfills_cmd.register(app)
+coverage_cmd.register(app)
 
 log = logging.getLogger("backfill.cli")
 
