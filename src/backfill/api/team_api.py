@@ -405,6 +405,7 @@ def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
         retries=body.retries,
         retry_delay_seconds=body.retry_delay_seconds,
         timeout_seconds=body.timeout_seconds,
+        notify=[h.model_dump(exclude_none=True) for h in body.notify] if body.notify else None,
         naive="local",
     )
 

@@ -65,6 +65,7 @@ def serve(
     import uvicorn
 
     from backfill.api.app import create_app
+    from backfill.engine.notifier import Notifier
     from backfill.engine.scheduler import Scheduler
     from backfill.engine.worker import Worker, WorkerSettings
     from backfill.services import bootstrap
@@ -104,9 +105,11 @@ def serve(
         ),
         connections=connections,
     )
+    notifier = Notifier(database, public_url=settings.public_url or url)
     threads = [
         threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True),
         threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True),
+        threading.Thread(target=notifier.run, args=(stop,), name="notifier", daemon=True),
     ]
     for t in threads:
         t.start()

@@ -19,11 +19,13 @@ from backfill.domain import transitions
 from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
 from backfill.domain.intervals import IntervalSeries
 from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, is_calendar
+from backfill.domain.notifications import parse_webhooks
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
 from backfill.domain.timeparse import parse_instant
 from backfill.services.actor import Actor
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store import backfills as store
+from backfill.store import notifications as notification_store
 from backfill.store import pipelines as pipeline_store
 from backfill.store import queue
 from backfill.store.clock import utcnow
@@ -45,7 +47,15 @@ SHAPE_FIELDS = (
     "variables",
     "block_uuids",
 )
-EDITABLE_BEFORE_START = (*SHAPE_FIELDS, "run_order", "reprocess", "retries", "retry_delay_seconds", "timeout_seconds")
+EDITABLE_BEFORE_START = (
+    *SHAPE_FIELDS,
+    "run_order",
+    "reprocess",
+    "retries",
+    "retry_delay_seconds",
+    "timeout_seconds",
+    "notify",
+)
 
 
 @dataclass
@@ -68,6 +78,7 @@ class BackfillSpec:
     retries: int | None = None
     retry_delay_seconds: float | None = None
     timeout_seconds: float | None = None
+    notify: list[Mapping[str, Any]] | None = None
     naive: Naive = "local"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -163,6 +174,7 @@ def _values_from_spec(spec: BackfillSpec, pipeline: RowMapping) -> dict[str, Any
     timeout = pipeline["timeout_seconds"] if spec.timeout_seconds is None else spec.timeout_seconds
     if timeout is not None and (_non_negative(timeout, "timeout_seconds") <= 0):
         raise ValidationError("timeout_seconds must be > 0", field="timeout_seconds")
+    webhooks = parse_webhooks(spec.notify)
     name = spec.name if spec.name else _default_name(pipeline["uuid"], spec, start, end)
     if len(name) > 500:
         raise ValidationError("name must be at most 500 characters", field="name")
@@ -185,6 +197,7 @@ def _values_from_spec(spec: BackfillSpec, pipeline: RowMapping) -> dict[str, Any
         "timeout_seconds": timeout,
         "range_end_exclusive": series.last_end,
         "runs_total": series.count,
+        "notify": [h.to_json() for h in webhooks] if webhooks else None,
     }
 
 
@@ -217,6 +230,7 @@ def spec_of_row(row: RowMapping) -> BackfillSpec:
         retries=row["retries"],
         retry_delay_seconds=row["retry_delay_seconds"],
         timeout_seconds=row["timeout_seconds"],
+        notify=list(row["notify"]) if row["notify"] else None,
     )
 
 
@@ -336,6 +350,7 @@ def _cancel(conn: Connection, actor: Actor, bf: RowMapping, now: datetime) -> No
         removed_user_id=actor.user_id,
         updated_at=now,
     )
+    notification_store.enqueue(conn, bf["id"], status, now)  # the outbox, in this transaction
 
 
 def _retry(conn: Connection, bf: RowMapping, now: datetime) -> int:

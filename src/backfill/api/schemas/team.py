@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
+from backfill.api.schemas.webhooks import WebhookAction
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, examples=["2024-02-01T09:00:00Z"])]
 DateOrTimestamp = Annotated[
@@ -102,6 +103,9 @@ class CreateBackfillAction(_Action):
     timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
     block_uuids: list[Annotated[str, Field(max_length=200)]] | None = Field(
         default=None, max_length=1000, description="Blocks to run; null = all."
+    )
+    notify: list[WebhookAction] | None = Field(
+        default=None, max_length=20, description="Webhooks called when the backfill completes, fails or is cancelled."
     )
 
 
