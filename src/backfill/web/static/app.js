@@ -6,6 +6,8 @@
 // #/new (create with a dry-run preview). Data from the server is only ever inserted as
 // text (textContent / text nodes / attributes), never as HTML.
 
+import { makePipelineViews } from "./pipelines.js";
+
 const REFRESH_MS = 2000;
 const RUNS_FORCE_REFRESH_MS = 10000;
 const SESSION_KEY = "backfill.session";
@@ -258,6 +260,9 @@ function parseRoute() {
   const detail = path.match(/^\/backfills\/(\d+)\/?$/);
   if (detail) return { name: "detail", id: Number(detail[1]) };
   if (path === "/new") return { name: "new", params: new URLSearchParams(query || "") };
+  if (path === "/pipelines") return { name: "pipelines" };
+  const pipeline = path.match(/^\/pipelines\/(\d+)\/?$/);
+  if (pipeline) return { name: "pipeline", id: Number(pipeline[1]), params: new URLSearchParams(query || "") };
   return { name: "list" };
 }
 
@@ -884,7 +889,20 @@ const newView = {
     if (wanted && state.transfers.has(Number(wanted))) select.value = String(wanted);
     else if (options.length === 1) select.value = options[0].value;
     this.transferChanged();
+    this.prefill(route.params);
     this.formChanged();
+    if (route.params.get("preview") === "1") this.preview();
+  },
+
+  /** Values given in the address (the coverage page links here with a range and reprocess). */
+  prefill(params) {
+    if (params.has("interval_type")) {
+      $("f-interval_type").value = params.get("interval_type");
+      this.intervalChanged();
+    }
+    for (const field of ["range_start", "range_end", "reprocess", "timezone", "interval_units"]) {
+      if (params.has(field)) $(`f-${field}`).value = params.get(field);
+    }
   },
 
   fillTimezones() {
@@ -1112,7 +1130,16 @@ function setupNew() {
   });
 }
 
-const VIEWS = { list: listView, detail: detailView, new: newView };
+const pipelineViews = makePipelineViews({
+  $, el, api, teamPath, setText, showMessage, replaceChildren, ensureTransfers, state, alive, fmtNumber,
+});
+const VIEWS = {
+  list: listView,
+  detail: detailView,
+  new: newView,
+  pipelines: pipelineViews.pipelinesView,
+  pipeline: pipelineViews.pipelineView,
+};
 
 // ---- start -------------------------------------------------------------------------------
 
@@ -1120,5 +1147,6 @@ setupSignIn();
 setupList();
 setupDetail();
 setupNew();
+pipelineViews.setup();
 window.addEventListener("hashchange", render);
 render();
