@@ -11,7 +11,6 @@ from pathlib import Path
 from playwright.sync_api import expect
 from tests.e2e.test_web import Server, Tab, browser, server, sign_in, tab  # noqa: F401  (fixtures by name)
 
-
 REPO = Path(__file__).resolve().parents[2]
 IMG = REPO / "docs" / "img"
 
