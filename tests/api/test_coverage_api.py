@@ -125,3 +125,27 @@ def test_client_and_cli(client: TestClient, history: World, monkeypatch: pytest.
     bad = runner.invoke(app, ["coverage", "daily_sales", "--start", "2023-02-01", "--end", "2023-01-01"])
     assert bad.exit_code == 1
     assert bad.stderr.strip().startswith("error: ") and "end" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_coverage_of_one_backfill(client: TestClient, db: Database, history: World) -> None:
+    base = f"/v1/teams/{history.team_id}"
+    # A later backfill over Jan 5-12 (reprocess all): the transfer's coverage shows it, the first one's does not.
+    cancel = {"status": "CANCELLED"}
+    assert_ok(client.patch(f"{base}/backfills/{history.backfill_id}", json=cancel, headers=history.auth("editor")))
+    body = {"range_start": "2023-01-05", "range_end": "2023-01-12"}
+    later = assert_ok(
+        client.post(f"{base}/transfers/{history.pipeline_id}/backfills", json=body, headers=history.auth("editor"))
+    )
+    finish_all(db)
+    mine = assert_ok(client.get(f"{base}/backfills/{history.backfill_id}/coverage", headers=history.auth("viewer")))
+    assert mine["total"] == 10 and mine["transfer_id"] == history.pipeline_id
+    assert [(s["status"], s["count"]) for s in mine["spans"]] == [("COMPLETED", 3), ("FAILED", 1), ("COMPLETED", 6)]
+    theirs = assert_ok(
+        client.get(f"{base}/backfills/{later['transfer_backfill_id']}/coverage", headers=history.auth("viewer"))
+    )
+    assert [(s["status"], s["count"]) for s in theirs["spans"]] == [("COMPLETED", 8)]
+    assert_error(
+        client.get(f"{base}/backfills/{history.other_backfill_id}/coverage", headers=history.auth("viewer")),
+        404,
+        "NOT_FOUND",
+    )

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from backfill.api.middleware import ApiError, request_id_of
 from backfill.api.schemas import coverage as s
 from backfill.api.schemas.team import IntervalTypeName, Meta
-from backfill.api.team_api import ERROR_RESPONSES, Reader, TeamId, TransferId
+from backfill.api.team_api import ERROR_RESPONSES, BackfillId, Reader, TeamId, TransferId
 from backfill.domain.errors import ValidationError
 from backfill.domain.timeparse import format_iso_z
 from backfill.services import coverage
@@ -91,5 +91,22 @@ async def get_coverage(
         if exc.field in QUERY_FIELDS:
             raise ApiError(400, f"invalid query parameter {exc.field}: {exc.message}", field=exc.field) from exc
         raise
+    body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
+    return Response(body.model_dump_json().encode(), media_type="application/json")
+
+
+@router.get(
+    "/teams/{team_id}/backfills/{backfill_id}/coverage",
+    response_model=s.CoverageResponse,
+    summary="The intervals of one backfill by the status of its own runs, as spans",
+    description="Every interval of the backfill's series with the status of its run in this backfill, or "
+    "MISSING when it has none yet (not queued yet, or skipped by `reprocess`), compressed into spans of equal "
+    "status: what the web page draws for a large backfill. `transfer_id` is the backfill's transfer.",
+)
+async def get_backfill_coverage(
+    request: Request, principal: Reader, team_id: TeamId, backfill_id: BackfillId
+) -> Response:
+    db: Database = request.app.state.db
+    result = await run_in_threadpool(coverage.of_backfill, db, principal.actor, backfill_id)
     body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
     return Response(body.model_dump_json().encode(), media_type="application/json")

@@ -29,8 +29,10 @@ from backfill.domain.intervals import IntervalSeries
 from backfill.domain.model import IntervalType, RunStatus, is_calendar
 from backfill.domain.timeparse import parse_instant
 from backfill.services.actor import Actor
+from backfill.store import backfills as backfill_store
 from backfill.store import coverage as store
 from backfill.store import pipelines as pipeline_store
+from backfill.store import queue
 from backfill.store.db import Database
 
 # Bucket units (seconds, roughly) from the finest; a bucket holds ≥ 16 intervals on average.
@@ -153,13 +155,17 @@ def _pieces_of(plan: _Plan) -> Iterator[Piece]:
         yield Piece(position, plan.last - position + 1, CoverageStatus.COMPLETED, plan.winner)
 
 
-def _read_exceptions(conn: Connection, pipeline_id: int, series: IntervalSeries, plans: list[_Plan]) -> None:
+def _read_exceptions(
+    conn: Connection, pipeline_id: int, series: IntervalSeries, plans: list[_Plan], backfill_id: int | None
+) -> None:
     """The runs not completed of the buckets with a winner of several statuses, in one
     query over their whole range."""
     mixed = [p for p in plans if p.winner is not None and p.status is None]
     if not mixed:
         return
-    rows = store.runs_not_in_status(conn, pipeline_id, mixed[0].lo, mixed[-1].hi, RunStatus.COMPLETED.value)
+    rows = store.runs_not_in_status(
+        conn, pipeline_id, mixed[0].lo, mixed[-1].hi, RunStatus.COMPLETED.value, backfill_id
+    )
     at = 0
     for start, status, backfill_id in rows:
         while at < len(mixed) and mixed[at].hi < start:
@@ -174,7 +180,9 @@ def _read_exceptions(conn: Connection, pipeline_id: int, series: IntervalSeries,
             plan.exceptions.append((index, CoverageStatus(status)))
 
 
-def _read_runs(conn: Connection, pipeline_id: int, series: IntervalSeries, plans: list[_Plan]) -> None:
+def _read_runs(
+    conn: Connection, pipeline_id: int, series: IntervalSeries, plans: list[_Plan], backfill_id: int | None
+) -> None:
     """Every latest run of the buckets without a winner, consecutive ones in one query."""
     batch: list[_Plan] = []
 
@@ -183,7 +191,7 @@ def _read_runs(conn: Connection, pipeline_id: int, series: IntervalSeries, plans
             return
         pieces = [
             Piece(index, 1, CoverageStatus(run.status), run.backfill_id)
-            for run in store.latest_runs(conn, pipeline_id, batch[0].lo, batch[-1].hi)
+            for run in store.latest_runs(conn, pipeline_id, batch[0].lo, batch[-1].hi, backfill_id)
             if (index := series.index_of(run.interval_start)) is not None
         ]
         batch[0].runs = pieces
@@ -197,12 +205,13 @@ def _read_runs(conn: Connection, pipeline_id: int, series: IntervalSeries, plans
     flush()
 
 
-def _pieces(conn: Connection, pipeline_id: int, series: IntervalSeries) -> list[Piece]:
-    groups = store.groups(conn, pipeline_id, series.first_start, series.last_end, _bucket_unit(series))
+def _pieces(conn: Connection, pipeline_id: int, series: IntervalSeries, backfill_id: int | None = None) -> list[Piece]:
+    unit = _bucket_unit(series)
+    groups = store.groups(conn, pipeline_id, series.first_start, series.last_end, unit, backfill_id)
     shape_of = store.shapes(conn, {g.backfill_id for g in groups})
     plans = [_plan(list(gs), series, shape_of) for _, gs in groupby(groups, key=lambda g: g.bucket)]
-    _read_exceptions(conn, pipeline_id, series, plans)
-    _read_runs(conn, pipeline_id, series, plans)
+    _read_exceptions(conn, pipeline_id, series, plans, backfill_id)
+    _read_runs(conn, pipeline_id, series, plans, backfill_id)
     return [piece for plan in plans for piece in _pieces_of(plan)]
 
 
@@ -242,6 +251,16 @@ def coverage(
         series = series_for(start, end, interval_type=interval_type, interval_units=units, cron=cron, timezone=zone)
         spans = compress(series.count, _pieces(conn, pipeline_id, series))
     return Coverage(pipeline_id=pipeline_id, series=series, spans=[_located(series, s) for s in spans])
+
+
+def of_backfill(db: Database, actor: Actor, backfill_id: int) -> Coverage:
+    """The intervals of one backfill by the status of its own runs, as spans (``missing``:
+    not queued yet, or skipped by ``reprocess``): what its grid draws when it is large."""
+    with db.read() as conn:
+        row = backfill_store.get(conn, backfill_id, team_id=actor.team_id)
+        series = queue.series_of(row)
+        spans = compress(series.count, _pieces(conn, row["pipeline_id"], series, backfill_id))
+    return Coverage(pipeline_id=row["pipeline_id"], series=series, spans=[_located(series, s) for s in spans])
 
 
 def _located(series: IntervalSeries, span: Span) -> CoverageSpan:

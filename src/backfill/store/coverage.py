@@ -56,9 +56,18 @@ def _bucket_key(conn: Connection, unit: BucketUnit) -> Any:
     return func.date_trunc(unit, func.timezone("UTC", start))
 
 
-def groups(conn: Connection, pipeline_id: int, lo: datetime, hi: datetime, unit: BucketUnit) -> list[Group]:
-    """The runs with ``lo <= interval_start < hi`` grouped by bucket, backfill and status,
-    in bucket order."""
+def _scope(pipeline_id: int, backfill_id: int | None) -> list[Any]:
+    where = [interval_runs.c.pipeline_id == pipeline_id]
+    if backfill_id is not None:
+        where.append(interval_runs.c.backfill_id == backfill_id)
+    return where
+
+
+def groups(
+    conn: Connection, pipeline_id: int, lo: datetime, hi: datetime, unit: BucketUnit, backfill_id: int | None = None
+) -> list[Group]:
+    """The runs with ``lo <= interval_start < hi`` (of one backfill if given) grouped by
+    bucket, backfill and status, in bucket order."""
     key = _bucket_key(conn, unit).label("bucket")
     q = (
         select(
@@ -72,9 +81,7 @@ def groups(conn: Connection, pipeline_id: int, lo: datetime, hi: datetime, unit:
             func.max(interval_runs.c.queued_at).label("last_queued"),
         )
         .where(
-            interval_runs.c.pipeline_id == pipeline_id,
-            interval_runs.c.interval_start >= lo,
-            interval_runs.c.interval_start < hi,
+            *_scope(pipeline_id, backfill_id), interval_runs.c.interval_start >= lo, interval_runs.c.interval_start < hi
         )
         .group_by(key, interval_runs.c.backfill_id, interval_runs.c.status)
         .order_by(key)
@@ -95,14 +102,14 @@ def groups(conn: Connection, pipeline_id: int, lo: datetime, hi: datetime, unit:
 
 
 def runs_not_in_status(
-    conn: Connection, pipeline_id: int, lo: datetime, hi: datetime, status: str
+    conn: Connection, pipeline_id: int, lo: datetime, hi: datetime, status: str, backfill_id: int | None = None
 ) -> Iterator[tuple[datetime, str, int]]:
     """(interval_start, status, backfill_id) of every run with ``lo <= interval_start <= hi``
     whose status is not ``status``, in interval order."""
     q = (
         select(interval_runs.c.interval_start, interval_runs.c.status, interval_runs.c.backfill_id)
         .where(
-            interval_runs.c.pipeline_id == pipeline_id,
+            *_scope(pipeline_id, backfill_id),
             interval_runs.c.interval_start >= lo,
             interval_runs.c.interval_start <= hi,
             interval_runs.c.status != status,
@@ -113,12 +120,14 @@ def runs_not_in_status(
         yield start, run_status, int(backfill_id)
 
 
-def latest_runs(conn: Connection, pipeline_id: int, lo: datetime, hi: datetime) -> Iterator[LatestRun]:
+def latest_runs(
+    conn: Connection, pipeline_id: int, lo: datetime, hi: datetime, backfill_id: int | None = None
+) -> Iterator[LatestRun]:
     """The latest run of every interval start in ``[lo, hi]`` (both inclusive), in order."""
     q = (
         select(interval_runs.c.interval_start, interval_runs.c.status, interval_runs.c.backfill_id)
         .where(
-            interval_runs.c.pipeline_id == pipeline_id,
+            *_scope(pipeline_id, backfill_id),
             interval_runs.c.interval_start >= lo,
             interval_runs.c.interval_start <= hi,
         )
