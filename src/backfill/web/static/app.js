@@ -6,6 +6,7 @@
 // #/new (create with a dry-run preview). Data from the server is only ever inserted as
 // text (textContent / text nodes / attributes), never as HTML.
 
+import { aggregatable, renderAggregated } from "./grid_aggregate.js";
 import { makePipelineViews } from "./pipelines.js";
 
 const REFRESH_MS = 2000;
@@ -493,8 +494,11 @@ const detailView = {
       selectedRunId: null,
       log: null,
       busy: false,
+      aggregate: {},
     };
     document.title = `Backfill #${route.id} · backfill`;
+    $("grid-zoom").hidden = true;
+    $("grid").classList.remove("aggregated");
     setText("detail-name", `Backfill #${route.id}`);
     setText("detail-id", "");
     setText("detail-summary", "Loading…");
@@ -521,7 +525,14 @@ const detailView = {
     const bf = res.data;
     const signature = [bf.status, bf.paused, bf.transfer_runs_created, bf.transfer_runs_completed, bf.transfer_runs_failed,
       bf.transfer_runs_running, bf.transfer_runs_cancelled, bf.updated_time].join("|");
-    if (signature !== d.runsSignature || Date.now() - d.runsFetchedAt > RUNS_FORCE_REFRESH_MS) {
+    const stale = signature !== d.runsSignature || Date.now() - d.runsFetchedAt > RUNS_FORCE_REFRESH_MS;
+    if (stale && aggregatable(bf)) {
+      const coverage = await api("GET", teamPath(`/backfills/${d.id}/coverage`));
+      if (!alive(gen)) return;
+      d.runsSignature = signature;
+      d.runsFetchedAt = Date.now();
+      this.renderAggregatedGrid(bf, coverage.data);
+    } else if (stale) {
       const runs = await api("GET",
         teamPath(`/backfills/${d.id}/runs?limit=${RUN_LIMIT}&sort_field=data_date&sort_direction=asc`));
       if (!alive(gen)) return;
@@ -559,15 +570,7 @@ const detailView = {
     setText("detail-summary", `${transferName(bf.transfer_id)} · ${fmtRangeValue(bf.range_start_date)} → `
       + `${fmtRangeValue(bf.range_end_date)} · ${intervalText(bf)} · ${bf.timezone}`);
 
-    const queued = Math.max(0, bf.transfer_runs_created - bf.transfer_runs_completed - bf.transfer_runs_failed
-      - bf.transfer_runs_cancelled - bf.transfer_runs_running);
-    setText("count-total", fmtNumber(bf.transfer_runs_total));
-    setText("count-completed", fmtNumber(bf.transfer_runs_completed));
-    setText("count-failed", fmtNumber(bf.transfer_runs_failed));
-    setText("count-running", fmtNumber(bf.transfer_runs_running));
-    setText("count-queued", fmtNumber(queued));
-    setText("count-cancelled", fmtNumber(bf.transfer_runs_cancelled));
-    setText("count-pending", fmtNumber(Math.max(0, bf.transfer_runs_total - bf.transfer_runs_created)));
+    setText("count-total", fmtNumber(bf.transfer_runs_total)); // the other cards: from the grid's data
 
     const m = bf.metrics;
     setText("metric-progress", `${(m.progress * 100).toFixed(m.progress > 0 && m.progress < 0.1 ? 1 : 0)} %`);
@@ -662,9 +665,28 @@ const detailView = {
     }
   },
 
+  /** The summary cards, from the same data as the grid (never a different moment). */
+  renderCounts(counts) {
+    for (const s of GRID_STATUSES) setText(`count-${s.toLowerCase()}`, fmtNumber(counts[s] || 0));
+  },
+
+  renderAggregatedGrid(bf, coverage) {
+    const counts = { ...coverage.counts, PENDING: coverage.counts.MISSING };
+    this.renderCounts(counts);
+    renderAggregated(el, $("grid"), $("grid-zoom"), coverage, this.d.aggregate);
+    replaceChildren($("grid-legend"), GRID_STATUSES.map((s) => el("li", { "data-status": s },
+      el("span", { class: `dot st-${s}`, "aria-hidden": "true" }), `${s.toLowerCase()} ${fmtNumber(counts[s] || 0)}`)));
+    const pending = counts.PENDING;
+    $("grid-note").hidden = pending === 0;
+    setText("grid-note", pending ? `${plural(pending, "interval")} not queued yet${FINAL.has(bf.status)
+      ? ` (the backfill is ${bf.status})` : ""}.` : "");
+  },
+
   renderGrid(bf, runs, materialized) {
     const d = this.d;
     const grid = $("grid");
+    grid.classList.remove("aggregated");
+    $("grid-zoom").hidden = true;
     const counts = Object.fromEntries(GRID_STATUSES.map((s) => [s, 0]));
     for (const run of runs) counts[run.status] = (counts[run.status] || 0) + 1;
     const pending = Math.max(0, bf.transfer_runs_total - materialized);
@@ -710,6 +732,7 @@ const detailView = {
 
     replaceChildren($("grid-legend"), GRID_STATUSES.map((s) => el("li", { "data-status": s },
       el("span", { class: `dot st-${s}`, "aria-hidden": "true" }), `${s.toLowerCase()} ${fmtNumber(counts[s])}`)));
+    this.renderCounts(counts);
 
     const notes = [];
     if (materialized > runs.length) {
