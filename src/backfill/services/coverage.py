@@ -35,7 +35,8 @@ from backfill.store import pipelines as pipeline_store
 from backfill.store import queue
 from backfill.store.db import Database
 
-# Bucket units (seconds, roughly) from the finest; a bucket holds ≥ 16 intervals on average.
+# Bucket units (seconds, roughly) from the finest; a bucket holds ≥ 64 intervals on average
+# (hourly: months; fewer, larger buckets cost less than many small ones, BENCHMARKS.md).
 _UNITS: tuple[tuple[store.BucketUnit, float], ...] = (
     ("minute", 60),
     ("hour", 3600),
@@ -43,7 +44,7 @@ _UNITS: tuple[tuple[store.BucketUnit, float], ...] = (
     ("month", 28 * 86_400),
     ("year", 365 * 86_400),
 )
-_INTERVALS_PER_BUCKET = 16
+_INTERVALS_PER_BUCKET = 64
 
 
 @dataclass(frozen=True)
