@@ -124,7 +124,7 @@ def test_client_and_cli(client: TestClient, history: World, monkeypatch: pytest.
     assert "2023-01-04 00:00:00" in table.stdout and "MISSING" in table.stdout
     bad = runner.invoke(app, ["coverage", "daily_sales", "--start", "2023-02-01", "--end", "2023-01-01"])
     assert bad.exit_code == 1
-    assert bad.stderr.strip().startswith("error: ") and "end" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().startswith("error: --end: ") and "Traceback" not in bad.stderr
 
 
 def test_coverage_of_one_backfill(client: TestClient, db: Database, history: World) -> None:

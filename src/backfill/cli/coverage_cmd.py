@@ -15,6 +15,15 @@ from backfill.cli.backfills_cmd import TeamOption, TokenOption, UrlOption, _erro
 from backfill.cli.common import JsonOption
 
 STATUS_ORDER = ("COMPLETED", "FAILED", "RUNNING", "QUEUED", "CANCELLED", "MISSING")
+# The API's query parameters and the flags that set them (errors are said as flags).
+FLAGS = {
+    "start": "--start",
+    "end": "--end",
+    "interval_type": "--interval",
+    "interval_units": "--units",
+    "cron": "--cron",
+    "timezone": "--timezone",
+}
 
 
 def coverage(
@@ -33,7 +42,7 @@ def coverage(
     team: TeamOption = None,
 ) -> None:
     """Show which intervals of a pipeline are done, failed or never ran, over all its backfills."""
-    with _errors():
+    with _errors(FLAGS):
         data = backfills_cmd._client(url, token, team).coverage(
             pipeline, start, end, interval_type=interval, interval_units=units, cron=cron, timezone=timezone
         )
