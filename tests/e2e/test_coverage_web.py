@@ -56,6 +56,15 @@ def test_find_the_gaps_backfill_them_and_watch_them_fill(tab: Tab, server: Serve
     expect(page.locator("#f-range_start")).to_have_value("2024-01-08")
     expect(page.locator("#f-range_end")).to_have_value("2024-01-14")
     expect(page.locator("#preview-run-count")).to_contain_text("7")  # the dry run, shown at once
+    # The form speaks of this pipeline: its own variables, its retries, its blocks to choose from.
+    expect(page.locator("#f-variables")).to_have_attribute("placeholder", re.compile(r'"orders_file": "orders.csv"'))
+    expect(page.locator("#f-retries")).to_have_attribute("placeholder", "1 (the pipeline's)")
+    blocks = page.locator("#f-block-list input[name=block]")
+    expect(blocks).to_have_count(4)
+    page.get_by_label("announce").uncheck()
+    expect(page.locator("#start-hint")).to_have_text("The values changed: preview again.")
+    page.get_by_label("announce").check()  # back to every block: the preview is fresh again
+    expect(page.get_by_role("button", name="Start backfill")).to_be_enabled()
     page.screenshot(path=IMG / "coverage-create.png", full_page=True)
     page.get_by_role("button", name="Start backfill").click()
     expect(page).to_have_url(re.compile(r"#/backfills/\d+$"))
@@ -92,6 +101,7 @@ def test_an_87600_interval_backfill_renders_aggregated_and_zooms(tab: Tab, serve
         f"\n87,600-interval backfill page: grid visible {took * 1000:.0f} ms after navigation (drawing {drawn_ms} ms)"
     )
     expect(page.locator("#count-total")).to_have_text("87,600")
+    expect(page.locator("#detail-settings")).to_contain_text(f"by {server.credentials['email']}")  # not "user 1"
     expect(page.locator("#grid-zoom")).to_contain_text("87,600 intervals by weeks")
     assert 500 < cells.count() < 1500  # weeks of ten years, not 87,600 cells
     # The cards and the grid read the same data: their counts add up to the total.

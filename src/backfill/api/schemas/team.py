@@ -137,8 +137,10 @@ class Backfill(BaseModel):
     range_end_date: DateOrTimestamp
     created_time: Timestamp
     created_user_id: int | None
+    created_user_email: str | None = Field(default=None, description="E-mail of the user who created it.")
     removed_time: Timestamp | None = Field(description="When the backfill was cancelled.")
     removed_user_id: int | None = Field(description="Who cancelled the backfill.")
+    removed_user_email: str | None = Field(default=None, description="E-mail of the user who cancelled it.")
     start_time: Timestamp | None = Field(description="When the first run began.")
     end_time: Timestamp | None = Field(description="When the backfill finished or was cancelled.")
     status: BackfillStatusName

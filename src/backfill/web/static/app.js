@@ -26,7 +26,7 @@ const GLYPHS = { COMPLETED: "✓", FAILED: "✕", RUNNING: "▶", QUEUED: "•",
 const GRID_STATUSES = ["COMPLETED", "FAILED", "RUNNING", "QUEUED", "CANCELLED", "PENDING"];
 const FORM_FIELDS = [
   "transfer_id", "name", "interval_type", "interval_units", "cron", "range_start", "range_end",
-  "timezone", "max_active_runs", "run_order", "reprocess", "variables",
+  "timezone", "max_active_runs", "retries", "run_order", "reprocess", "variables", "block_uuids",
 ];
 
 const $ = (id) => document.getElementById(id);
@@ -242,6 +242,13 @@ async function ensureTransfers(force = false) {
   state.transfers = new Map(page.data.map((t) => [t.id, t]));
   state.transfersLoaded = true;
   return state.transfers;
+}
+
+/** A person by e-mail: the signed-in user's own; another member's when the API gives it. */
+function userName(id, email = null) {
+  if (email) return email;
+  if (state.session && state.session.user_id === id) return state.session.email;
+  return `user ${id}`;
 }
 
 function transferName(id) {
@@ -599,12 +606,12 @@ const detailView = {
       ["Run order", bf.run_order.replace("_", " ")],
       ["Reprocess", bf.reprocess],
       ["Retries per interval", fmtNumber(bf.retries)],
-      ["Created", `${fmtTime(bf.created_time)}${bf.created_user_id ? ` by user ${bf.created_user_id}` : ""}`],
+      ["Created", `${fmtTime(bf.created_time)}${bf.created_user_id ? ` by ${userName(bf.created_user_id, bf.created_user_email)}` : ""}`],
       ["Started", fmtTime(bf.start_time)],
       ["Ended", fmtTime(bf.end_time)],
     ];
     if (bf.removed_time) {
-      items.push(["Cancelled", `${fmtTime(bf.removed_time)}${bf.removed_user_id ? ` by user ${bf.removed_user_id}` : ""}`]);
+      items.push(["Cancelled", `${fmtTime(bf.removed_time)}${bf.removed_user_id ? ` by ${userName(bf.removed_user_id, bf.removed_user_email)}` : ""}`]);
     }
     if (bf.block_uuids) items.push(["Blocks", bf.block_uuids.join(", ")]);
     if (bf.variables && Object.keys(bf.variables).length) items.push(["Variables", JSON.stringify(bf.variables)]);
@@ -678,8 +685,9 @@ const detailView = {
       el("span", { class: `dot st-${s}`, "aria-hidden": "true" }), `${s.toLowerCase()} ${fmtNumber(counts[s] || 0)}`)));
     const pending = counts.PENDING;
     $("grid-note").hidden = pending === 0;
-    setText("grid-note", pending ? `${plural(pending, "interval")} not queued yet${FINAL.has(bf.status)
-      ? ` (the backfill is ${bf.status})` : ""}.` : "");
+    setText("grid-note", !pending ? "" : FINAL.has(bf.status)
+      ? `${plural(pending, "interval")} never queued: the backfill is ${bf.status}.`
+      : `${plural(pending, "interval")} pending, not queued yet.`);
   },
 
   renderGrid(bf, runs, materialized) {
@@ -938,9 +946,16 @@ const newView = {
     const t = state.transfers.get(Number($("f-transfer").value));
     $("f-timezone").placeholder = t ? `${t.timezone || "UTC"} (the pipeline's)` : "the pipeline's";
     const hint = $("variables-hint");
-    hint.textContent = t && Object.keys(t.variables || {}).length
-      ? `Pipeline variables: ${JSON.stringify(t.variables)}`
-      : "";
+    const own = t && Object.keys(t.variables || {}).length ? t.variables : null;
+    hint.textContent = own ? `Pipeline variables: ${JSON.stringify(own)}` : "";
+    // The placeholder shows this pipeline's own variables (what an override looks like).
+    $("f-variables").placeholder = own ? JSON.stringify(own, null, 2) : t ? "this pipeline has no variables" : '{"key": "value"}';
+    $("f-retries").placeholder = t ? `${t.retries} (the pipeline's)` : "the pipeline's";
+    const blocks = t ? t.blocks : [];
+    $("f-blocks").hidden = blocks.length < 2;
+    replaceChildren($("f-block-list"), blocks.map((b) => el("label", { class: "block-choice" },
+      el("input", { type: "checkbox", name: "block", value: b.uuid, checked: true }), ` ${b.uuid} `,
+      el("span", { class: "muted" }, b.upstream.length ? `(${b.type}, after ${b.upstream.join(", ")})` : `(${b.type})`))));
   },
 
   intervalChanged() {
@@ -978,7 +993,11 @@ const newView = {
     const timezone = value("f-timezone");
     if (timezone) body.timezone = timezone;
     if (body.interval_type === "custom" && value("f-cron")) body.cron = value("f-cron");
-    for (const field of ["interval_units", "max_active_runs"]) {
+    const boxes = Array.from($("f-block-list").querySelectorAll("input[name=block]"));
+    const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+    if (boxes.length && chosen.length === 0) errors.block_uuids = "Select at least one block to run.";
+    else if (chosen.length < boxes.length) body.block_uuids = chosen;
+    for (const field of ["interval_units", "max_active_runs", "retries"]) {
       const input = $(`f-${field}`);
       const raw = input.value.trim();
       if (!raw) {

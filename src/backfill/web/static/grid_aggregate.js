@@ -5,7 +5,7 @@
 // (GET /v1/teams/{team}/backfills/{id}/coverage): every interval of the backfill by the
 // status of its own run, MISSING while it is not queued yet.
 
-export const AGGREGATE_ABOVE = 3000;
+export const AGGREGATE_ABOVE = 5000;
 const MAX_CELLS = 1500;
 const ORDER = ["COMPLETED", "FAILED", "RUNNING", "QUEUED", "CANCELLED", "MISSING"];
 const COLOURS = {
