@@ -1,6 +1,6 @@
 """Coverage reads: the latest run of every interval of a pipeline, over all its backfills.
 
-Both queries walk ``ix_interval_runs_coverage`` (pipeline, interval_start, queued_at, id,
+Every query here walks ``ix_interval_runs_coverage`` (pipeline, interval_start, queued_at, id,
 status, backfill_id) and never touch the table. The "latest" run of an interval is the
 one queued last (``queued_at``, then ``id``): a retry or a re-run re-queues a run, so it
 becomes the latest again.
