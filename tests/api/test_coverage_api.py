@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-import typer
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from backfill.cli import backfills_cmd, coverage_cmd
+from backfill.cli import backfills_cmd
+from backfill.cli.main import run
 from backfill.client import BackfillClient
 from backfill.store import queue
 from backfill.store.db import Database
@@ -105,26 +104,23 @@ def through(client: TestClient) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-def test_client_and_cli(client: TestClient, history: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_and_cli(
+    client: TestClient, history: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     api = BackfillClient("http://testserver", history.tokens["viewer"], history.team_id, transport=through(client))
     data = api.coverage("daily_sales", "2023-01-01", "2023-01-12")
     assert [s["status"] for s in data["spans"]] == ["COMPLETED", "FAILED", "COMPLETED", "MISSING"]
 
     monkeypatch.setattr(backfills_cmd, "_client", lambda url, token, team: api)
-    app = typer.Typer()
-    coverage_cmd.register(app)
-    app.command("noop")(lambda: None)  # more than one command: typer keeps the command name
-    runner = CliRunner()
-    result = runner.invoke(app, ["coverage", "daily_sales", "--start", "2023-01-01", "--end", "2023-01-12", "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == data
-    table = runner.invoke(app, ["coverage", "daily_sales", "--start", "2023-01-01", "--end", "2023-01-12"])
-    assert table.exit_code == 0, table.output
-    assert "12 intervals (UTC): 9 completed, 1 failed, 2 missing" in table.stdout
-    assert "2023-01-04 00:00:00" in table.stdout and "MISSING" in table.stdout
-    bad = runner.invoke(app, ["coverage", "daily_sales", "--start", "2023-02-01", "--end", "2023-01-01"])
-    assert bad.exit_code == 1
-    assert bad.stderr.strip().startswith("error: --end: ") and "Traceback" not in bad.stderr
+    assert run(["coverage", "daily_sales", "--start", "2023-01-01", "--end", "2023-01-12", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == data
+    assert run(["coverage", "daily_sales", "--start", "2023-01-01", "--end", "2023-01-12"]) == 0
+    table = capsys.readouterr().out
+    assert "12 intervals (UTC): 9 completed, 1 failed, 2 missing" in table
+    assert "2023-01-04 00:00:00" in table and "MISSING" in table
+    assert run(["coverage", "daily_sales", "--start", "2023-02-01", "--end", "2023-01-01"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: --end: end must not be before start") and "Traceback" not in error
 
 
 def test_coverage_of_one_backfill(client: TestClient, db: Database, history: World) -> None:

@@ -41,6 +41,8 @@ class PipelineDefinition:
     timeout_seconds: float | None = None
     path: str | None = None
     notify: tuple[Webhook, ...] = ()  # webhooks of every backfill of the pipeline (SPEC §8)
+    version: str | None = None
+    """Content digest of the pipeline's files (``pipeline_version`` on every attempt)."""
 
     def block(self, uuid: str) -> Block:
         for b in self.blocks:
