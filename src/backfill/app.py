@@ -19,8 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from backfill import __version__, web
+from backfill.api import coverage_routes, notification_routes, pipeline_api, pipeline_errors, security, team_api
 from backfill.api import metrics as metrics_api
-from backfill.api import pipeline_api, pipeline_errors, security, team_api
 from backfill.api.middleware import (
     ErrorRenderers,
     RateLimiter,
@@ -104,6 +104,8 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
 
     app.include_router(metrics_api.router)
     app.include_router(team_api.router)
+    app.include_router(coverage_routes.router)
+    app.include_router(notification_routes.router)
     app.include_router(pipeline_api.router)
     app.include_router(web.router)
     return app

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backfill.api.schemas.common import BackfillMetrics, ErrorText, PipelineAttributes
+from backfill.api.schemas.webhooks import WebhookAction
 from backfill.domain.transitions import UserAction
 
 PIPELINE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
@@ -121,6 +122,9 @@ class PipelineBackfillSettingsAction(_Action):
     paused: bool | None = Field(default=None, description="A paused backfill starts no new runs.")
     block_uuids: list[BlockUuid] | None = Field(
         default=None, max_length=1000, description="The exact block selection; null = every block."
+    )
+    notify: list[WebhookAction] | None = Field(
+        default=None, max_length=20, description="Webhooks called when the backfill completes, fails or is cancelled."
     )
 
 

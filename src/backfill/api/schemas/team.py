@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
 from backfill.api.schemas.common import ErrorText, PipelineAttributes
+from backfill.api.schemas.webhooks import WebhookAction
 from backfill.domain.transitions import UserAction
 from backfill.http.envelope import ErrorDetail as ErrorDetail
 from backfill.http.envelope import ErrorEnvelope as ErrorEnvelope
@@ -80,6 +81,9 @@ class CreateBackfillAction(_Action):
     block_uuids: list[Annotated[str, Field(max_length=200)]] | None = Field(
         default=None, max_length=1000, description="Blocks to run; null = all."
     )
+    notify: list[WebhookAction] | None = Field(
+        default=None, max_length=20, description="Webhooks called when the backfill completes, fails or is cancelled."
+    )
 
 
 class UpdateBackfillAction(_Action):
@@ -128,8 +132,10 @@ class Backfill(BaseModel):
     range_end_date: DateOrTimestamp
     created_time: Timestamp
     created_user_id: int | None
+    created_user_email: str | None = Field(default=None, description="E-mail of the user who created it.")
     removed_time: Timestamp | None = Field(description="When the backfill was cancelled.")
     removed_user_id: int | None = Field(description="Who cancelled the backfill.")
+    removed_user_email: str | None = Field(default=None, description="E-mail of the user who cancelled it.")
     start_time: Timestamp | None = Field(description="When the first run began.")
     end_time: Timestamp | None = Field(description="When the backfill finished or was cancelled.")
     status: BackfillStatusName
