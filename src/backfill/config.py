@@ -16,8 +16,6 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from backfill.store.db import DatabaseTimeouts
-
 STATE_DIR = Path(".backfill")
 
 
@@ -28,6 +26,8 @@ class Settings(BaseSettings):
     project_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 6789
+    # The address people open the web page at (links in notifications); default http://host:port.
+    public_url: str | None = None
     workers: NonNegativeInt = 4  # 0: API and scheduler only
     lease_seconds: float = 30.0
     scheduler_interval_seconds: float = 1.0
@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["auto", "text", "json"] = "auto"
     """auto: human-readable lines on a terminal, JSON lines otherwise."""
-    # Bounds of every wait on the database (store.db.DatabaseTimeouts), in seconds.
+    # Bounds of every wait on the database (store.db.DatabaseTimeouts, cli.common.timeouts_of), in seconds.
     db_busy_timeout_seconds: PositiveFloat = 30.0
     db_connect_timeout_seconds: PositiveFloat = 2.0
     db_statement_timeout_seconds: PositiveFloat = 30.0
@@ -58,21 +58,11 @@ class Settings(BaseSettings):
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
         env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 (pydantic-settings passes every source)
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # flags > environment > backfill.toml
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
-    def db_timeouts(self) -> DatabaseTimeouts:
-        return DatabaseTimeouts(
-            busy=self.db_busy_timeout_seconds,
-            connect=self.db_connect_timeout_seconds,
-            statement=self.db_statement_timeout_seconds,
-            lock=self.db_lock_timeout_seconds,
-            tcp_user=self.db_tcp_user_timeout_seconds,
-            pool=self.db_pool_timeout_seconds,
-        )
 
     def resolved_secret(self) -> str:
         """The signing secret: configured, else generated once and kept in .backfill/secret."""

@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ class Scenario:
             db, team, self.pipeline_id, "2026-01-01", "2026-02-19",
             retries=0, max_active_runs=2, variables=v,
         )  # fmt: skip
-        self.cancel_committed_at = None
+        self.cancel_committed_at: datetime | None = None
         self.retried = False
         with db.read() as conn:
             assert store.get(conn, self.main)["runs_total"] >= 1000

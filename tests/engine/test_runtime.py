@@ -8,10 +8,10 @@ import threading
 from fastapi.testclient import TestClient
 from tests.engine.procs import wait_for
 
-from backfill.api.app import create_app
+from backfill.app import create_app
 from backfill.config import Settings
-from backfill.engine.health import HealthRegistry
 from backfill.engine.runtime import Component, Runtime, build_runtime
+from backfill.services.health import HealthRegistry
 from backfill.store.db import Database
 
 

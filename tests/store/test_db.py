@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from tests.databases import PG_URL
 from tests.faultproxy import fault_proxy
 
-from backfill.api.app import create_app
+from backfill.app import create_app
 from backfill.config import Settings
 from backfill.store.db import Database, DatabaseTimeouts
 from backfill.store.tables import metadata
@@ -67,7 +67,7 @@ def test_postgres_sessions_carry_the_timeouts_and_keep_the_url_options(db_url: s
         with db.read() as conn:
             assert conn.execute(text("SHOW statement_timeout")).scalar() == "7s"
             assert conn.execute(text("SHOW lock_timeout")).scalar() == "3s"
-            assert conn.execute(text("SHOW search_path")).scalar().startswith("t_")  # from the URL
+            assert str(conn.execute(text("SHOW search_path")).scalar()).startswith("t_")  # from the URL
     finally:
         db.dispose()
 

@@ -2,7 +2,7 @@
 
 ``/readyz`` answers 503 naming what is wrong: the database when a ping fails or takes
 longer than ``PING_TIMEOUT_SECONDS``, and every component of the process that says it is
-not ready (``app.state.health``, an ``engine.health.HealthRegistry``, set by ``serve``).
+not ready (``app.state.health``, a ``services.health.HealthRegistry``, set by ``serve``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from backfill.api.middleware import ApiError, request_id_of
+from backfill.api.middleware import ApiError
 from backfill.api.schemas import team as schemas
-from backfill.engine.health import HealthRegistry
+from backfill.http.request_ids import request_id_of
+from backfill.services.health import HealthRegistry
 from backfill.store.db import Database
 
 PING_TIMEOUT_SECONDS = 3.0

@@ -12,7 +12,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from backfill.config import load_settings
+from backfill.config import Settings, load_settings
 from backfill.services import admin
 from backfill.store.db import Database, DatabaseTimeouts
 
@@ -31,6 +31,18 @@ def database_url(flag: str | None) -> str:
     """The database as ``serve`` finds it: --db, then BACKFILL_DATABASE_URL, then
     backfill.toml, then ./.backfill/backfill.db."""
     return flag or load_settings().database_url
+
+
+def timeouts_of(settings: Settings) -> DatabaseTimeouts:
+    """The configured bounds of every wait on the database."""
+    return DatabaseTimeouts(
+        busy=settings.db_busy_timeout_seconds,
+        connect=settings.db_connect_timeout_seconds,
+        statement=settings.db_statement_timeout_seconds,
+        lock=settings.db_lock_timeout_seconds,
+        tcp_user=settings.db_tcp_user_timeout_seconds,
+        pool=settings.db_pool_timeout_seconds,
+    )
 
 
 def open_db(url: str | None, *, timeouts: DatabaseTimeouts | None = None) -> Database:

@@ -19,8 +19,17 @@ from sqlalchemy.exc import SQLAlchemyError
 # Typer vendors Click as typer._click and re-exports only some of its exceptions.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from backfill.cli import admin, backfills_cmd, pipelines_cmd
-from backfill.cli.common import JSON_ERRORS, DbOption, JsonOption, emit, open_db, open_existing_db, report_error
+from backfill.cli import admin, backfills_cmd, coverage_cmd, pipelines_cmd
+from backfill.cli.common import (
+    JSON_ERRORS,
+    DbOption,
+    JsonOption,
+    emit,
+    open_db,
+    open_existing_db,
+    report_error,
+    timeouts_of,
+)
 from backfill.config import STATE_DIR, Settings, SettingsError, load_settings
 from backfill.domain.errors import DomainError
 from backfill.logging_setup import configure as configure_logging
@@ -36,6 +45,7 @@ app = typer.Typer(
 app.add_typer(admin.app, name="admin")
 app.add_typer(pipelines_cmd.app, name="pipelines")
 backfills_cmd.register(app)
+coverage_cmd.register(app)
 
 log = logging.getLogger("backfill.cli")
 
@@ -77,8 +87,9 @@ def serve(
     """Run the API, the scheduler and worker slots in one process tree."""
     import uvicorn
 
-    from backfill.api.app import create_app
-    from backfill.engine.runtime import build_runtime
+    from backfill.app import create_app
+    from backfill.engine.notifier import Notifier
+    from backfill.engine.runtime import Component, build_runtime
     from backfill.services import bootstrap
     from backfill.store.migrate import upgrade
 
@@ -86,7 +97,7 @@ def serve(
     configure_logging(settings.log_level, settings.log_format)
     requests = [_parse_create(v) for v in backfill or []]
     _check_project(settings.project_dir)
-    database = open_db(settings.database_url, timeouts=settings.db_timeouts())
+    database = open_db(settings.database_url, timeouts=timeouts_of(settings))
     upgrade(database)
     url = f"http://{settings.host}:{settings.port}"
     credentials_path = STATE_DIR / "credentials.json"
@@ -108,6 +119,7 @@ def serve(
         _startup_backfill(database, team_id, pipeline_uuid, start, end)
 
     runtime = build_runtime(database, settings, workers=settings.workers, connections=connections)
+    runtime.add(Component("notifier", Notifier(database, public_url=settings.public_url or url).run))
     if settings.project_dir:
         runtime.add(_project_watcher(database, settings.project_dir, team_id, runtime))
     runtime.start()
@@ -238,7 +250,7 @@ def _open_worker_database(settings: Settings) -> Database:
     deadline = time.monotonic() + settings.db_startup_wait_seconds
     while True:
         try:
-            return open_existing_db(settings.database_url, timeouts=settings.db_timeouts())
+            return open_existing_db(settings.database_url, timeouts=timeouts_of(settings))
         except DatabaseUnreachable as exc:
             wait = backoff.failed(exc.cause)
             if time.monotonic() + wait > deadline:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from backfill.config import Settings
 from backfill.engine.backoff import Backoff
-from backfill.engine.health import ComponentReporter, HealthRegistry
 from backfill.engine.scheduler import Scheduler
 from backfill.engine.worker import Worker, WorkerSettings
+from backfill.services.health import ComponentReporter, HealthRegistry
 from backfill.store.db import Database
 
 log = logging.getLogger("backfill.runtime")

@@ -12,7 +12,7 @@ import logging
 import threading
 
 from backfill.engine.backoff import Backoff, is_transient
-from backfill.engine.health import ComponentReporter
+from backfill.services.health import ComponentReporter
 from backfill.store import queue
 from backfill.store.clock import utcnow
 from backfill.store.db import Database

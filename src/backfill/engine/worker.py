@@ -28,8 +28,8 @@ from backfill.domain.pipeline import PipelineDefinition
 from backfill.engine import owners
 from backfill.engine.backoff import Backoff, is_transient
 from backfill.engine.executor import Executor, RunOutcome, RunRequest
-from backfill.engine.health import ComponentReporter
 from backfill.metrics import RUN_DURATION
+from backfill.services.health import ComponentReporter
 from backfill.store import pipelines as pipeline_store
 from backfill.store import queue
 from backfill.store.clock import utcnow

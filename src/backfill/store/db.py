@@ -25,6 +25,8 @@ from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from backfill.store import pgbouncer
+
 DEFAULT_SQLITE_PATH = Path(".backfill") / "backfill.db"
 
 
@@ -90,6 +92,8 @@ class Database:
         self.timeouts = timeouts = timeouts or DatabaseTimeouts()
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
+        # ?pgbouncer=true: behind PgBouncer in transaction pooling (see store.pgbouncer)
+        parsed, self.behind_pgbouncer = pgbouncer.split_option(parsed)
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.is_sqlite:
             database = parsed.database
@@ -104,7 +108,9 @@ class Database:
             kwargs["max_overflow"] = 20
             kwargs["pool_pre_ping"] = True
             kwargs["pool_timeout"] = timeouts.pool
-        self.engine: Engine = create_engine(self.url, **kwargs)
+            if self.behind_pgbouncer:  # no server timeouts in "options" through PgBouncer
+                kwargs["connect_args"] = pgbouncer.connect_args(kwargs["connect_args"])
+        self.engine: Engine = create_engine(parsed, **kwargs)
         self._driver_sql: dict[Select[Any], tuple[str, tuple[str, ...]]] = {}
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine, busy_ms=int(timeouts.busy * 1000))
