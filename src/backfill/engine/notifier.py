@@ -22,6 +22,7 @@ import httpx
 
 from backfill import __version__
 from backfill.domain import notifications as domain
+from backfill.engine.backoff import Backoff
 from backfill.store import notifications as outbox
 from backfill.store.clock import utcnow
 from backfill.store.db import Database
@@ -108,19 +109,15 @@ class Notifier:
         return len(due)
 
     def run(self, stop: threading.Event) -> None:
-        failures = 0
+        backoff = Backoff("notifier", log, base=0.25, cap=MAX_BACKOFF_SECONDS)  # the loops' one policy
         while not stop.is_set():
             try:
                 busy = self.tick()
-            except Exception:  # the database or anything else: log once per outage, back off
-                failures += 1
-                if failures == 1:
-                    log.exception("notifier pass failed; retrying with backoff")
-                stop.wait(min(MAX_BACKOFF_SECONDS, 0.25 * 2**failures))
+            except Exception as exc:
+                stop.wait(backoff.failed(exc))
                 continue
-            if failures:
-                log.info("notifier recovered after %s failed passes", failures)
-                failures = 0
+            if backoff.failing:
+                backoff.succeeded()
             if not busy:
                 stop.wait(self.interval_seconds)
         self.http.close()
