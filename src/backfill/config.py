@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = 1.0
     secret_key: str | None = None
     rate_limit: str = "1200/minute"
+    # Failed sign-ins allowed per client address and per e-mail.
+    sign_in_rate_limit: str = "10/minute"
+    # memory:// (one process) or redis://host:port/db (shared by every API process).
+    rate_limit_storage: str = "memory://"
+    rate_limit_key_prefix: str = "backfill"
+    # Request bodies larger than this are refused with 413 while they stream in.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_log_bytes: int = 1_000_000
     log_level: str = "INFO"
 

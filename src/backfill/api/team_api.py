@@ -1,6 +1,6 @@
 """The team API (``/v1/teams/{team_id}/...``, SPEC §4): the canonical HTTP dialect.
 
-Routes are translation only: authenticate and authorize (``security``), call one
+Routes are translation only: authenticate and authorize (``services.auth``), call one
 service, render rows as the response models of ``schemas.team`` inside the
 ``{"meta":{"request_id"},"data":...}`` envelope. Rules live in services and domain.
 """
@@ -20,13 +20,13 @@ from sqlalchemy import RowMapping
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from backfill.api import security
-from backfill.api.middleware import ApiError, Problem, default_error_response, request_id_of
+from backfill.api.problems import ApiError, Problem, default_error_response
+from backfill.api.request_id import request_id_of
 from backfill.api.schemas import team as s
 from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
 from backfill.domain.model import BackfillStatus, RunStatus, is_calendar
 from backfill.domain.timeparse import format_iso_z
-from backfill.services import backfills, runs
+from backfill.services import auth, backfills, runs
 from backfill.services.backfills import BackfillDetail, BackfillSpec
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store.db import Database
@@ -56,6 +56,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error(404, "Absent, or in another team (NOT_FOUND)."),
     405: _error(405, "Method not allowed (METHOD_NOT_ALLOWED)."),
     409: _error(409, "Overlaps an unfinished backfill of the same transfer (CONFLICT_ERROR)."),
+    413: _error(413, "The request body is larger than the server accepts (PAYLOAD_TOO_LARGE)."),
     422: _error(422, "Valid JSON with invalid values or an invalid transition (UNPROCESSABLE_ENTITY)."),
     429: _error(429, "Rate limit exceeded; see Retry-After (TOO_MANY_REQUESTS)."),
     500: _error(500, "Unexpected error (INTERNAL_SERVER_ERROR)."),
@@ -108,14 +109,14 @@ def _db(request: Request) -> Database:
 
 class BearerAuth(HTTPBearer):
     """Dependency: authenticate the bearer token, then scope → membership → permission
-    (in that order). An ``HTTPBearer``, so OpenAPI declares the scheme on every route;
+    (in that order; ``access`` None: any valid token). An ``HTTPBearer``, so OpenAPI declares the scheme on every route;
     one dependency rather than two (FastAPI solves each per request).
 
     A resolution is reused for at most a second (``app.state.principal_cache``); on a miss
     the one read transaction runs inline on SQLite, in the thread pool on PostgreSQL.
     """
 
-    def __init__(self, access: security.Access) -> None:
+    def __init__(self, access: auth.Access | None) -> None:
         super().__init__(
             auto_error=False,
             scheme_name="BearerToken",
@@ -124,17 +125,23 @@ class BearerAuth(HTTPBearer):
         )
         self.access = access
 
-    async def __call__(self, request: Request) -> security.Principal:  # type: ignore[override]
-        secret = security.bearer_secret(request.headers.get("authorization"))
-        if not secret:
-            raise security.TokenMissing("authentication is required: send Authorization: Bearer <token>")
-        team_id = _path_team_id(request)
-        cache: security.PrincipalCache = request.app.state.principal_cache
-        principal = cache.get(secret, team_id)
-        if principal is None:
-            principal = await _read(request, security.resolve, _db(request), secret, team_id=team_id)
-            cache.put(secret, team_id, principal)
-        return security.authorize(principal, self.access)
+    async def __call__(self, request: Request) -> auth.Principal:  # type: ignore[override]
+        principal = await authenticate(request)
+        return principal if self.access is None else auth.authorize(principal, self.access)
+
+
+async def authenticate(request: Request) -> auth.Principal:
+    """The principal of the bearer token (any valid token; the path's team, if any)."""
+    secret = auth.bearer_secret(request.headers.get("authorization"))
+    if not secret:
+        raise auth.TokenMissing("authentication is required: send Authorization: Bearer <token>")
+    team_id = _path_team_id(request)
+    cache: auth.PrincipalCache = request.app.state.principal_cache
+    principal = cache.get(secret, team_id)
+    if principal is None:
+        principal = await _read(request, auth.resolve, _db(request), secret, team_id=team_id)
+        cache.put(secret, team_id, principal)
+    return principal
 
 
 async def _read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -146,8 +153,8 @@ async def _read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: An
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
-Reader = Annotated[security.Principal, Depends(BearerAuth(security.READ))]
-Writer = Annotated[security.Principal, Depends(BearerAuth(security.WRITE))]
+Reader = Annotated[auth.Principal, Depends(BearerAuth(auth.READ))]
+Writer = Annotated[auth.Principal, Depends(BearerAuth(auth.WRITE))]
 
 TeamId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the team.")]
 BackfillId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the backfill.")]

@@ -349,3 +349,12 @@ class PipelineSession(BaseModel):
 
 class PipelineSessionResponse(BaseModel):
     session: PipelineSession
+
+
+class PipelineSignOut(BaseModel):
+    token_id: int = Field(description="The revoked token: requests with it (or its session JWT) now get 401.")
+    revoked: bool = True
+
+
+class PipelineSignOutResponse(BaseModel):
+    session: PipelineSignOut
