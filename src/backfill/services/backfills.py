@@ -11,16 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, RowMapping
 
-from backfill.domain import transitions
+from backfill.domain import limits, transitions
 from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
 from backfill.domain.intervals import IntervalSeries
 from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, is_calendar
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
-from backfill.domain.timeparse import parse_instant
+from backfill.domain.timeparse import load_zone, parse_instant
 from backfill.services.actor import Actor
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store import backfills as store
@@ -84,12 +83,7 @@ class BackfillDetail:
 
 def _timezone(name: str | None, pipeline: RowMapping) -> str:
     tz = name or pipeline["timezone"] or "UTC"
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(
-            f"unknown time zone {tz!r}; use an IANA name such as Europe/Berlin", field="timezone"
-        ) from exc
+    load_zone(tz)
     return tz
 
 
@@ -150,6 +144,7 @@ def _values_from_spec(spec: BackfillSpec, pipeline: RowMapping) -> dict[str, Any
     if spec.variables is not None and not isinstance(spec.variables, Mapping):
         raise ValidationError("variables must be an object", field="variables")
     _reject_nul(spec.variables, "variables")
+    limits.check_variables(spec.variables)
     _reject_nul(spec.name, "name")
     selection = _selection(definition, spec.block_uuids)
     retries = (
@@ -163,9 +158,10 @@ def _values_from_spec(spec: BackfillSpec, pipeline: RowMapping) -> dict[str, Any
     timeout = pipeline["timeout_seconds"] if spec.timeout_seconds is None else spec.timeout_seconds
     if timeout is not None and (_non_negative(timeout, "timeout_seconds") <= 0):
         raise ValidationError("timeout_seconds must be > 0", field="timeout_seconds")
-    name = spec.name if spec.name else _default_name(pipeline["uuid"], spec, start, end)
-    if len(name) > 500:
-        raise ValidationError("name must be at most 500 characters", field="name")
+    if spec.name:
+        name = limits.check_name(spec.name)
+    else:
+        name = _default_name(pipeline["uuid"], spec, start, end)[: limits.MAX_NAME_LENGTH]
     return {
         "pipeline_id": pipeline["id"],
         "name": name,
@@ -362,8 +358,7 @@ def _update_settings(conn: Connection, bf: RowMapping, changes: Mapping[str, Any
     values: dict[str, Any] = {}
     if "name" in changes:
         name = changes["name"]
-        if not isinstance(name, str) or not name.strip() or len(name) > 500:
-            raise ValidationError("name must be a non-empty string of at most 500 characters", field="name")
+        limits.check_name(name)
         _reject_nul(name, "name")
         values["name"] = name
     if "max_active_runs" in changes:

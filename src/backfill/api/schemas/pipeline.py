@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from backfill.api.schemas.common import BackfillMetrics
+from backfill.api.schemas.common import BackfillMetrics, JsonAction
+from backfill.domain.limits import MAX_NAME_LENGTH
 
 PIPELINE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
@@ -93,9 +94,7 @@ def reject_nul(value: Any, where: str) -> None:
             reject_nul(item, f"{where}[{index}]")
 
 
-class _Action(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class _Action(JsonAction):
     @model_validator(mode="after")
     def _no_nul_characters(self) -> Self:
         for name in type(self).model_fields:
@@ -131,7 +130,7 @@ class PipelineBackfillAction(_Action):
     ``pipeline_uuid`` must then match the addressed backfill, the others are ignored.
     """
 
-    name: str | None = Field(default=None, max_length=500)
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     start_datetime: DateTimeInput | None = None
     end_datetime: DateTimeInput | None = None
     interval_type: IntervalTypeName | None = None

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
+from backfill.api.schemas.common import JsonAction
+from backfill.domain.limits import MAX_NAME_LENGTH
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, examples=["2024-02-01T09:00:00Z"])]
 DateOrTimestamp = Annotated[
@@ -70,8 +72,8 @@ class ErrorEnvelope(BaseModel):
 # ---- actions (request bodies) ----------------------------------------------------------------
 
 
-class _Action(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class _Action(JsonAction):
+    """Base of this dialect's request bodies."""
 
 
 class CreateBackfillAction(_Action):
@@ -86,7 +88,7 @@ class CreateBackfillAction(_Action):
     range_end: str = Field(
         max_length=64, description="Last interval start, inclusive; same format.", examples=["2024-01-31"]
     )
-    name: str | None = Field(default=None, max_length=500)
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     interval_type: IntervalTypeName = "day"
     interval_units: int | None = Field(
         default=1, ge=1, le=1_000_000, description="Units per interval; seconds for `custom` without cron."
@@ -115,7 +117,7 @@ class UpdateBackfillAction(_Action):
     status: BackfillStatusName | None = None
     paused: bool | None = None
     max_active_runs: int | None = Field(default=None, ge=1, le=1000)
-    name: str | None = Field(default=None, min_length=1, max_length=500)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)
 
 
 # ---- responses -------------------------------------------------------------------------------
