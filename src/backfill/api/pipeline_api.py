@@ -788,7 +788,7 @@ def list_backfills(
     'with `PUT {"backfill": {"status": "initial"}}` (or send `status: "initial"` here to start at once).',
 )
 def create_backfill(
-    request: Request, principal: Writer, pipeline_uuid: PipelineUuid, body: s.PipelineBackfillBody
+    request: Request, principal: Writer, pipeline_uuid: PipelineUuid, body: s.PipelineBackfillCreateBody
 ) -> Response:
     db = _db(request)
     actor = principal.actor

@@ -340,6 +340,12 @@ def _transfer(row: RowMapping) -> s.Transfer:
 # ---- query parameters ----------------------------------------------------------------------
 
 
+def status_list_pattern(names: tuple[str, ...]) -> str:
+    """The document's pattern of ``?status=A,B``: names in either case, comma-separated."""
+    one = "(" + "|".join([*names, *(n.lower() for n in names)]) + ")"
+    return f"^ *{one}( *, *{one})* *$"
+
+
 def _statuses(value: str | None, names: tuple[str, ...], default: tuple[str, ...] | None) -> list[str] | None:
     """``?status=A,B`` (case-insensitive) as canonical lowercase values; 400 if unknown."""
     if value is None:
@@ -387,6 +393,7 @@ RunStatusQuery = Annotated[
     Query(
         max_length=200,
         description="One or more (comma-separated) of QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED.",
+        json_schema_extra={"pattern": status_list_pattern(RUN_STATUS_NAMES)},
     ),
 ]
 IssuesOnly = Annotated[bool, Query(description="Only FAILED and CANCELLED runs.")]
@@ -503,6 +510,7 @@ async def list_backfills(
             max_length=200,
             description="One or more (comma-separated) of CREATED, SCHEDULED, RUNNING, COMPLETED, FAILED, "
             "CANCELLED; default the unfinished ones (CREATED, SCHEDULED, RUNNING, FAILED).",
+            json_schema_extra={"pattern": status_list_pattern(BACKFILL_STATUS_NAMES)},
         ),
     ] = None,
     transfer_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
@@ -625,9 +633,16 @@ async def list_transfer_runs(
     team_id: TeamId,
     transfer_id: TransferId,
     start_date: Annotated[
-        str, Query(max_length=64, description="First data date (inclusive), in the transfer's timezone.")
+        str,
+        Query(
+            max_length=64,
+            description="First data date (inclusive), in the transfer's timezone.",
+            json_schema_extra={"format": "date"},
+        ),
     ],
-    end_date: Annotated[str, Query(max_length=64, description="Last data date (inclusive).")],
+    end_date: Annotated[
+        str, Query(max_length=64, description="Last data date (inclusive).", json_schema_extra={"format": "date"})
+    ],
     status: RunStatusQuery = None,
     filter_issues_only: IssuesOnly = False,
     sort_field: SortFieldQuery = "data_date",

@@ -8,12 +8,13 @@ for day-or-longer intervals and ISO datetimes otherwise, so they are plain strin
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
+from backfill.api.schemas.common import INSTANT_PATTERN, JsonAction, ZoneName, cron_needs_custom
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
-from backfill.api.schemas.common import JsonAction
 from backfill.domain.limits import MAX_NAME_LENGTH
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, examples=["2024-02-01T09:00:00Z"])]
@@ -51,7 +52,7 @@ class ErrorDetail(BaseModel):
     code: str = Field(
         description="Stable SCREAMING_SNAKE_CASE identifier: BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, "
         "PERMISSION_ERROR, NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT_ERROR, UNPROCESSABLE_ENTITY, "
-        "TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE.",
+        "PAYLOAD_TOO_LARGE, TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE.",
         examples=["NOT_FOUND"],
     )
     message: str = Field(description="Short, human-readable summary of the error.")
@@ -79,14 +80,20 @@ class _Action(JsonAction):
 class CreateBackfillAction(_Action):
     """Body of ``POST .../transfers/{transfer_id}/backfills`` (and ``:dry_run``)."""
 
+    schema_rules = cron_needs_custom()
+
     range_start: str = Field(
         max_length=64,
+        json_schema_extra={"pattern": INSTANT_PATTERN},
         description="First interval start, inclusive: a date (00:00 in the backfill's timezone) or an ISO "
         "datetime (an offset wins; without one it is wall-clock time in the backfill's timezone).",
         examples=["2024-01-01"],
     )
     range_end: str = Field(
-        max_length=64, description="Last interval start, inclusive; same format.", examples=["2024-01-31"]
+        max_length=64,
+        json_schema_extra={"pattern": INSTANT_PATTERN},
+        description="Last interval start, inclusive; same format.",
+        examples=["2024-01-31"],
     )
     name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     interval_type: IntervalTypeName = "day"
@@ -94,7 +101,7 @@ class CreateBackfillAction(_Action):
         default=1, ge=1, le=1_000_000, description="Units per interval; seconds for `custom` without cron."
     )
     cron: str | None = Field(default=None, max_length=200, description="Cron expression (interval_type custom).")
-    timezone: str | None = Field(default=None, max_length=64, description="IANA name; default the transfer's.")
+    timezone: ZoneName | None = Field(default=None, description="IANA name; default the transfer's.")
     variables: dict[str, Any] | None = None
     max_active_runs: int = Field(default=4, ge=1, le=1000)
     run_order: RunOrderName = "newest_first"
@@ -114,10 +121,12 @@ class UpdateBackfillAction(_Action):
     SCHEDULED starts a CREATED backfill or retries the failed intervals of a FAILED one.
     """
 
-    status: BackfillStatusName | None = None
-    paused: bool | None = None
-    max_active_runs: int | None = Field(default=None, ge=1, le=1000)
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)
+    schema_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
+
+    status: BackfillStatusName | SkipJsonSchema[None] = None
+    paused: bool | SkipJsonSchema[None] = None
+    max_active_runs: Annotated[int, Field(ge=1, le=1000)] | SkipJsonSchema[None] = None
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] | SkipJsonSchema[None] = None
 
 
 # ---- responses -------------------------------------------------------------------------------
