@@ -7,11 +7,10 @@ from typing import Annotated
 
 import typer
 
-from backfill.cli.common import DbOption, JsonOption, emit, fail, open_db
+from backfill.cli.common import DbOption, JsonOption, emit, fail, open_existing_db
 from backfill.domain.errors import DomainError
 from backfill.domain.model import Role, Scope
-from backfill.services import tokens
-from backfill.store import auth
+from backfill.services import admin, tokens
 
 app = typer.Typer(help="Manage teams, users, tokens and API keys (writes the database directly).", no_args_is_help=True)
 
@@ -24,8 +23,7 @@ def create_team(
 ) -> None:
     """Create a team."""
     try:
-        with open_db(db).write() as conn:
-            team_id = auth.create_team(conn, name)
+        team_id = admin.create_team(open_existing_db(db), name)
     except DomainError as exc:
         fail(exc.message)
     emit({"id": team_id}, as_json, f"team {team_id} created")
@@ -42,8 +40,7 @@ def create_user(
 ) -> None:
     """Add a user to a team (an existing user gets a new membership)."""
     try:
-        with open_db(db).write() as conn:
-            user_id = auth.create_user(conn, email, team_id=team, role=role, password=password)
+        user_id = admin.create_user(open_existing_db(db), email, team_id=team, role=role, password=password)
     except DomainError as exc:
         fail(exc.message)
     emit(
@@ -65,13 +62,12 @@ def create_token(
     if expires_in is not None and expires_in <= 0:
         fail("--expires-in must be a positive number of seconds")
     try:
-        with open_db(db).write() as conn:
-            issued = auth.create_token(
-                conn,
-                user,
-                scopes=scope or auth.DEFAULT_SCOPES,
-                expires_in=timedelta(seconds=expires_in) if expires_in else None,
-            )
+        issued = admin.create_token(
+            open_existing_db(db),
+            user,
+            scopes=scope,
+            expires_in=timedelta(seconds=expires_in) if expires_in else None,
+        )
     except DomainError as exc:
         fail(exc.message)
     emit({"id": issued.id, "token": issued.secret}, as_json, issued.secret)
@@ -86,8 +82,7 @@ def create_api_key(
 ) -> None:
     """Create a pipeline-API client key (X-API-KEY); printed once."""
     try:
-        with open_db(db).write() as conn:
-            issued = auth.create_api_key(conn, team, name=name)
+        issued = admin.create_api_key(open_existing_db(db), team, name=name)
     except DomainError as exc:
         fail(exc.message)
     emit({"id": issued.id, "key": issued.secret}, as_json, issued.secret)
@@ -101,7 +96,7 @@ def revoke_token(
 ) -> None:
     """Revoke a bearer token: requests with it are refused from now on."""
     try:
-        tokens.revoke_token(open_db(db), token_id)
+        tokens.revoke_token(open_existing_db(db), token_id)
     except DomainError as exc:
         fail(exc.message)
     emit({"id": token_id, "revoked": True}, as_json, f"token {token_id} revoked")
@@ -115,7 +110,7 @@ def revoke_api_key(
 ) -> None:
     """Revoke a pipeline-API client key (X-API-KEY)."""
     try:
-        tokens.revoke_api_key(open_db(db), key_id)
+        tokens.revoke_api_key(open_existing_db(db), key_id)
     except DomainError as exc:
         fail(exc.message)
     emit({"id": key_id, "revoked": True}, as_json, f"API key {key_id} revoked")
