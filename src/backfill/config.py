@@ -7,7 +7,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from limits import parse as parse_limit
+from pydantic import Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -17,6 +18,8 @@ from pydantic_settings import (
 )
 
 STATE_DIR = Path(".backfill")
+# Schemes of a Redis rate_limit_storage (memory:// is the other choice).
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 
 
 class Settings(BaseSettings):
@@ -42,6 +45,22 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["auto", "text", "json"] = "auto"
     """auto: human-readable lines on a terminal, JSON lines otherwise."""
+
+    @field_validator("rate_limit", "sign_in_rate_limit")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        try:
+            parse_limit(value)
+        except ValueError:
+            raise ValueError("must look like 1200/minute or 10/second") from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _a_storage(cls, value: str) -> str:
+        if value != "memory://" and not value.startswith(REDIS_SCHEMES):
+            raise ValueError("must be memory:// or redis://host:port/db")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -25,6 +25,7 @@ from tests.engine.procs import wait_for
 
 from backfill.api.app import create_app
 from backfill.api.ratelimit import RateLimitConfigError, window_store
+from backfill.config import SettingsError, load_settings
 from backfill.domain.model import Scope
 from backfill.store import auth
 from backfill.store.db import Database
@@ -68,7 +69,11 @@ def test_a_users_tokens_share_one_budget(limited: TestClient, db: Database, worl
     assert remaining(limited.get(url, headers=world.auth("viewer"))) == 2  # another user
 
 
-def test_an_unknown_storage_is_refused_naming_the_setting() -> None:
+def test_an_unknown_storage_or_limit_is_refused_naming_the_setting() -> None:
+    with pytest.raises(SettingsError, match="BACKFILL_RATE_LIMIT_STORAGE"):
+        load_settings(rate_limit_storage="memcached://127.0.0.1:11211")
+    with pytest.raises(SettingsError, match="BACKFILL_SIGN_IN_RATE_LIMIT"):
+        load_settings(sign_in_rate_limit="ten a minute")
     with pytest.raises(RateLimitConfigError, match="BACKFILL_RATE_LIMIT_STORAGE"):
         window_store("memcached://127.0.0.1:11211")
 

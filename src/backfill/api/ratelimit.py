@@ -35,13 +35,12 @@ from limits.util import WindowStats
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
+from backfill.config import REDIS_SCHEMES
 from backfill.services import auth
 from backfill.services.sessions import TooManySignIns
 from backfill.store.db import Database
 
 log = logging.getLogger("backfill.api")
-
-REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 
 
 class RateLimitConfigError(ValueError):
