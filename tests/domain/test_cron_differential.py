@@ -4,7 +4,7 @@ Random expressions over every field form (values, ranges, steps, lists, names, `
 ``LW``, ``NL``/``LN``, ``#``, aliases, a seconds field) on random windows; the FULL list
 of fire times and ``len()`` of the series must equal cronsim's. Windows are in zones
 without DST (anywhere) and in DST zones away from the transitions, where cronsim follows
-cron(8) and the SPEC's rule differs (that is pinned in test_cron_conventions.py).
+cron(8) and our rule differ (that is pinned in test_cron_conventions.py).
 ``BACKFILL_CRON_DIFF_EXAMPLES`` raises the number of examples for a deeper run.
 """
 

@@ -36,13 +36,28 @@ def _bare(annotation: Any) -> Any:
     return annotation
 
 
-def _is_int_field(annotation: Any) -> bool:
-    """``int`` or ``int | None`` (never ``bool``, never a union with ``float``)."""
+def _without_none(annotation: Any) -> Any:
+    """``X | None`` → ``X`` (any other union stays as it is)."""
     annotation = _bare(annotation)
     if get_origin(annotation) in (Union, types.UnionType):
         members = [m for m in map(_bare, get_args(annotation)) if m is not type(None)]
-        return members == [int]
-    return annotation is int
+        return members[0] if len(members) == 1 else annotation
+    return annotation
+
+
+def _is_int(annotation: Any) -> bool:
+    """``int`` or ``int | None`` (never ``bool``, never a union with ``float``)."""
+    return _without_none(annotation) is int
+
+
+def _is_int_list(annotation: Any) -> bool:
+    """``list[int]`` (or ``| None``)."""
+    annotation = _without_none(annotation)
+    return get_origin(annotation) is list and _is_int(get_args(annotation)[0])
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _document(schema: dict[str, Any], cls: type[Any]) -> None:
@@ -85,15 +100,15 @@ class JsonAction(BaseModel):
     def _integral_floats(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        fields = cls.model_fields
-        converted = {
-            key: int(value)
-            for key, value in data.items()
-            if isinstance(value, float)
-            and value.is_integer()
-            and key in fields
-            and _is_int_field(fields[key].annotation)
-        }
+        converted: dict[str, Any] = {}
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if field is None:
+                continue
+            if isinstance(value, float) and _is_int(field.annotation):
+                converted[key] = _integral(value)
+            elif isinstance(value, list) and _is_int_list(field.annotation):
+                converted[key] = [_integral(v) for v in value]
         return {**data, **converted} if converted else data
 
     @field_validator("*", mode="after")
@@ -107,10 +122,18 @@ class JsonAction(BaseModel):
 
 
 class BackfillMetrics(BaseModel):
-    progress: float = Field(description="Finished runs / total runs, 0..1.")
+    progress: float = Field(
+        description="Finished (completed + failed) intervals / intervals that will run (the total minus the "
+        "cancelled ones), 0..1."
+    )
+    finished_runs: int = Field(description="Completed + failed intervals.")
+    runs_to_run: int = Field(description="Intervals that will run: the total minus the cancelled ones.")
     duration_mean_seconds: float | None
     duration_p95_seconds: float | None
     duration_total_seconds: float
     rows: int
-    remaining_runs: int
-    estimated_seconds_remaining: float | None
+    remaining_runs: int = Field(description="Intervals still to finish; 0 once the backfill is final or failed.")
+    runs_per_second: float | None = Field(description="Recent completion rate (the latest 50 finishes up to now).")
+    estimated_seconds_remaining: float | None = Field(
+        description="remaining_runs / runs_per_second; null while paused, not running, or before 3 runs finished."
+    )
