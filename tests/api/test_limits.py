@@ -286,3 +286,17 @@ def test_timezones_outside_the_iana_database_are_422(client: TestClient, papi_wo
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5"])
 def test_iana_timezones_are_accepted(zone: str) -> None:
     assert str(load_zone(zone)) == zone
+
+
+def test_integers_may_be_sent_as_integral_floats(client: TestClient, papi_world: PipelineWorld) -> None:
+    """JSON Schema's ``integer`` (the document) admits 3.0; a fraction stays refused."""
+    w = papi_world
+    body = {"range_start": "2024-01-01", "range_end": "2024-01-02", "max_active_runs": 3.0}
+    created = client.post(team_url(w), json=body, headers=w.headers())
+    assert created.status_code == 200, created.text
+    assert created.json()["data"]["max_active_runs"] == 3
+    url = f"/v1/teams/{w.team_id}/backfills/{created.json()['data']['transfer_backfill_id']}"
+    assert "max_active_runs" in team_error(
+        client.patch(url, json={"max_active_runs": 2.5}, headers=w.headers()), 422, "UNPROCESSABLE_ENTITY"
+    )
+    assert client.patch(url, json={"max_active_runs": 2.0}, headers=w.headers()).json()["data"]["max_active_runs"] == 2
