@@ -276,8 +276,8 @@ def test_timezones_outside_the_iana_database_are_422(client: TestClient, papi_wo
     body = {"range_start": "2024-01-01", "range_end": "2024-01-02", "timezone": zone}
     r = client.post(team_url(w), json=body, headers=w.headers())
     assert "timezone" in team_error(r, 422, "UNPROCESSABLE_ENTITY")
-    body = {"start_datetime": "2024-01-01", "end_datetime": "2024-01-02", "settings": {"timezone": zone}}
-    r = client.post(pipeline_url(w), json={"backfill": body}, headers=w.headers())
+    backfill = {"start_datetime": "2024-01-01", "end_datetime": "2024-01-02", "settings": {"timezone": zone}}
+    r = client.post(pipeline_url(w), json={"backfill": backfill}, headers=w.headers())
     assert "timezone" in assert_pipeline_error(r, 422, "record_invalid")
     with pytest.raises(ValidationError):
         load_zone(zone)

@@ -23,8 +23,8 @@ from fastapi.testclient import TestClient
 from tests.cli.test_serve import free_port, healthy
 from tests.engine.procs import wait_for
 
-from backfill.api.app import create_app
 from backfill.api.ratelimit import RateLimitConfigError, window_store
+from backfill.app import create_app
 from backfill.config import SettingsError, load_settings
 from backfill.domain.model import Scope
 from backfill.store import auth

@@ -43,7 +43,7 @@ def pipelines(client: TestClient, w: PipelineWorld, **credentials: str) -> int:
         headers["OAUTH-TOKEN"] = credentials["header"]
     cookies = {"oauth_token": credentials["cookie"]} if "cookie" in credentials else None
     client.cookies.clear()
-    return client.get("/api/pipelines", headers=headers, cookies=cookies).status_code
+    return int(client.get("/api/pipelines", headers=headers, cookies=cookies).status_code)
 
 
 @pytest.mark.parametrize("way", ["cookie", "header", "bearer"])

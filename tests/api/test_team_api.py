@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from backfill.api.app import create_app
+from backfill.app import create_app
 from backfill.store import queue
 from backfill.store.db import Database
 from backfill.store.tables import pipelines
@@ -257,6 +257,7 @@ def test_overlap_is_409_naming_the_other_backfill(client: TestClient, world: Wor
     error = assert_error(create(client, world, body), 409, "CONFLICT_ERROR")
     assert str(first["transfer_backfill_id"]) in error["message"]
     assert "SCHEDULED" in error["message"]
+    assert "same transfer" in error["message"]  # this dialect's word for a pipeline
 
 
 def test_idempotency_key_returns_the_same_backfill(client: TestClient, world: World) -> None:
@@ -376,8 +377,10 @@ def test_latest_backfill_of_a_transfer(client: TestClient, world: World) -> None
 def test_patch_pause_resume_settings(client: TestClient, world: World) -> None:
     w = world
     bf = w.backfill_id
-    assert assert_ok(patch(client, w, bf, {"paused": True}, who="editor"))["paused"] is True
-    assert assert_ok(patch(client, w, bf, {"paused": False}, who="editor"))["paused"] is False
+    paused = assert_ok(patch(client, w, bf, {"paused": True}, who="editor"))
+    assert (paused["paused"], paused["allowed_actions"]) == (True, ["rerun", "cancel", "resume"])
+    resumed = assert_ok(patch(client, w, bf, {"paused": False}, who="editor"))
+    assert (resumed["paused"], resumed["allowed_actions"]) == (False, ["rerun", "cancel", "pause"])
     data = assert_ok(patch(client, w, bf, {"max_active_runs": 9, "name": "renamed"}, who="editor"))
     assert data["max_active_runs"] == 9
     assert data["name"] == "renamed"
@@ -391,7 +394,7 @@ def test_patch_pause_resume_settings(client: TestClient, world: World) -> None:
     assert_error(patch(client, w, bf, {"status": None}), 422, "UNPROCESSABLE_ENTITY")
     assert_error(patch(client, w, 10**12, {"paused": True}), 404, "NOT_FOUND")
     # once final, nothing but the name changes
-    assert_ok(patch(client, w, bf, {"status": "CANCELLED"}))
+    assert assert_ok(patch(client, w, bf, {"status": "CANCELLED"}))["allowed_actions"] == ["delete"]
     assert_error(patch(client, w, bf, {"paused": True}), 422, "UNPROCESSABLE_ENTITY")
     assert_error(patch(client, w, bf, {"max_active_runs": 2}), 422, "UNPROCESSABLE_ENTITY")
     assert_error(patch(client, w, bf, {"status": "SCHEDULED"}), 422, "UNPROCESSABLE_ENTITY")
@@ -684,9 +687,8 @@ def test_unknown_route_and_method(client: TestClient, world: World) -> None:
     assert_error(client.get(f"/v1/teams/{world.team_id}/backfills/abc", headers=world.auth("viewer")), 404, "NOT_FOUND")
 
 
-def test_unhandled_exception_is_500_without_traceback(
-    db: Database, world: World, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.usefixtures("world")
+def test_unhandled_exception_is_500_without_traceback(db: Database, caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(db, make_settings())
 
     @app.get("/v1/boom")
@@ -743,7 +745,7 @@ def test_rate_limit_429_with_retry_after(db: Database, world: World) -> None:
         assert_error(client.get("/v1/teams/1/backfills"), 429, "TOO_MANY_REQUESTS")
 
 
-def test_metrics_endpoint(client: TestClient, db: Database, world: World) -> None:
+def test_metrics_endpoint(client: TestClient, world: World) -> None:
     client.get(f"/v1/teams/{world.team_id}/backfills/{world.backfill_id}", headers=world.auth("viewer"))
     response = client.get("/metrics")
     assert response.status_code == 200

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 
-from backfill.api.app import AUTH_CACHE_SECONDS, create_app
+from backfill.app import AUTH_CACHE_SECONDS, create_app
 from backfill.domain.model import Permission, Role, Scope
 from backfill.services import auth as auth_service
 from backfill.store import auth

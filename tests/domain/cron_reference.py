@@ -227,6 +227,6 @@ def reference_fires(case: CronCase, zone: ZoneInfo, start: datetime, end: dateti
         return None
     out: set[datetime] = set()
     for day, h, m, s in itertools.product(days, hours, minutes, seconds):
-        wall = datetime(day.year, day.month, day.day, int(h), int(m), int(s))
+        wall = datetime(day.year, day.month, day.day, int(h), int(m), int(s))  # type: ignore[arg-type]  # time fields are ints
         out.add(wall.replace(tzinfo=zone, fold=0).astimezone(UTC))
     return sorted(t for t in out if start <= t <= end)

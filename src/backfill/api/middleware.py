@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backfill.api.problems import ErrorRenderers, Problem, log_server_problem, problem_from_exception
 from backfill.api.ratelimit import RateLimiter, RequestIdentity
-from backfill.api.request_id import valid_or_new
+from backfill.http.request_ids import REQUEST_ID_RE, new_request_id
 from backfill.metrics import HTTP_LATENCY, HTTP_RATE_LIMITED
 
 access_log = logging.getLogger("backfill.access")
@@ -114,7 +114,9 @@ class RequestContextMiddleware:
                 oauth_token = value
             elif name == b"cookie":
                 cookie = value
-        rid = valid_or_new(incoming)
+        rid = incoming.decode("latin-1") if incoming else ""
+        if not REQUEST_ID_RE.fullmatch(rid):
+            rid = new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         path: str = scope["path"]

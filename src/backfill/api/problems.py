@@ -30,35 +30,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from backfill.api.request_id import request_id_of
-from backfill.domain.errors import Conflict, DomainError, InvalidTransition, NotFound, ValidationError
+from backfill.domain.errors import (
+    AuthenticationFailed,
+    Conflict,
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    ValidationError,
+)
+from backfill.http.request_ids import request_id_of
+from backfill.http.status_codes import code_for_status
 from backfill.services import auth
 from backfill.services.sessions import TooManySignIns
 
 log = logging.getLogger("backfill.api")
-
-_STATUS_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    406: "NOT_ACCEPTABLE",
-    409: "CONFLICT_ERROR",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "UNPROCESSABLE_ENTITY",
-    429: "TOO_MANY_REQUESTS",
-    500: "INTERNAL_SERVER_ERROR",
-    503: "SERVICE_UNAVAILABLE",
-}
-
-
-def code_for_status(status: int) -> str:
-    return _STATUS_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_SERVER_ERROR")
-
-
-# ---- neutral problems -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -142,6 +127,8 @@ def problem_from_exception(exc: BaseException) -> Problem:
             return Problem(403, "PERMISSION_ERROR", exc.message, cause=exc)
         return Problem(403, "FORBIDDEN", exc.message, cause=exc)
     if isinstance(exc, DomainError):
+        if isinstance(exc, AuthenticationFailed):
+            return Problem(401, "UNAUTHORIZED", exc.message, headers={"WWW-Authenticate": "Bearer"}, cause=exc)
         if isinstance(exc, NotFound):
             return Problem(404, "NOT_FOUND", exc.message, cause=exc)
         if isinstance(exc, Conflict):

@@ -17,15 +17,19 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from backfill.api.request_id import request_id_of
 from backfill.api.schemas import tokens as s
 from backfill.api.schemas.team import Meta
-from backfill.api.team_api import ERROR_RESPONSES, MAX_ID, BearerAuth, TeamId
+from backfill.api.team_api import ERROR_RESPONSES, MAX_ID, BearerAuth, team_in_path
 from backfill.domain.timeparse import format_iso_z
+from backfill.http.request_ids import request_id_of
 from backfill.services import auth, sessions, tokens
 from backfill.store.db import Database
 
 router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES)
+# The team's tokens: {team_id} declared once, as in the team API.
+team_router = APIRouter(
+    prefix="/v1/teams/{team_id}", tags=["team API"], responses=ERROR_RESPONSES, dependencies=[Depends(team_in_path)]
+)
 
 AnyToken = Annotated[auth.Principal, Depends(BearerAuth(None))]
 Manager = Annotated[auth.Principal, Depends(BearerAuth(auth.MANAGE))]
@@ -86,12 +90,12 @@ def revoke_my_token(request: Request, principal: AnyToken) -> Response:
     return _revoked(request, principal.token_id)
 
 
-@router.get(
-    "/teams/{team_id}/tokens",
+@team_router.get(
+    "/tokens",
     response_model=s.TeamTokenListResponse,
     summary="The usable tokens of the team's members (never a secret)",
 )
-def list_team_tokens(request: Request, team_id: TeamId, principal: Manager) -> Response:
+def list_team_tokens(request: Request, principal: Manager) -> Response:
     rows = tokens.team_tokens(_db(request), principal.actor)
     data = [
         s.TeamToken(
@@ -107,11 +111,11 @@ def list_team_tokens(request: Request, team_id: TeamId, principal: Manager) -> R
     return _json(s.TeamTokenListResponse(meta=Meta(request_id=request_id_of(request)), data=data))
 
 
-@router.delete(
-    "/teams/{team_id}/tokens/{token_id}",
+@team_router.delete(
+    "/tokens/{token_id}",
     response_model=s.RevokedTokenResponse,
     summary="Revoke a token of a member of the team",
 )
-def revoke_team_token(request: Request, team_id: TeamId, token_id: TokenId, principal: Manager) -> Response:
+def revoke_team_token(request: Request, token_id: TokenId, principal: Manager) -> Response:
     tokens.revoke_team_token(_db(request), principal.actor, token_id)
     return _revoked(request, token_id)

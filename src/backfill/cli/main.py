@@ -74,7 +74,7 @@ def serve(
     """Run the API, the scheduler and worker slots in one process tree."""
     import uvicorn
 
-    from backfill.api.app import create_app
+    from backfill.app import create_app
     from backfill.engine.scheduler import Scheduler
     from backfill.engine.worker import Worker, WorkerSettings
     from backfill.services import bootstrap

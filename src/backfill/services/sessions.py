@@ -23,7 +23,7 @@ from typing import Protocol
 
 from sqlalchemy import RowMapping
 
-from backfill.domain.errors import DomainError
+from backfill.domain.errors import AuthenticationFailed
 from backfill.domain.model import Scope
 from backfill.services.auth import session_jwt
 from backfill.store import auth as auth_store
@@ -35,7 +35,7 @@ SESSION_SCOPES = (Scope.READ, Scope.WRITE)
 EXPIRED_TOKEN_RETENTION = timedelta(days=1)
 
 
-class InvalidCredentials(DomainError):
+class InvalidCredentials(AuthenticationFailed):
     """Unknown email, wrong password, or a user without a password (adapters: 401)."""
 
 

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, and_, bindparam, delete, func, insert, select, update
 
 from backfill.domain.errors import NotFound
-from backfill.domain.model import BackfillStatus, RunStatus
+from backfill.domain.model import OVERLAP_BLOCKING_STATUSES, RunStatus
 from backfill.store.clock import utcnow
 from backfill.store.db import Database
 from backfill.store.tables import backfills, interval_runs, pipelines
 
-UNFINISHED = [s.value for s in BackfillStatus if s.is_unfinished]
+OVERLAP_BLOCKING = [s.value for s in OVERLAP_BLOCKING_STATUSES]
 
 
 def insert_backfill(conn: Connection, values: dict[str, Any]) -> int:
@@ -120,7 +120,7 @@ def find_overlapping(
     """An unfinished backfill of the same pipeline whose intervals overlap [first_start, last_end)."""
     q = select(backfills.c.id, backfills.c.name, backfills.c.status).where(
         backfills.c.pipeline_id == pipeline_id,
-        backfills.c.status.in_(UNFINISHED),
+        backfills.c.status.in_(OVERLAP_BLOCKING),
         backfills.c.start < last_end,
         backfills.c.range_end_exclusive > first_start,
     )

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, func, select
 
 from backfill.domain.errors import NotFound
 from backfill.domain.model import BlockType
@@ -151,6 +151,12 @@ def get_in_team(
 def list_for_team(conn: Connection, team_id: int, *, limit: int = 100, offset: int = 0) -> list[RowMapping]:
     q = select(pipelines).where(pipelines.c.team_id == team_id).order_by(pipelines.c.uuid).limit(limit).offset(offset)
     return list(conn.execute(q).mappings())
+
+
+def count_for_team(conn: Connection, team_id: int) -> int:
+    return int(
+        conn.execute(select(func.count()).select_from(pipelines).where(pipelines.c.team_id == team_id)).scalar_one()
+    )
 
 
 def definition(row: RowMapping) -> PipelineDefinition:

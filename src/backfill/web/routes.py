@@ -27,11 +27,11 @@ from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, Response
 
 from backfill import __version__
-from backfill.api.request_id import request_id_of
-from backfill.api.schemas import team as schemas
 from backfill.config import Settings
 from backfill.domain.timeparse import format_iso_z
-from backfill.services import auth, sessions
+from backfill.http import envelope as schemas
+from backfill.http.request_ids import request_id_of
+from backfill.services import sessions
 from backfill.store.db import Database
 
 WEB_DIR = Path(__file__).resolve().parent
@@ -135,12 +135,10 @@ async def web_create_session(request: Request, body: SignInAction) -> Response:
     settings: Settings = request.app.state.settings
     throttle: sessions.SignInThrottle = request.app.state.sign_in_throttle
     address = request.client.host if request.client else "unknown"
-    try:
-        session = await sessions.sign_in(
-            db, throttle, address, body.email, body.password, signing_secret=settings.resolved_secret()
-        )
-    except sessions.InvalidCredentials as exc:
-        raise auth.Unauthenticated(exc.message) from exc
+    # Refused credentials raise ``InvalidCredentials``: the app renders it as a 401 in the team API envelope.
+    session = await sessions.sign_in(
+        db, throttle, address, body.email, body.password, signing_secret=settings.resolved_secret()
+    )
     user = session.user
     team_id = user["default_team_id"]
     data = WebSession(

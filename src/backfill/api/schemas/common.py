@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from backfill.api.rendering import ERROR_TEXT_LIMIT
 from backfill.domain.limits import non_finite_path
 from backfill.domain.timeparse import iana_zone_names
 
@@ -119,6 +120,27 @@ class JsonAction(BaseModel):
             if where is not None:
                 raise ValueError(f"NaN and Infinity are not valid JSON numbers (at {where})")
         return value
+
+
+# The error of a failed interval in an error report (``rendering.error_text``).
+ErrorText = Annotated[str, Field(description=f"Error of its latest attempt (at most {ERROR_TEXT_LIMIT} characters).")]
+
+
+class PipelineAttributes(BaseModel):
+    """What both dialects show of a pipeline (a transfer in the team API) under one name."""
+
+    id: int
+    uuid: str
+    name: str
+    timezone: str | None
+    variables: dict[str, Any]
+    retries: int
+    retry_delay_seconds: float
+    timeout_seconds: float | None
+    version: str | None = Field(description="Digest of pipeline.yaml and its block files, as synced.")
+    load_error: str | None = Field(
+        description="Why the files on disk do not load now; the last good version (this one) keeps running."
+    )
 
 
 class BackfillMetrics(BaseModel):

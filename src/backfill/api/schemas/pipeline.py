@@ -18,11 +18,14 @@ from pydantic.json_schema import SkipJsonSchema
 from backfill.api.schemas.common import (
     INSTANT_PATTERN,
     BackfillMetrics,
+    ErrorText,
     JsonAction,
+    PipelineAttributes,
     ZoneName,
     cron_needs_custom,
 )
 from backfill.domain.limits import MAX_NAME_LENGTH
+from backfill.domain.transitions import UserAction
 
 PIPELINE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
@@ -178,6 +181,7 @@ class PipelineBackfillAction(_Action):
     total_run_count: int | None = Field(default=None, json_schema_extra=READ_ONLY)
     run_status_counts: dict[str, Any] | None = Field(default=None, json_schema_extra=READ_ONLY)
     preview_runs: list[Any] | None = Field(default=None, json_schema_extra=READ_ONLY)
+    allowed_actions: list[Any] | None = Field(default=None, json_schema_extra=READ_ONLY)
 
 
 class PipelineBackfillCreateAction(PipelineBackfillAction):
@@ -206,6 +210,7 @@ class PipelineBackfillCreateAction(PipelineBackfillAction):
     total_run_count: SkipJsonSchema[int | None] = None
     run_status_counts: SkipJsonSchema[dict[str, Any] | None] = None
     preview_runs: SkipJsonSchema[list[Any] | None] = None
+    allowed_actions: SkipJsonSchema[list[Any] | None] = None
 
 
 class PipelineBackfillBody(_Action):
@@ -242,7 +247,7 @@ class PipelineListMetadata(BaseModel):
 class PipelineErrorReportEntry(BaseModel):
     data_date: str = Field(description="Data date of the failed interval.")
     execution_date: PipelineDateTime
-    error: str = Field(description="Error of its latest attempt (at most 1000 characters).")
+    error: ErrorText
 
 
 class PipelineBackfillMetrics(BackfillMetrics):
@@ -304,6 +309,9 @@ class PipelineBackfill(BaseModel):
     updated_at: PipelineDateTime
     variables: dict[str, Any] | None = Field(description="Overrides of global variables; null when none.")
     settings: PipelineBackfillSettings
+    allowed_actions: list[UserAction] = Field(
+        description="What may be done to the backfill now (start, retry, cancel, pause, resume, edit, delete)."
+    )
     total_run_count: int | None = Field(default=None, description="With ?include_run_count=true.")
     run_status_counts: dict[str, int] | None = Field(
         default=None,
@@ -332,21 +340,9 @@ class PipelineBlock(BaseModel):
     downstream_blocks: list[str]
 
 
-class Pipeline(BaseModel):
-    id: int
-    uuid: str
-    name: str
+class Pipeline(PipelineAttributes):
     type: Literal["python"] = "python"
-    timezone: str | None
-    variables: dict[str, Any]
-    retries: int
-    retry_delay_seconds: float
-    timeout_seconds: float | None
     blocks: list[PipelineBlock]
-    version: str | None = Field(description="Digest of pipeline.yaml and its block files, as synced.")
-    load_error: str | None = Field(
-        description="Why the files on disk do not load now; the last good version (this one) keeps running."
-    )
     created_at: PipelineDateTime
     updated_at: PipelineDateTime
 

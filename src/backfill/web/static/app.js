@@ -16,8 +16,6 @@ const MAX_CELLS = 10000;
 const DENSE_CELLS = 400;
 const PREVIEW_SHOWN = 50;
 
-const FINAL = new Set(["COMPLETED", "CANCELLED"]);
-const CANCELLABLE = new Set(["CREATED", "SCHEDULED", "RUNNING", "FAILED"]);
 const ALL_STATUSES = "CREATED,SCHEDULED,RUNNING,COMPLETED,FAILED,CANCELLED";
 const GLYPHS = { COMPLETED: "✓", FAILED: "✕", RUNNING: "▶", QUEUED: "•", CANCELLED: "⊘", PENDING: "" };
 const GRID_STATUSES = ["COMPLETED", "FAILED", "RUNNING", "QUEUED", "CANCELLED", "PENDING"];
@@ -27,6 +25,12 @@ const FORM_FIELDS = [
 ];
 
 const $ = (id) => document.getElementById(id);
+
+// What may be done to a backfill comes from the server (`allowed_actions`, derived from
+// its transition rules): the page keeps no copy of the state machine.
+const can = (bf, action) => Boolean(bf) && bf.allowed_actions.includes(action);
+// Final (completed, cancelled): it can neither be paused nor resumed any more.
+const isFinal = (bf) => !can(bf, "pause") && !can(bf, "resume");
 
 // ---- DOM helpers (text only) -------------------------------------------------------------
 
@@ -597,7 +601,7 @@ const detailView = {
     setText("count-running", fmtNumber(bf.transfer_runs_running));
     setText("count-queued", fmtNumber(queued));
     setText("count-cancelled", fmtNumber(bf.transfer_runs_cancelled));
-    setText("count-pending", fmtNumber(FINAL.has(bf.status) ? 0 : Math.max(0, bf.transfer_runs_total - bf.transfer_runs_created)));
+    setText("count-pending", fmtNumber(isFinal(bf) ? 0 : Math.max(0, bf.transfer_runs_total - bf.transfer_runs_created)));
 
     const m = bf.metrics;
     setText("metric-progress", `${(m.progress * 100).toFixed(m.progress > 0 && m.progress < 0.1 ? 1 : 0)} %`);
@@ -605,7 +609,7 @@ const detailView = {
     setText("metric-p95", fmtDuration(m.duration_p95_seconds));
     setText("metric-rows", fmtNumber(m.rows));
     let eta = "–";
-    if (FINAL.has(bf.status)) eta = "done";
+    if (isFinal(bf)) eta = "done";
     else if (bf.paused) eta = "paused";
     else if (m.estimated_seconds_remaining !== null) eta = fmtDuration(m.estimated_seconds_remaining);
     setText("metric-eta", eta);
@@ -652,21 +656,21 @@ const detailView = {
     const bf = this.d ? this.d.backfill : null;
     const busy = !bf || this.d.busy;
     const status = bf ? bf.status : null;
-    const final = bf ? FINAL.has(status) : true;
+    const final = isFinal(bf);
     const set = (id, enabled, why) => {
       const button = $(id);
       button.disabled = busy || !enabled;
       if (!enabled && why) button.title = why;
       else button.removeAttribute("title");
     };
-    $("action-start").hidden = status !== "CREATED";
-    set("action-start", status === "CREATED", "");
-    set("action-pause", !final && bf && !bf.paused,
+    $("action-start").hidden = !can(bf, "start");
+    set("action-start", can(bf, "start"), "");
+    set("action-pause", can(bf, "pause"),
       final ? `A ${status} backfill cannot be paused.` : "The backfill is paused.");
-    set("action-resume", !final && bf && bf.paused,
+    set("action-resume", can(bf, "resume"),
       final ? `A ${status} backfill cannot be resumed.` : "The backfill is not paused.");
-    set("action-retry", status === "FAILED", "Only a FAILED backfill can be retried.");
-    set("action-cancel", CANCELLABLE.has(status), `A ${status} backfill can no longer be cancelled.`);
+    set("action-retry", can(bf, "retry"), "Only a FAILED backfill can be retried.");
+    set("action-cancel", can(bf, "cancel"), `A ${status} backfill can no longer be cancelled.`);
     if ($("action-cancel").disabled) $("cancel-confirm").hidden = true;
     $("cancel-yes").disabled = busy;
   },
@@ -746,7 +750,7 @@ const detailView = {
       notes.push(`Showing the first ${fmtNumber(runs.length)} of ${fmtNumber(materialized)} interval runs.`);
     }
     if (pending) {
-      notes.push(FINAL.has(bf.status)
+      notes.push(isFinal(bf)
         ? `${plural(pending, "interval")} never queued: the backfill is ${bf.status} (empty cells).`
         : `${plural(pending, "interval")} pending, not queued yet (empty cells).`);
     }
@@ -851,9 +855,9 @@ const detailView = {
     const bf = this.d.backfill;
     const rerun = $("run-rerun");
     rerun.dataset.runId = String(run.id);
-    rerun.disabled = this.d.busy || !bf || FINAL.has(bf.status) || !FINAL_RUN.has(run.status);
+    rerun.disabled = this.d.busy || !can(bf, "rerun") || !FINAL_RUN.has(run.status);
     rerun.title = rerun.disabled
-      ? (bf && FINAL.has(bf.status) ? `A ${bf.status} backfill cannot re-run intervals.` : "The interval is queued or running.")
+      ? (bf && !can(bf, "rerun") ? `A ${bf.status} backfill cannot re-run intervals.` : "The interval is queued or running.")
       : "Queue this interval again as a new attempt.";
     const log = this.d.log;
     let text = log.text;
@@ -920,7 +924,7 @@ const detailView = {
     if (!d) return;
     const n = d.chosen.size;
     const bf = d.backfill;
-    const allowed = bf && !FINAL.has(bf.status);
+    const allowed = can(bf, "rerun");
     $("rerun-bar").hidden = !allowed;
     $("rerun-selected").disabled = d.busy || !n;
     $("rerun-selected").textContent = n ? `Re-run ${plural(n, "interval")}` : "Re-run selected";

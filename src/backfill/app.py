@@ -1,8 +1,10 @@
-"""The FastAPI application factory.
+"""The composition root: the one place that builds the FastAPI application.
 
-Wiring only: the request-context middleware (request id, rate limit, last-resort
-errors, access log, latency), the exception handlers that turn every error into the
-envelope of the dialect owning the path, the operational routes and the dialect routers.
+It mounts the adapters side by side (team API, pipeline API, web page) and is the only
+module that imports several of them; no adapter imports another. Wiring only: the
+request-context middleware (request id, rate limit, last-resort errors, access log,
+latency), the exception handlers that turn every error into the envelope of the dialect
+owning the path, the operational routes, the dialect routers and the web page.
 
 Another dialect plugs in with ``app.include_router(router)`` and
 ``app.state.error_renderers.register("/api", its_renderer)``.
@@ -22,9 +24,9 @@ from backfill.api import pipeline_api, pipeline_errors, pipeline_sessions, team_
 from backfill.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from backfill.api.problems import ErrorRenderers, install_exception_handlers
 from backfill.api.ratelimit import RateLimiter, RequestIdentity, SignInLimiter, window_store
-from backfill.api.request_id import request_id_of
 from backfill.api.schemas import team as schemas
 from backfill.config import Settings
+from backfill.http.request_ids import request_id_of
 from backfill.services import auth
 from backfill.store.db import Database
 
@@ -116,6 +118,7 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     app.include_router(metrics_api.router)
     app.include_router(team_api.router)
     app.include_router(token_api.router)
+    app.include_router(token_api.team_router)
     app.include_router(pipeline_api.router)
     app.include_router(pipeline_sessions.router)
     app.include_router(web.router)

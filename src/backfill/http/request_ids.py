@@ -1,6 +1,4 @@
-"""Request ids (SPEC §4): a valid incoming ``X-Request-ID`` (8–64 chars of
-``[A-Za-z0-9_-]``) is kept, else one is generated; the request-context middleware puts
-it in ``request.state.request_id`` and in the ``X-Request-ID`` header of every response."""
+"""Request ids: set by the request-context middleware, read by every route and renderer."""
 
 from __future__ import annotations
 
@@ -8,8 +6,9 @@ import base64
 import random
 import re
 
-from fastapi import Request
+from starlette.requests import Request
 
+# A valid incoming ``X-Request-ID`` is kept as is.
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 _ids = random.Random()  # request ids are labels, not secrets: no system call per request
@@ -21,11 +20,6 @@ def new_request_id() -> str:
 
 
 def request_id_of(request: Request) -> str:
+    """The id of this request (``request.state.request_id``), or a new one outside the middleware."""
     rid = getattr(request.state, "request_id", None)
     return rid if isinstance(rid, str) else new_request_id()
-
-
-def valid_or_new(incoming: bytes | None) -> str:
-    """The incoming id when it is valid, else a new one."""
-    rid = incoming.decode("latin-1") if incoming else ""
-    return rid if REQUEST_ID_RE.fullmatch(rid) else new_request_id()
