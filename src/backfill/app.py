@@ -19,8 +19,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from backfill import __version__, web
+from backfill.api import (
+    coverage_routes,
+    notification_routes,
+    pipeline_api,
+    pipeline_errors,
+    pipeline_sessions,
+    team_api,
+    token_api,
+)
 from backfill.api import metrics as metrics_api
-from backfill.api import pipeline_api, pipeline_errors, pipeline_sessions, team_api, token_api
 from backfill.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from backfill.api.problems import ErrorRenderers, install_exception_handlers
 from backfill.api.ratelimit import RateLimiter, RequestIdentity, SignInLimiter, window_store
@@ -119,6 +127,8 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     app.include_router(team_api.router)
     app.include_router(token_api.router)
     app.include_router(token_api.team_router)
+    app.include_router(coverage_routes.router)
+    app.include_router(notification_routes.router)
     app.include_router(pipeline_api.router)
     app.include_router(pipeline_sessions.router)
     app.include_router(web.router)

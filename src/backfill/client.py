@@ -428,6 +428,38 @@ class BackfillClient:
         data: dict[str, Any] = self._request("GET", f"/transfers/{self._pipeline_id(pipeline)}/backfills/latest")
         return data
 
+    def coverage(
+        self,
+        pipeline: int | str,
+        start: str | date | datetime,
+        end: str | date | datetime,
+        *,
+        interval_type: str = "day",
+        interval_units: int = 1,
+        cron: str | None = None,
+        timezone: str | None = None,
+    ) -> dict[str, Any]:
+        """Which intervals of a pipeline are completed, failed, running, queued, cancelled
+        or never ran (MISSING), over all its backfills: ``{"total", "counts", "spans":
+        [{"start", "end", "last_start", "status", "count", "backfill_id"}]}``."""
+        params: dict[str, Any] = {
+            "start": _text(start),
+            "end": _text(end),
+            "interval_type": interval_type,
+            "interval_units": interval_units,
+        }
+        if cron is not None:
+            params["cron"] = cron
+        if timezone is not None:
+            params["timezone"] = timezone
+        data: dict[str, Any] = self._request("GET", f"/transfers/{self._pipeline_id(pipeline)}/coverage", params=params)
+        return data
+
+    def notifications(self, backfill_id: int) -> list[dict[str, Any]]:
+        """The webhook notifications of a backfill with their delivery attempts."""
+        data: list[dict[str, Any]] = self._request("GET", f"/backfills/{int(backfill_id)}/notifications")
+        return data
+
     def _patch(self, backfill_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = self._request("PATCH", f"/backfills/{int(backfill_id)}", body=body)
         return data

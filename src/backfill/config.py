@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     project_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 6789
+    # The address people open the web page at (links in notifications); default http://host:port.
+    public_url: str | None = None
     workers: int = 4
     lease_seconds: float = 30.0
     scheduler_interval_seconds: float = 1.0

@@ -23,6 +23,7 @@ import jsonschema_rs
 import pytest
 import schemathesis
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
@@ -64,6 +65,8 @@ BEYOND_THE_SCHEMA = frozenset(
         *("start", "end", "range_start", "range_end", "start_datetime", "end_datetime", "start_date", "end_date"),
         *("block_uuids", "settings.block_uuids", "block_uuid", "add_upstream_for_block_uuid"),
         *("status", "cron", "settings.cron", "run_ids", "data_dates"),
+        # free-form JSON: its size, depth and NUL characters deep inside (described, not in the schema)
+        "variables",
     }
 )
 
@@ -91,8 +94,15 @@ def record_causes(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Causes:
     return causes
 
 
+def _nul_inside_variables(cause: BaseException | None) -> bool:
+    """The pipeline dialect's body check refused a NUL character inside ``variables``."""
+    if not isinstance(cause, RequestValidationError):
+        return False
+    return all("variables" in e["msg"] and "NUL" in e["msg"] for e in cause.errors())
+
+
 def refused_for_its_shape(cause: BaseException | None) -> bool:
-    if isinstance(cause, InvalidTransition | Conflict | NotFound):
+    if isinstance(cause, InvalidTransition | Conflict | NotFound) or _nul_inside_variables(cause):
         return False
     return not (isinstance(cause, ValidationError | ApiError) and cause.field in BEYOND_THE_SCHEMA)
 
@@ -132,7 +142,7 @@ def operations_of(app: FastAPI, prefix: str) -> list[Any]:
 def test_team_api_conforms_to_its_openapi_document(app: FastAPI, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     causes = record_causes(app, monkeypatch)
     team_ops = operations_of(app, "/v1/")
-    assert len(team_ops) == 17
+    assert len(team_ops) == 20
     # Revoking would sign the fuzzing token out (tests/api/test_me_tokens.py covers them).
     team_ops = [op for op in team_ops if not (op.method.upper() == "DELETE" and "token" in op.path)]
     seen_statuses: dict[str, set[int]] = {}

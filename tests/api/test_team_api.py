@@ -761,7 +761,7 @@ def test_metrics_endpoint(client: TestClient, world: World) -> None:
 def test_openapi_declares_every_error_response(app: FastAPI) -> None:
     schema = app.openapi()
     operations = [(p, m, op) for p, item in schema["paths"].items() if p.startswith("/v1/") for m, op in item.items()]
-    assert len(operations) == 17
+    assert len(operations) == 20
     for path, method, op in operations:
         for status in ("200", "400", "401", "403", "404", "409", "422", "429", "500", "503"):
             assert status in op["responses"], (path, method, status)

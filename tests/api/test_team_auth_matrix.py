@@ -90,6 +90,9 @@ ROUTES = [
     ),
     Route("run", "GET", "/v1/teams/{team}/transfer_runs/{run}", "read"),
     Route("run_logs", "GET", "/v1/teams/{team}/transfer_runs/{run}/logs", "read"),
+    Route("coverage", "GET", "/v1/teams/{team}/transfers/{transfer}/coverage?start=2023-01-01&end=2023-01-31", "read"),
+    Route("backfill_coverage", "GET", "/v1/teams/{team}/backfills/{backfill}/coverage", "read"),
+    Route("notifications", "GET", "/v1/teams/{team}/backfills/{backfill}/notifications", "read"),
 ]
 WRITE_ROUTES = [r for r in ROUTES if r.access == "write"]
 READ_ROUTES = [r for r in ROUTES if r.access == "read"]

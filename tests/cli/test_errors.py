@@ -46,6 +46,7 @@ ARGS: dict[str, list[str]] = {
     "retry": ["retry", "1"],
     "pause": ["pause", "1"],
     "resume": ["resume", "1"],
+    "coverage": ["coverage", "daily_sales", "--start", "2024-01-01", "--end", "2024-01-31"],
     "rerun": ["rerun", "1", "--failed"],
 }
 # These need neither a server nor a database.

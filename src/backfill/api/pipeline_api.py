@@ -642,6 +642,7 @@ def spec_from_body(body: s.PipelineBackfillAction, pipeline: RowMapping) -> tupl
         retries=settings.retries,
         retry_delay_seconds=settings.retry_delay_seconds,
         timeout_seconds=settings.timeout_seconds,
+        notify=[h.model_dump(exclude_none=True) for h in settings.notify] if settings.notify else None,
         naive="utc",
     )
     if settings.max_active_runs is not None:

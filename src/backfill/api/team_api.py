@@ -213,8 +213,10 @@ def _backfill(d: BackfillDetail) -> s.Backfill:
         range_end_date=_range_value(row["end"], tz, calendar),
         created_time=format_iso_z(row["created_at"]),
         created_user_id=row["created_user_id"],
+        created_user_email=row.get("created_user_email"),
         removed_time=_iso(row["removed_at"]),
         removed_user_id=row["removed_user_id"],
+        removed_user_email=row.get("removed_user_email"),
         start_time=_iso(row["started_at"]),
         end_time=_iso(row["completed_at"]),
         status=row["status"].upper(),
@@ -412,6 +414,7 @@ def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
         retries=body.retries,
         retry_delay_seconds=body.retry_delay_seconds,
         timeout_seconds=body.timeout_seconds,
+        notify=[h.model_dump(exclude_none=True) for h in body.notify] if body.notify else None,
         naive="local",
     )
 

@@ -10,7 +10,7 @@ value range-checked. Each refusal is a ``ValidationError`` naming its (canonical
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -20,6 +20,7 @@ from backfill.domain import limits
 from backfill.domain.errors import ValidationError
 from backfill.domain.intervals import IntervalSeries
 from backfill.domain.model import IntervalType, Reprocess, RunOrder, is_calendar
+from backfill.domain.notifications import Webhook, parse_webhooks
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
 from backfill.domain.timeparse import load_zone, parse_instant
 
@@ -40,7 +41,15 @@ SHAPE_FIELDS = (
     "variables",
     "block_uuids",
 )
-EDITABLE_BEFORE_START = (*SHAPE_FIELDS, "run_order", "reprocess", "retries", "retry_delay_seconds", "timeout_seconds")
+EDITABLE_BEFORE_START = (
+    *SHAPE_FIELDS,
+    "run_order",
+    "reprocess",
+    "retries",
+    "retry_delay_seconds",
+    "timeout_seconds",
+    "notify",
+)
 
 
 class Default(Enum):
@@ -82,6 +91,7 @@ class BackfillSpec:
     retries: int | None = None  # None: the pipeline's (also for the two below)
     retry_delay_seconds: float | None = None
     timeout_seconds: float | None = None
+    notify: Sequence[Mapping[str, Any]] | None = None
     naive: Naive = "local"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -118,6 +128,7 @@ class ValidBackfill:
     retry_delay_seconds: float
     timeout_seconds: float | None
     series: IntervalSeries
+    notify: tuple[Webhook, ...] = ()
 
     def values(self) -> dict[str, Any]:
         """The columns of a backfill row this spec decides."""
@@ -139,6 +150,7 @@ class ValidBackfill:
             "timeout_seconds": self.timeout_seconds,
             "range_end_exclusive": self.series.last_end,
             "runs_total": self.series.count,
+            "notify": [h.to_json() for h in self.notify] if self.notify else None,
         }
 
 
@@ -264,4 +276,5 @@ def validate(spec: BackfillSpec, pipeline: PipelineDefaults) -> ValidBackfill:
         retry_delay_seconds=delay,
         timeout_seconds=timeout,
         series=series,
+        notify=tuple(parse_webhooks(spec.notify)),
     )

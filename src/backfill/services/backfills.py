@@ -32,6 +32,7 @@ from backfill.services.actor import Actor
 from backfill.services.pages import Page
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store import backfills as store
+from backfill.store import notifications as notification_store
 from backfill.store import pipelines as pipeline_store
 from backfill.store import queue
 from backfill.store.clock import utcnow
@@ -86,6 +87,7 @@ def spec_of_row(row: RowMapping) -> BackfillSpec:
         retries=row["retries"],
         retry_delay_seconds=row["retry_delay_seconds"],
         timeout_seconds=row["timeout_seconds"],
+        notify=list(row["notify"]) if row["notify"] else None,
     )
 
 
@@ -196,6 +198,7 @@ def _cancel(conn: Connection, actor: Actor, bf: RowMapping, now: datetime) -> No
         removed_user_id=actor.user_id,
         updated_at=now,
     )
+    notification_store.enqueue(conn, bf["id"], status, now)  # the outbox, in this transaction
 
 
 def _retry(conn: Connection, bf: RowMapping, now: datetime) -> int:

@@ -24,6 +24,7 @@ from backfill.api.schemas.common import (
     ZoneName,
     cron_needs_custom,
 )
+from backfill.api.schemas.webhooks import WebhookAction
 from backfill.domain.limits import MAX_NAME_LENGTH
 from backfill.domain.transitions import UserAction
 
@@ -135,6 +136,9 @@ class PipelineBackfillSettingsAction(_Action):
     block_uuids: list[BlockUuid] | None = Field(
         default=None, max_length=1000, description="The exact block selection; null = every block."
     )
+    notify: Annotated[list[WebhookAction], Field(max_length=20)] | SkipJsonSchema[None] = Field(
+        default=None, description="Webhooks called when the backfill completes, fails or is cancelled."
+    )
 
 
 class PipelineBackfillAction(_Action):
@@ -153,7 +157,9 @@ class PipelineBackfillAction(_Action):
     interval_type: IntervalTypeName | SkipJsonSchema[None] = None
     interval_units: Annotated[int, Field(ge=1, le=1_000_000)] | SkipJsonSchema[None] = None
     variables: dict[str, Any] | None = Field(
-        default=None, description="Overrides of the pipeline's global variables for every run."
+        default=None,
+        description="Overrides of the pipeline's global variables for every run: at most 64 KiB of JSON, "
+        "32 levels deep, no NUL characters.",
     )
     settings: PipelineBackfillSettingsAction | SkipJsonSchema[None] = None
     block_uuid: BlockUuid | None = Field(

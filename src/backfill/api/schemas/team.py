@@ -22,6 +22,7 @@ from backfill.api.schemas.common import (
     cron_needs_custom,
 )
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
+from backfill.api.schemas.webhooks import WebhookAction
 from backfill.domain.limits import MAX_NAME_LENGTH
 from backfill.domain.transitions import UserAction
 from backfill.http.envelope import ErrorDetail as ErrorDetail
@@ -85,7 +86,9 @@ class CreateBackfillAction(_Action):
     )
     cron: str | None = Field(default=None, max_length=200, description="Cron expression (interval_type custom).")
     timezone: ZoneName | None = Field(default=None, description="IANA name; default the transfer's.")
-    variables: dict[str, Any] | None = None
+    variables: dict[str, Any] | None = Field(
+        default=None, description="At most 64 KiB of JSON, 32 levels deep, no NUL characters."
+    )
     max_active_runs: int = Field(default=4, ge=1, le=1000)
     run_order: RunOrderName = "newest_first"
     reprocess: ReprocessName = "all"
@@ -94,6 +97,9 @@ class CreateBackfillAction(_Action):
     timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
     block_uuids: list[Annotated[str, Field(max_length=200)]] | None = Field(
         default=None, max_length=1000, description="Blocks to run; null = all."
+    )
+    notify: Annotated[list[WebhookAction], Field(max_length=20)] | None = Field(
+        default=None, description="Webhooks called when the backfill completes, fails or is cancelled."
     )
 
 
@@ -151,8 +157,10 @@ class Backfill(BaseModel):
     range_end_date: DateOrTimestamp
     created_time: Timestamp
     created_user_id: int | None
+    created_user_email: str | None = Field(default=None, description="E-mail of the user who created it.")
     removed_time: Timestamp | None = Field(description="When the backfill was cancelled.")
     removed_user_id: int | None = Field(description="Who cancelled the backfill.")
+    removed_user_email: str | None = Field(default=None, description="E-mail of the user who cancelled it.")
     start_time: Timestamp | None = Field(description="When the first run began.")
     end_time: Timestamp | None = Field(description="When the backfill finished or was cancelled.")
     status: BackfillStatusName
