@@ -206,8 +206,9 @@ def _claim_candidates(conn: Connection, limit: int) -> list[RowMapping]:
         - backfills.c.runs_cancelled
         - backfills.c.runs_running
     )
+    newest = select(func.max(backfills.c.last_claimed_at)).where(backfills.c.status.in_(ACTIVE)).scalar_subquery()
     q = (
-        select(backfills)
+        select(backfills, newest.label("newest_claim"))
         .where(
             backfills.c.status.in_(ACTIVE),
             backfills.c.paused.is_(False),
@@ -284,6 +285,7 @@ def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now
     claimed: list[ClaimedRun] = []
     candidates = [dict(c) for c in _claim_candidates(conn, limit=max(limit, 16))]
     lease_until = now + timedelta(seconds=lease_seconds)
+    stamp = _claim_stamp_base(candidates, now)
     tick = 0
     while candidates and len(claimed) < limit:
         for bf in list(candidates):
@@ -307,7 +309,7 @@ def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now
                 continue
             tick += 1
             # Distinct, increasing stamps keep the round-robin order inside one claim.
-            counters = _bump(conn, bf["id"], now, running=1, claimed_at=now + timedelta(microseconds=tick))
+            counters = _bump(conn, bf["id"], now, running=1, claimed_at=stamp + timedelta(microseconds=tick))
             bf.update(counters)
             claimed.append(
                 ClaimedRun(
@@ -326,6 +328,14 @@ def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now
                 )
             )
     return claimed
+
+
+def _claim_stamp_base(candidates: Sequence[Row], now: datetime) -> datetime:
+    """Where this claim's ``last_claimed_at`` stamps start: after every stamp given so
+    far, so the backfills served now go behind all others even when the clock reads the
+    same (or, on another host, earlier) time as at the previous claim."""
+    newest = candidates[0]["newest_claim"] if candidates else None
+    return now if newest is None or newest < now else newest
 
 
 def counts_of(bf: Row) -> RunCounts:
