@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 from tests.store.test_queue import T0, claim, make, record, row
 
@@ -147,3 +148,62 @@ def test_cancel_cancels_every_queued_run(db: Database, team: Actor, pipeline_id:
     for run in running:
         assert record(db, run)
     assert runs_by_status(db, bf) == {RunStatus.COMPLETED.value: 2, RunStatus.CANCELLED.value: queued}
+
+
+# ---- the batched hot path keeps the rules ---------------------------------------------
+
+
+def test_record_many_fences_each_run_and_moves_counters_once(db: Database, team: Actor, pipeline_id: int) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-04", max_active_runs=4, retries=1)
+    runs = claim(db, owner="w1", n=4)
+    assert len(runs) == 4
+    ok = queue.AttemptResult(ok=True, rows=3, duration=0.5)
+    stale = queue.RunKey(runs[2].run_id, runs[2].attempt + 1)  # an attempt that does not exist
+    finished = [
+        (runs[0].key, ok),
+        (runs[1].key, queue.AttemptResult(ok=False, error="boom")),
+        (stale, ok),
+        (runs[3].key, ok),
+    ]
+    with db.write() as conn:
+        recorded = queue.record_many(conn, "w1", finished, T0)
+    assert recorded == {runs[0].key, runs[1].key, runs[3].key}
+    r = row(db, bf)
+    assert (r["runs_completed"], r["runs_running"], r["rows_total"]) == (2, 1, 6)
+    assert r["duration_total"] == 1.0
+    assert runs_by_status(db, bf) == {"completed": 2, "queued": 1, "running": 1}  # the failure is retried
+    with db.write() as conn:
+        assert queue.record_many(conn, "w2", [(runs[2].key, ok)], T0) == set()  # not its run
+        assert queue.record_many(conn, "w1", [(runs[2].key, ok)], T0) == {runs[2].key}
+
+
+def test_record_many_refuses_a_run_twice_in_one_batch(db: Database, team: Actor, pipeline_id: int) -> None:
+    make(db, team, pipeline_id, start="2024-01-01", end="2024-01-01")
+    (run,) = claim(db)
+    ok = queue.AttemptResult(ok=True)
+    with db.write() as conn, pytest.raises(ValueError, match="twice"):
+        queue.record_many(conn, "w1", [(run.key, ok), (run.key, ok)], T0)
+
+
+def test_a_batched_claim_deals_slots_over_backfills_within_their_room(
+    db: Database, team: Actor, pipeline_id: int
+) -> None:
+    a = make(db, team, pipeline_id, start="2020-01-01", end="2020-12-31", max_active_runs=2)
+    b = make(db, team, pipeline_id, start="2021-01-01", end="2021-12-31", max_active_runs=50)
+    c = make(db, team, pipeline_id, start="2022-01-01", end="2022-01-03", max_active_runs=50)
+    runs = claim(db, n=12)
+    by_backfill = {x: sum(1 for r in runs if r.backfill_id == x) for x in (a, b, c)}
+    assert by_backfill == {a: 2, b: 7, c: 3}  # a at its max_active_runs, c has only 3 intervals
+    assert len({r.run_id for r in runs}) == 12
+    assert [row(db, x)["runs_running"] for x in (a, b, c)] == [2, 7, 3]
+    assert claim(db, n=12, owner="w2", now=T0 + timedelta(seconds=1))  # b still has room
+    assert row(db, a)["runs_running"] == 2
+
+
+def test_claimed_runs_come_in_run_order(db: Database, team: Actor, pipeline_id: int) -> None:
+    make(db, team, pipeline_id, start="2024-01-01", end="2024-03-31", max_active_runs=40)
+    first = claim(db, n=5)
+    assert [r.interval_start.day for r in first] == [31, 30, 29, 28, 27]  # newest first (default)
+    second = claim(db, n=50)  # 35: the rest of its max_active_runs
+    starts = [r.interval_start for r in first + second]
+    assert starts == sorted(starts, reverse=True) and len(set(starts)) == 40

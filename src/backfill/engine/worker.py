@@ -166,12 +166,18 @@ class Worker:
         )
 
     def _record(self, conn: Connection, outcomes: list[RunOutcome], now: datetime) -> None:
+        finished: list[tuple[queue.ClaimedRun, RunOutcome]] = []
         for outcome in outcomes:
             run = self._running.pop(outcome.run_id, None)
             self._flushed.pop(outcome.run_id, None)
             if run is None or run.attempt != outcome.attempt:
                 continue  # lost its lease earlier; the result is not ours to record
-            if not queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome), now):
+            finished.append((run, outcome))
+        if not finished:
+            return
+        recorded = queue.record_many(conn, self.owner, [(run.key, attempt_result(o)) for run, o in finished], now)
+        for run, outcome in finished:
+            if run.key not in recorded:
                 log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
                 continue
             RUN_DURATION.labels("completed" if outcome.ok else "failed").observe(outcome.duration)
