@@ -207,3 +207,14 @@ def test_claimed_runs_come_in_run_order(db: Database, team: Actor, pipeline_id: 
     second = claim(db, n=50)  # 35: the rest of its max_active_runs
     starts = [r.interval_start for r in first + second]
     assert starts == sorted(starts, reverse=True) and len(set(starts)) == 40
+
+
+# mutant: fence-heartbeat-owner
+def test_a_heartbeat_of_another_worker_does_not_extend_the_lease(db: Database, team: Actor, pipeline_id: int) -> None:
+    make(db, team, pipeline_id, start="2024-01-01", end="2024-01-01", retries=0)
+    (run,) = claim(db, owner="w1", lease=10)
+    with db.write() as conn:
+        assert queue.heartbeat(conn, "w2", [run.key], lease_seconds=3600, now=T0 + timedelta(seconds=5)) == set()
+    assert run_row(db, run.run_id)["lease_expires_at"] == T0 + timedelta(seconds=10)
+    with db.write() as conn:
+        assert queue.expire_leases(conn, T0 + timedelta(seconds=11)) == [run.key]

@@ -6,6 +6,11 @@ expiry, cancelling queued runs and re-queueing for a retry — and keeps the bac
 counters and status consistent with its runs in the same transaction. Decisions
 (what status comes next) are taken by ``domain.transitions``.
 
+The hot path is batched: a claim takes each backfill's share of runs in one statement
+(or materializes the next chunk already claimed, in one INSERT) and moves that
+backfill's counters in one UPDATE; a worker step records all its successes in one
+fenced UPDATE and moves each backfill's counters once.
+
 Locking: on PostgreSQL, claimers lock the backfill row ``FOR UPDATE SKIP LOCKED``, so
 ``max_active_runs`` holds with any number of workers; on SQLite every write
 transaction is ``BEGIN IMMEDIATE`` (see ``store.db``), which serializes writers.
@@ -453,13 +458,15 @@ def expire_leases(conn: Connection, now: datetime, *, limit: int = 500) -> list[
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     expired: list[RunKey] = []
+    deltas: dict[int, _Deltas] = {}
     for row in conn.execute(q).all():
         key = RunKey(int(row.id), int(row.attempt))
         message = (
             f"worker {row.lease_owner} stopped renewing its lease (killed or lost); attempt {row.attempt} abandoned"
         )
-        if record_attempt(conn, key, None, AttemptResult(ok=False, error=message), now, expired_before=now):
+        if _finish_one(conn, key, None, AttemptResult(ok=False, error=message), now, now, deltas):
             expired.append(key)
+    _bump_finished(conn, deltas, now)
     return expired
 
 
