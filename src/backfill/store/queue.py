@@ -232,7 +232,8 @@ _QUEUED = (
 )
 
 
-def _claim_candidates(conn: Connection, limit: int) -> list[RowMapping]:
+@lru_cache(maxsize=2)
+def _candidates_statement(postgres: bool) -> Any:
     """Backfills with room and work, least recently claimed first (locked on PostgreSQL,
     skipping those another claimer holds), each with the newest claim stamp of all."""
     newest = select(func.max(backfills.c.last_claimed_at)).where(backfills.c.status.in_(CLAIMABLE)).scalar_subquery()
@@ -245,11 +246,16 @@ def _claim_candidates(conn: Connection, limit: int) -> list[RowMapping]:
             or_(backfills.c.exhausted.is_(False), _QUEUED > 0),
         )
         .order_by(backfills.c.last_claimed_at.asc().nulls_first(), backfills.c.id)
-        .limit(limit)
+        .limit(bindparam("p_limit"))
     )
-    if conn.dialect.name == "postgresql":
+    if postgres:
         q = q.with_for_update(of=backfills, skip_locked=True)
-    return list(conn.execute(q).mappings())
+    return q
+
+
+def _claim_candidates(conn: Connection, limit: int) -> list[RowMapping]:
+    stmt = _candidates_statement(conn.dialect.name == "postgresql")
+    return list(conn.execute(stmt, {"p_limit": limit}).mappings())
 
 
 @lru_cache(maxsize=8)
