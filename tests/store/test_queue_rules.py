@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from tests.store.test_queue import T0, claim, make, record, row
 
+from backfill.domain import transitions
+from backfill.domain.errors import InvalidTransition
 from backfill.domain.model import BackfillStatus, RunStatus
 from backfill.services import backfills as svc
 from backfill.services.actor import Actor
@@ -218,3 +220,11 @@ def test_a_heartbeat_of_another_worker_does_not_extend_the_lease(db: Database, t
     assert run_row(db, run.run_id)["lease_expires_at"] == T0 + timedelta(seconds=10)
     with db.write() as conn:
         assert queue.expire_leases(conn, T0 + timedelta(seconds=11)) == [run.key]
+
+
+def test_the_statuses_the_queue_writes_come_from_the_transitions() -> None:
+    assert transitions.run_succeed(RunStatus.RUNNING) is RunStatus.COMPLETED
+    with pytest.raises(InvalidTransition, match="only running runs complete"):
+        transitions.run_succeed(RunStatus.QUEUED)
+    assert transitions.CLAIMABLE_BACKFILL_STATUSES == (BackfillStatus.SCHEDULED, BackfillStatus.RUNNING)
+    assert queue.CLAIMABLE == ["scheduled", "running"]
