@@ -30,6 +30,7 @@ import threading
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from sqlalchemy import func, select
 
 from backfill.domain.model import BlockType, Role
 from backfill.domain.pipeline import Block, PipelineDefinition
+from backfill.engine.scheduler import Scheduler
 from backfill.engine.worker import Worker, WorkerSettings
 from backfill.services import backfills as svc
 from backfill.services import bootstrap
@@ -79,13 +81,19 @@ def hours_spec(first_year: int, runs: int, max_active_runs: int) -> svc.Backfill
     )
 
 
-def wait_final(db: Database, ids: list[int]) -> None:
+class WorkerDied(Exception):
+    pass
+
+
+def wait_final(db: Database, ids: list[int], alive: Callable[[], bool] = lambda: True) -> None:
     while True:
         with db.read() as conn:
             statuses = [store.get(conn, i)["status"] for i in ids]
         if all(s in ("completed", "failed") for s in statuses):
             assert set(statuses) == {"completed"}, statuses
             return
+        if not alive():
+            raise WorkerDied("a worker process died (its traceback is above)")
         time.sleep(0.02)
 
 
@@ -127,11 +135,19 @@ def throughput(url: str, runs: int, concurrency: int) -> tuple[float, float]:
 
 
 def worker_process(url: str, concurrency: int, stop: Any) -> None:
-    """One worker process, as `backfill worker` runs it (its poll interval shortened as
-    in the in-process figure, so an idle worker notices new work within 50 ms)."""
+    """One worker process, as `backfill worker` runs it: a scheduler thread (lease
+    expiry) and the worker (its poll interval shortened as in the in-process figure, so
+    an idle worker notices new work within 50 ms)."""
     db = Database(url)
-    Worker(db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05)).run(stop)
-    db.dispose()
+    done = threading.Event()
+    scheduler = threading.Thread(target=Scheduler(db).run, args=(done,), daemon=True)
+    scheduler.start()
+    try:
+        Worker(db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05)).run(stop)
+    finally:
+        done.set()
+        scheduler.join(5)
+        db.dispose()
 
 
 def cpu_of(procs: list[psutil.Process]) -> float:
@@ -175,7 +191,13 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
         svc.create(db, actor, pid, hours_spec(2000 + 2 * i, per, max(2 * slots // backfills, 4)), start=True)
         for i in range(backfills)
     ]
-    wait_final(db, ids)
+    try:
+        wait_final(db, ids, alive=lambda: all(w.is_alive() for w in workers))
+    except WorkerDied:
+        stop.set()
+        for w in workers:
+            w.join(60)
+        raise
     elapsed = time.perf_counter() - t0
     after = (cpu_of(parents), cpu_of(children))
     # connections the workers opened meanwhile count in full; none closes (pooled)
@@ -367,7 +389,11 @@ def main() -> None:
     if not args.no_pg and "processes" in parts:
         for backfills in (1, 8):
             for n in (int(x) for x in args.processes.split(",")):
-                r = processes_run(pg_schema_url(args.pg), n, backfills, args.process_runs, args.concurrency)
+                try:
+                    r = processes_run(pg_schema_url(args.pg), n, backfills, args.process_runs, args.concurrency)
+                except WorkerDied as exc:
+                    print(f"postgresql: {n} worker process(es), {backfills} backfill(s): FAILED, {exc}")
+                    continue
                 print(
                     f"postgresql: {n} worker process(es) x concurrency {args.concurrency}, {backfills} backfill(s), "
                     f"{args.process_runs} runs: {r['rate']:.0f} runs/s; CPU per run: workers {r['worker_us']:.0f} us, "
