@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +33,8 @@ class Settings(BaseSettings):
     rate_limit: str = "1200/minute"
     max_log_bytes: int = 1_000_000
     log_level: str = "INFO"
+    log_format: Literal["auto", "text", "json"] = "auto"
+    """auto: human-readable lines on a terminal, JSON lines otherwise."""
 
     @classmethod
     def settings_customise_sources(
@@ -58,5 +62,17 @@ class Settings(BaseSettings):
         return secret
 
 
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the flag, variable and file key."""
+
+
 def load_settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"backfill.toml: {exc}") from None
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else "?"
+        where = f"--{key.replace('_', '-')}, BACKFILL_{key.upper()} or {key} in backfill.toml"
+        raise SettingsError(f"setting {key} ({where}): {first['msg']}, got {first.get('input')!r}") from None

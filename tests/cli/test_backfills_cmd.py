@@ -264,9 +264,9 @@ def test_cli_against_a_real_server(server: Path) -> None:
     assert all(f"2024-02-0{d}" in dry.stdout for d in range(1, 5))
     assert preview.returncode == 0, preview.stderr
     assert json.loads(preview.stdout)["transfer_runs_total"] == 4 and len(json.loads(preview.stdout)["intervals"]) == 4
-    # errors: one line with the server's message and code
+    # errors: one line with the server's message and code, in the words of the CLI's flags
     assert bad.returncode != 0
-    assert "range_start" in one_error_line(bad.stderr)
+    assert one_error_line(bad.stderr).startswith("error: --start: '2024-13-01' is not a valid date")
     assert missing.returncode != 0 and "NOT_FOUND" in one_error_line(missing.stderr)
 
     shown, text, runs_json, two_runs, cancel_done, after_dry_run = cli.many(

@@ -69,6 +69,9 @@ def test_serve_runs_the_example_backfill(tmp_path: Path) -> None:
         proc.wait(timeout=60)
     assert backfill_rows(tmp_path) == [(1, "completed", 7)]
     creds_path = tmp_path / ".backfill" / "credentials.json"
+    # not a terminal: JSON lines; one says where to go, as whom, and where the password is
+    messages = [json.loads(line)["message"] for line in (tmp_path / "serve.log").read_text().splitlines()]
+    assert f"open http://127.0.0.1:{port}/ and sign in as owner@localhost with the password in {creds_path}" in messages
     assert stat.S_IMODE(creds_path.stat().st_mode) == 0o600
     creds = json.loads(creds_path.read_text())
     assert set(creds) >= {"url", "team_id", "user_id", "email", "token"}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, select
 
-from backfill.domain.errors import InvalidTransition, NotFound, ValidationError
+from backfill.domain.errors import Conflict, InvalidTransition, NotFound, ValidationError
 from backfill.services import backfills as svc
 from backfill.services.actor import Actor
 from backfill.store import queue
@@ -271,3 +271,26 @@ def test_nul_characters_are_refused_on_every_database(
     bf = svc.create(db, team, pipeline_id, svc.BackfillSpec(start="2024-01-01", end="2024-01-02"), start=False)
     with pytest.raises(ValidationError):
         svc.update(db, team, bf, settings={field: value})
+
+
+def test_a_failed_backfill_in_the_way_is_to_be_retried_or_cancelled(
+    db: Database, team: Actor, pipeline_id: int
+) -> None:
+    first = svc.create(db, team, pipeline_id, svc.BackfillSpec(start="2024-01-01", end="2024-01-02"), start=True)
+    with pytest.raises(Conflict) as running:
+        svc.create(db, team, pipeline_id, svc.BackfillSpec(start="2024-01-02", end="2024-01-03"), start=True)
+    assert running.value.message.endswith("cancel it or wait for it to finish")
+    while runs := claim_all(db):
+        for r in runs:
+            with db.write() as conn:
+                queue.record_attempt(conn, r.key, "w", queue.AttemptResult(ok=False, error="boom"), T0)
+    assert svc.get(db, team, first).row["status"] == "failed"
+    with pytest.raises(Conflict) as failed:
+        svc.create(db, team, pipeline_id, svc.BackfillSpec(start="2024-01-02", end="2024-01-03"), start=True)
+    assert f"backfill {first}" in failed.value.message
+    assert failed.value.message.endswith("; retry or cancel it")
+
+
+def claim_all(db: Database) -> list[queue.ClaimedRun]:
+    with db.write() as conn:
+        return queue.claim(conn, "w", 50, lease_seconds=30, now=T0)

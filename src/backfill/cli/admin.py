@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from backfill.cli.common import DbOption, JsonOption, emit, fail, open_db
+from backfill.cli.common import DbOption, JsonOption, emit, fail, open_existing_db
 from backfill.domain.errors import DomainError
 from backfill.domain.model import Role, Scope
-from backfill.store import auth
+from backfill.services import admin
 
 app = typer.Typer(help="Manage teams, users, tokens and API keys (writes the database directly).", no_args_is_help=True)
 
@@ -23,8 +23,7 @@ def create_team(
 ) -> None:
     """Create a team."""
     try:
-        with open_db(db).write() as conn:
-            team_id = auth.create_team(conn, name)
+        team_id = admin.create_team(open_existing_db(db), name)
     except DomainError as exc:
         fail(exc.message)
     emit({"id": team_id}, as_json, f"team {team_id} created")
@@ -41,8 +40,7 @@ def create_user(
 ) -> None:
     """Add a user to a team (an existing user gets a new membership)."""
     try:
-        with open_db(db).write() as conn:
-            user_id = auth.create_user(conn, email, team_id=team, role=role, password=password)
+        user_id = admin.create_user(open_existing_db(db), email, team_id=team, role=role, password=password)
     except DomainError as exc:
         fail(exc.message)
     emit(
@@ -64,13 +62,12 @@ def create_token(
     if expires_in is not None and expires_in <= 0:
         fail("--expires-in must be a positive number of seconds")
     try:
-        with open_db(db).write() as conn:
-            issued = auth.create_token(
-                conn,
-                user,
-                scopes=scope or auth.DEFAULT_SCOPES,
-                expires_in=timedelta(seconds=expires_in) if expires_in else None,
-            )
+        issued = admin.create_token(
+            open_existing_db(db),
+            user,
+            scopes=scope,
+            expires_in=timedelta(seconds=expires_in) if expires_in else None,
+        )
     except DomainError as exc:
         fail(exc.message)
     emit({"id": issued.id, "token": issued.secret}, as_json, issued.secret)
@@ -85,8 +82,7 @@ def create_api_key(
 ) -> None:
     """Create a pipeline-API client key (X-API-KEY); printed once."""
     try:
-        with open_db(db).write() as conn:
-            issued = auth.create_api_key(conn, team, name=name)
+        issued = admin.create_api_key(open_existing_db(db), team, name=name)
     except DomainError as exc:
         fail(exc.message)
     emit({"id": issued.id, "key": issued.secret}, as_json, issued.secret)

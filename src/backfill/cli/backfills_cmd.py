@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from backfill.cli.common import JsonOption, fail
-from backfill.client import BackfillClient, BackfillError
+from backfill.client import BackfillApiError, BackfillClient, BackfillConnectionError, BackfillError
 
 # ---- connection options --------------------------------------------------------------------
 
@@ -74,13 +74,52 @@ def _client(url: str | None, token: str | None, team: int | None) -> BackfillCli
     return BackfillClient.from_environment(url=url, token=token, team_id=team)
 
 
+STATUS_FLAGS = {"status": "--status"}
+# The API's names of the fields ``create`` sends, and the flags that set them.
+CREATE_FLAGS = {
+    "range_start": "--start",
+    "range_end": "--end",
+    "interval_type": "--interval",
+    "interval_units": "--units",
+    "cron": "--cron",
+    "timezone": "--timezone",
+    "name": "--name",
+    "variables": "--var",
+    "max_active_runs": "--max-active-runs",
+    "run_order": "--run-order",
+    "reprocess": "--reprocess",
+    "retries": "--retries",
+    "block_uuids": "--block",
+}
+
+
+def in_flag_words(message: str, flags: dict[str, str]) -> str:
+    """``range_start: '2024-13-01' is not …`` → ``--start: '2024-13-01' is not …``: an
+    API message that begins with a field name (or ``invalid query parameter NAME:``)
+    begins with the flag instead."""
+    query = re.match(r"invalid query parameter (\w+): ", message)
+    if query and query.group(1) in flags:
+        return f"{flags[query.group(1)]}: {message[query.end() :]}"
+    field, sep, rest = message.partition(":")
+    flag = flags.get(field.strip())
+    if sep and flag:
+        return f"{flag}:{rest}"
+    head, space, tail = message.partition(" ")
+    flag = flags.get(head)
+    return f"{flag}{space}{tail}" if flag else message
+
+
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn every failure into one ``error: ...`` line and a non-zero exit status."""
+def _errors(flags: dict[str, str] | None = None) -> Iterator[None]:
+    """Turn every failure into one error line (JSON with --json) and a non-zero exit status."""
     try:
         yield
-    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+    except (typer.Exit, typer.Abort, typer.TyperException):  # exits and usage errors: as they are
         raise
+    except BackfillApiError as exc:
+        fail(in_flag_words(str(exc), flags or {}), details={"code": exc.code, "status": exc.status})
+    except BackfillConnectionError as exc:
+        fail(str(exc), details={"code": "CONNECTION_ERROR", "url": exc.url})
     except BackfillError as exc:
         fail(str(exc))
     except TimeoutError as exc:
@@ -377,7 +416,7 @@ def create(
         "retries": retries,
         "block_uuids": block,
     }
-    with _errors():
+    with _errors(CREATE_FLAGS):
         client = _client(url, token, team)
         target: int | str = pipeline
         if dry_run:
@@ -429,7 +468,7 @@ def list_(
     team: TeamOption = None,
 ) -> None:
     """List the team's backfills, newest first (unfinished ones unless --all or --status)."""
-    with _errors():
+    with _errors(STATUS_FLAGS):
         client = _client(url, token, team)
         statuses = "ALL" if all_ else status
         items = client.backfills(status=statuses, pipeline=pipeline, limit=limit)
@@ -543,7 +582,7 @@ def runs(
     team: TeamOption = None,
 ) -> None:
     """List the interval runs of a backfill, by data date."""
-    with _errors():
+    with _errors(STATUS_FLAGS):
         items = _client(url, token, team).runs(
             backfill_id, status=status, issues_only=issues_only, limit=limit, offset=offset
         )

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+# Typer vendors Click as typer._click and re-exports only some of its exceptions.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from backfill.cli import admin, backfills_cmd, pipelines_cmd
-from backfill.cli.common import DbOption, fail, open_db
-from backfill.config import STATE_DIR, load_settings
+from backfill.cli.common import JSON_ERRORS, DbOption, JsonOption, emit, open_db, open_existing_db, report_error
+from backfill.config import STATE_DIR, SettingsError, load_settings
 from backfill.domain.errors import DomainError
 from backfill.logging_setup import configure as configure_logging
+from backfill.services.admin import shown_url
 
 app = typer.Typer(
     name="backfill",
@@ -32,19 +40,22 @@ log = logging.getLogger("backfill.cli")
 
 
 @app.command()
-def migrate(db: DbOption = None) -> None:
-    """Apply database migrations."""
-    from backfill.store.migrate import upgrade
+def migrate(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Apply database migrations (creates a SQLite database file that does not exist yet)."""
+    from backfill.store.migrate import current_revision, upgrade
 
     database = open_db(db)
     upgrade(database)
-    typer.echo("database schema is up to date")
+    revision = current_revision(database)
+    emit({"revision": revision}, as_json, f"database schema is up to date (revision {revision})")
 
 
 def _parse_create(value: str) -> tuple[str, str, str]:
     parts = value.split(",")
     if len(parts) != 3:
-        raise typer.BadParameter("expected PIPELINE,START,END e.g. daily_sales,2024-01-01,2024-03-31")
+        raise typer.BadParameter(
+            f"{value!r}: expected PIPELINE,START,END e.g. daily_sales,2024-01-01,2024-03-31", param_hint="'--backfill'"
+        )
     return parts[0], parts[1], parts[2]
 
 
@@ -70,16 +81,18 @@ def serve(
     from backfill.store.migrate import upgrade
 
     settings = load_settings(database_url=db, project_dir=project, host=host, port=port, workers=workers)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     requests = [_parse_create(v) for v in backfill or []]
+    _check_project(settings.project_dir)
     database = open_db(settings.database_url)
     upgrade(database)
     url = f"http://{settings.host}:{settings.port}"
-    creds = bootstrap.ensure_default_team(database, STATE_DIR / "credentials.json", url)
+    credentials_path = STATE_DIR / "credentials.json"
+    creds = bootstrap.ensure_default_team(database, credentials_path, url)
     if creds:
         log.info(
             "first start: wrote %s (team %s, user %s)",
-            STATE_DIR / "credentials.json",
+            credentials_path,
             creds.team_id,
             creds.email,
         )
@@ -113,6 +126,12 @@ def serve(
         uvicorn.Config(create_app(database, settings), host=settings.host, port=settings.port, log_config=None)
     )
     log.info("serving on %s", url)
+    log.info(
+        "open %s/ and sign in as %s with the password in %s",
+        url,
+        _owner_email(credentials_path),
+        credentials_path.resolve(),
+    )
     # Everything built so far (modules, app, routes) lives as long as the process: keep
     # it out of the collector's full passes, which otherwise scan it all (a 60 ms pause
     # of every request in flight, seen in benchmarks/api.py).
@@ -123,6 +142,20 @@ def serve(
         stop.set()
         for t in threads:
             t.join(timeout=35)
+
+
+def _check_project(project_dir: Path | None) -> None:
+    if project_dir is not None and not project_dir.is_dir():
+        raise typer.BadParameter(f"{str(project_dir)!r} is not a directory", param_hint="'--project'")
+
+
+def _owner_email(credentials_path: Path) -> str:
+    from backfill.services.bootstrap import DEFAULT_EMAIL
+
+    try:
+        return str(json.loads(credentials_path.read_text())["email"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_EMAIL
 
 
 def _startup_backfill(database: Any, team_id: int, pipeline_uuid: str, start: str, end: str) -> None:
@@ -159,8 +192,9 @@ def worker(
     from backfill.pipelines.loader import load_project
 
     settings = load_settings(database_url=db, project_dir=project, lease_seconds=lease_seconds)
-    configure_logging(settings.log_level)
-    database = open_db(settings.database_url)
+    _check_project(settings.project_dir)
+    database = open_existing_db(settings.database_url)
+    configure_logging(settings.log_level, settings.log_format)
     connections = dict(load_project(settings.project_dir).connections) if settings.project_dir else {}
     stop = threading.Event()
 
@@ -184,9 +218,47 @@ def worker(
         t.join(timeout=5)
 
 
-def main() -> NoReturn:
+def run(args: Sequence[str] | None = None) -> int:
+    """Run one command line; every failure is one line on stderr and a non-zero status.
+
+    Usage errors (a bad flag value, a missing argument) exit 2 with Click's message and
+    where to find help, instead of Typer's boxed panel. An unexpected error is one line
+    too; ``BACKFILL_TRACEBACK=1`` shows its traceback."""
+    argv = list(sys.argv[1:] if args is None else args)
+    as_json = "--json" in argv
+    JSON_ERRORS.set(as_json)
+    command = typer.main.get_command(app)
     try:
-        app()
-    except DomainError as exc:
-        fail(exc.message)
-    sys.exit(0)
+        result = command.main(args=argv, prog_name="backfill", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        return exc.exit_code
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "backfill"
+        report_error(f"{exc.format_message()} (see `{where} --help`)", as_json=as_json, type="usage")
+        return exc.exit_code
+    except ClickException as exc:
+        report_error(exc.format_message(), as_json=as_json)
+        return exc.exit_code
+    except typer.Abort:
+        report_error("aborted", as_json=as_json)
+        return 130
+    except (DomainError, SettingsError) as exc:
+        report_error(str(getattr(exc, "message", exc)), as_json=as_json)
+        return 1
+    except SQLAlchemyError as exc:
+        url = getattr(getattr(exc, "engine", None), "url", None)
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        report_error(f"database error{f' ({shown_url(str(url))})' if url else ''}: {reason}", as_json=as_json)
+        return 1
+    except Exception as exc:
+        if os.environ.get("BACKFILL_TRACEBACK"):
+            raise
+        reason = " ".join(str(exc).split())
+        report_error(f"unexpected {type(exc).__name__}: {reason} (BACKFILL_TRACEBACK=1 shows where)", as_json=as_json)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def main() -> NoReturn:
+    sys.exit(run())

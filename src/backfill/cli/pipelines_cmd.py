@@ -7,16 +7,16 @@ from typing import Annotated
 
 import typer
 
-from backfill.cli.common import DbOption, JsonOption, emit, fail, open_db
+from backfill.cli.common import DbOption, JsonOption, emit, fail, open_existing_db
 from backfill.config import load_settings
-from backfill.pipelines.loader import load_project
-from backfill.services import bootstrap
-from backfill.store import pipelines as pipeline_store
-from backfill.store.pipelines import sync as sync_definitions
+from backfill.domain.errors import DomainError
+from backfill.services import admin
 
 app = typer.Typer(help="Pipelines of the project directory.", no_args_is_help=True)
 
-ProjectOption = Annotated[Path | None, typer.Option("--project", help="project directory")]
+ProjectOption = Annotated[
+    Path | None, typer.Option("--project", help="project directory (default: BACKFILL_PROJECT_DIR)")
+]
 
 
 @app.command("sync")
@@ -25,14 +25,13 @@ def sync(project: ProjectOption = None, db: DbOption = None, as_json: JsonOption
     settings = load_settings(project_dir=project)
     if settings.project_dir is None:
         fail("no project directory: pass --project DIR or set BACKFILL_PROJECT_DIR")
-    database = open_db(db)
-    team_id = bootstrap.default_team_id(database)
-    if team_id is None:
-        fail("no team yet: run `backfill serve` once or `backfill admin create-team`")
-    loaded = load_project(settings.project_dir)
-    with database.write() as conn:
-        result = sync_definitions(conn, loaded.pipelines, default_team_id=team_id)
-    errors = [{"path": e.path, "reason": e.reason} for e in loaded.errors]
+    if not settings.project_dir.is_dir():
+        fail(f"--project: {str(settings.project_dir)!r} is not a directory")
+    try:
+        result = admin.sync_pipelines(open_existing_db(db), settings.project_dir)
+    except DomainError as exc:
+        fail(exc.message)
+    errors = [{"path": e.path, "reason": e.reason} for e in result.errors]
     text = (
         "\n".join(
             [f"created {u}" for u in result.created]
@@ -53,15 +52,10 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """List the pipelines stored for a team."""
-    database = open_db(db)
-    team_id = team or bootstrap.default_team_id(database)
-    if team_id is None:
-        fail("no team yet")
-    with database.read() as conn:
-        rows = pipeline_store.list_for_team(conn, team_id, limit=1000)
-    items = [
-        {"id": r["id"], "uuid": r["uuid"], "name": r["name"], "blocks": len(r["definition"]["blocks"])} for r in rows
-    ]
+    try:
+        items = admin.list_pipelines(open_existing_db(db), team)
+    except DomainError as exc:
+        fail(exc.message)
     emit(
         {"pipelines": items},
         as_json,

@@ -299,9 +299,11 @@ def dry_run(db: Database, actor: Actor, pipeline_id: int, spec: BackfillSpec, *,
 def _check_overlap(conn: Connection, bf: RowMapping) -> None:
     other = store.find_overlapping(conn, bf["pipeline_id"], bf["start"], bf["range_end_exclusive"], exclude_id=bf["id"])
     if other is not None:
+        finished = other["status"] == BackfillStatus.FAILED.value
+        advice = "retry or cancel it" if finished else "cancel it or wait for it to finish"
         raise Conflict(
             f"backfill {other['id']} ({other['name']!r}, {other['status']}) already covers intervals "
-            f"of this range for the same pipeline; cancel it or wait for it to finish"
+            f"of this range for the same pipeline; {advice}"
         )
 
 

@@ -31,3 +31,11 @@ def current_revision(db: Database) -> str | None:
 
     with db.engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def schema_present(db: Database) -> bool:
+    """Whether the database has the backfill tables (made by migrations or by create_all)."""
+    from sqlalchemy import inspect
+
+    with db.engine.connect() as conn:
+        return inspect(conn).has_table("teams")
