@@ -152,7 +152,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "month-arithmetic",
         "monthly steps clamp to the month's last day (Jan 31 → Feb 29 → Mar 31)",
-        "src/backfill/domain/intervals.py",
+        "src/backfill/domain/intervals/steps.py",
         "    day = min(wall.day, calendar.monthrange(year, month)[1])\n",
         "    day = min(wall.day, 28)\n",
         ("tests/domain/test_intervals.py",),
