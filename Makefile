@@ -12,10 +12,12 @@ HOST ?= 127.0.0.1
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 CHROMIUM ?= /usr/bin/chromium
+PGBOUNCER ?= /usr/sbin/pgbouncer
+SOCAT ?= /usr/bin/socat
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-runtime chromium run test lint typecheck test-sqlite test-postgres test-e2e bench clean
+.PHONY: install install-runtime chromium pgbouncer socat run test lint typecheck test-sqlite test-postgres test-e2e bench clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,18 +33,32 @@ install-runtime: $(RUNTIME_STAMP)
 
 install: $(DEV_STAMP)
 
+# $(call debian_package,PATH,PACKAGE,NAME,TESTS): Debian's PACKAGE, installed with apt-get
+# when PATH is missing and make runs as root; otherwise a one-line message saying how.
+define debian_package
+@if [ ! -x $(1) ]; then \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+    echo "installing Debian's $(2) for $(4) (apt-get)"; \
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
+  else \
+    echo "$(4) need $(3) at $(1): run 'sudo apt-get install $(2)' (Debian/Ubuntu), then make test again" >&2; \
+    exit 1; \
+  fi; \
+fi
+endef
+
 # The browser tests drive Debian's Chromium (never a downloaded browser).
 chromium:
-	@if [ ! -x $(CHROMIUM) ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium for the browser tests (apt-get)"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "the browser tests need Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (Debian/Ubuntu), then make test again" >&2; \
-	    exit 1; \
-	  fi; \
-	fi
+	$(call debian_package,$(CHROMIUM),chromium,Chromium,the browser tests)
+
+# tests/deploy runs the engine through a real PgBouncer in transaction-pooling mode.
+pgbouncer:
+	$(call debian_package,$(PGBOUNCER),pgbouncer,PgBouncer,the PgBouncer tests)
+
+# tests/multihost forwards the PostgreSQL port into network namespaces with socat.
+socat:
+	$(call debian_package,$(SOCAT),socat,socat,the multi-host tests)
 
 run: install-runtime
 	$(BIN)/backfill serve --project examples/shop --host $(HOST) --port $(PORT) --backfill daily_sales,2024-01-01,2024-03-31
@@ -54,10 +70,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# tests/deploy and tests/multihost always use PostgreSQL (PG_TEST_URL's server): the PostgreSQL pass runs them.
 test-sqlite: install chromium
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/deploy --ignore=tests/multihost $(PYTEST_ARGS)
 
-test-postgres: install
+test-postgres: install pgbouncer socat
 	BACKFILL_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
 test: lint typecheck test-sqlite test-postgres

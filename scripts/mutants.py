@@ -193,8 +193,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "counters-cancelled",
         "counters move with the runs in the same transaction (cancel)",
         Q,
-        "        .values(runs_cancelled=backfills.c.runs_cancelled + cancelled, exhausted=True, updated_at=now)\n",
-        "        .values(runs_cancelled=backfills.c.runs_cancelled, exhausted=True, updated_at=now)\n",
+        "            runs_cancelled=backfills.c.runs_cancelled + cancelled + int(unmaterialized),\n",
+        "            runs_cancelled=backfills.c.runs_cancelled + int(unmaterialized),\n",
         STORE_QUEUE,
     ),
     Mutant(

@@ -504,6 +504,27 @@ class BackfillClient:
     def resume(self, backfill_id: int) -> dict[str, Any]:
         return self._patch(backfill_id, {"paused": False})
 
+    def rerun(
+        self,
+        backfill_id: int,
+        *,
+        run_ids: Iterable[int] | None = None,
+        data_dates: Iterable[str | date | datetime] | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Re-queue chosen intervals (exactly one of ``run_ids``, ``data_dates``,
+        ``statuses``) as new attempts; running ones are left alone. Returns
+        ``{"requeued", "running", "backfill"}``. A FAILED backfill is SCHEDULED again."""
+        body: dict[str, Any] = {}
+        if run_ids is not None:
+            body["run_ids"] = [int(i) for i in run_ids]
+        if data_dates is not None:
+            body["data_dates"] = [_text(d) for d in data_dates]
+        if statuses is not None:
+            body["statuses"] = [str(s).upper() for s in statuses]
+        data: dict[str, Any] = self._request("POST", f"/backfills/{int(backfill_id)}/runs:rerun", body=body)
+        return data
+
     def set_max_active_runs(self, backfill_id: int, n: int) -> dict[str, Any]:
         return self._patch(backfill_id, {"max_active_runs": n})
 
@@ -568,8 +589,11 @@ class BackfillClient:
         data: dict[str, Any] = self._request("GET", f"/transfer_runs/{int(run_id)}")
         return data
 
-    def logs(self, run_id: int, offset: int = 0) -> dict[str, Any]:
-        """Captured output from character ``offset``: ``{"content", "offset", "next_offset",
-        "complete"}``; pass ``next_offset`` back to tail, stop when ``complete``."""
-        data: dict[str, Any] = self._request("GET", f"/transfer_runs/{int(run_id)}/logs", params={"offset": offset})
+    def logs(self, run_id: int, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
+        """One attempt's output (default the latest) from character ``offset``: ``{"content",
+        "offset", "next_offset", "complete", "attempt", "attempts", "status",
+        "pipeline_version", "error", "run_final"}``; pass ``next_offset`` back to tail,
+        stop when ``complete`` (and ``run_final``, to follow later attempts too)."""
+        params: dict[str, Any] = {"offset": offset, "attempt": attempt}
+        data: dict[str, Any] = self._request("GET", f"/transfer_runs/{int(run_id)}/logs", params=params)
         return data

@@ -60,7 +60,7 @@ def test_team_api_conforms_to_its_openapi_document(app: FastAPI, world: World) -
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [r.ok() for r in schema.get_all_operations() if isinstance(r, Ok)]
     team_ops = [op for op in operations if op.path.startswith("/v1/")]
-    assert len(team_ops) == 12
+    assert len(team_ops) == 13
     headers = world.auth("owner")
     seen_statuses: dict[str, set[int]] = {}
     started = time.monotonic()

@@ -47,6 +47,7 @@ from tests.api.pipeline_conftest_helpers import (  # noqa: F401  (fixtures reque
 from backfill.services import backfills as backfill_service
 from backfill.store import queue
 from backfill.store.db import Database
+from backfill.store.tables import pipelines
 
 SEED_KEYS = [
     "id",
@@ -745,7 +746,7 @@ def test_cross_dialect_visibility(papi_client: TestClient, papi_world: PipelineW
 # ---- pipelines and runs ----------------------------------------------------------------------------------
 
 
-def test_pipelines_with_their_blocks(papi_client: TestClient, papi_world: PipelineWorld) -> None:
+def test_pipelines_with_their_blocks(papi_client: TestClient, papi_world: PipelineWorld, db: Database) -> None:
     c, w = papi_client, papi_world
     r = c.get("/api/pipelines", headers=w.headers())
     body = r.json()
@@ -760,6 +761,13 @@ def test_pipelines_with_their_blocks(papi_client: TestClient, papi_world: Pipeli
         ("c", ["b"], []),
     ]
     assert DT.match(p["created_at"])
+    assert p["load_error"] is None
+    with db.write() as conn:  # its files stopped loading: the last good version stays
+        conn.execute(
+            pipelines.update().where(pipelines.c.id == w.pipeline_id).values(load_error="p.yaml: bad", version="v1")
+        )
+    p = ok(c.get(f"/api/pipelines/{w.pipeline_uuid}", headers=w.headers()), "pipeline")
+    assert (p["load_error"], p["version"]) == ("p.yaml: bad", "v1")
     assert_pipeline_error(
         c.get(f"/api/pipelines/{w.other_pipeline_uuid}", headers=w.headers()), 404, "record_not_found"
     )

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from backfill.api.app import create_app
 from backfill.store import queue
 from backfill.store.db import Database
+from backfill.store.tables import pipelines
 
 from .conftest import World, add_pipeline, assert_envelope_headers, assert_error, assert_ok, make_settings
 
@@ -120,8 +121,9 @@ def test_seed_cancel_replayed_field_by_field(client: TestClient, db: Database, w
     assert data["transfer_runs_running"] == 1  # running runs are left to finish
     created_runs = data["transfer_runs_created"]
     assert 4 <= created_runs <= 31
-    # every not-yet-started run was cancelled in the same transaction
-    assert data["transfer_runs_cancelled"] == created_runs - 4
+    # every interval that will not run is cancelled: the queued runs (in the same
+    # transaction) and those never materialized (SPEC §2)
+    assert data["transfer_runs_cancelled"] == 31 - 4
     assert len(data["error_report"]) == 1
     entry = data["error_report"][0]
     assert set(entry) == {"transfer_run_date", "error"}
@@ -547,6 +549,12 @@ def test_run_logs_tail_with_offset(client: TestClient, db: Database, world: Worl
         "offset": 0,
         "next_offset": 0,
         "complete": False,
+        "attempt": 1,
+        "attempts": 1,
+        "status": "RUNNING",
+        "pipeline_version": None,
+        "error": None,
+        "run_final": False,
     }
     finish(db, run, log="line 1\nline 2\n")
     first = assert_ok(client.get(url, params={"limit": 7}, headers=w.auth("viewer")))
@@ -558,7 +566,10 @@ def test_run_logs_tail_with_offset(client: TestClient, db: Database, world: Worl
     assert rest["offset"] == 7
     assert rest["next_offset"] == 14
     assert rest["complete"] is True
+    assert (rest["attempt"], rest["status"], rest["run_final"]) == (1, "COMPLETED", True)
     assert_error(client.get(url, params={"offset": -1}, headers=w.auth("viewer")), 400, "BAD_REQUEST")
+    assert_error(client.get(url, params={"attempt": 2}, headers=w.auth("viewer")), 404, "NOT_FOUND")
+    assert assert_ok(client.get(url, params={"attempt": 1}, headers=w.auth("viewer")))["content"] == "line 1\nline 2\n"
     other = f"/v1/teams/{w.team_id}/transfer_runs/{w.other_run_id}/logs"
     assert_error(client.get(other, headers=w.auth("viewer")), 404, "NOT_FOUND")
 
@@ -615,7 +626,7 @@ def test_runs_of_a_transfer_by_date(client: TestClient, db: Database, world: Wor
 # ---- transfers -------------------------------------------------------------------------------------------
 
 
-def test_transfers(client: TestClient, world: World) -> None:
+def test_transfers(client: TestClient, db: Database, world: World) -> None:
     w = world
     response = client.get(f"/v1/teams/{w.team_id}/transfers", headers=w.auth("viewer"))
     data = assert_ok(response)
@@ -629,6 +640,13 @@ def test_transfers(client: TestClient, world: World) -> None:
         {"uuid": "load", "type": "sql", "upstream": ["extract"], "connection": "dwh"},
     ]
     assert ISO_Z.match(one["created_time"])
+    assert one["load_error"] is None
+    with db.write() as conn:  # its files stopped loading: the last good version stays
+        conn.execute(
+            pipelines.update().where(pipelines.c.id == w.pipeline_id).values(load_error="p.yaml: bad", version="v1")
+        )
+    one = assert_ok(client.get(f"/v1/teams/{w.team_id}/transfers/{w.pipeline_id}", headers=w.auth("viewer")))
+    assert (one["load_error"], one["version"]) == ("p.yaml: bad", "v1")
     other = client.get(f"/v1/teams/{w.team_id}/transfers/{w.other_pipeline_id}", headers=w.auth("viewer"))
     assert_error(other, 404, "NOT_FOUND")
 
@@ -740,7 +758,7 @@ def test_metrics_endpoint(client: TestClient, db: Database, world: World) -> Non
 def test_openapi_declares_every_error_response(app: FastAPI) -> None:
     schema = app.openapi()
     operations = [(p, m, op) for p, item in schema["paths"].items() if p.startswith("/v1/") for m, op in item.items()]
-    assert len(operations) == 12
+    assert len(operations) == 13
     for path, method, op in operations:
         for status in ("200", "400", "401", "403", "404", "409", "422", "429", "500", "503"):
             assert status in op["responses"], (path, method, status)
@@ -773,3 +791,50 @@ def test_rate_limit_key_follows_every_user_credential() -> None:
     assert bearer == rate_key(scope, None, None, b"theme=dark; oauth_token=abc")  # type: ignore[arg-type]
     assert rate_key(scope, None, None, b"oauth_token=other") != bearer  # type: ignore[arg-type]
     assert rate_key(scope, None) == "ip:10.0.0.1"  # type: ignore[arg-type]
+
+
+# ---- runs:rerun ------------------------------------------------------------------------------------
+
+
+def test_rerun_chosen_intervals_of_a_failed_backfill(client: TestClient, db: Database, world: World) -> None:
+    w = world
+    cancel_world_backfill(client, w)
+    bf_id = assert_ok(create(client, w, {"range_start": "2024-01-01", "range_end": "2024-01-03", "retries": 0}))[
+        "transfer_backfill_id"
+    ]
+    first, second, third = claim(db, 3)
+    finish(db, first)
+    finish(db, second, ok=False, error="boom")
+    finish(db, third)
+    url = f"/v1/teams/{w.team_id}/backfills/{bf_id}/runs:rerun"
+    assert assert_ok(client.get(f"/v1/teams/{w.team_id}/backfills/{bf_id}", headers=w.auth("viewer")))["status"] == (
+        "FAILED"
+    )
+    # an id or a date that is not this backfill's: 422 naming it, nothing changes
+    error = assert_error(
+        client.post(url, json={"run_ids": [999_999]}, headers=w.auth("editor")), 422, "UNPROCESSABLE_ENTITY"
+    )
+    assert "999999" in error["message"]
+    error = assert_error(
+        client.post(url, json={"data_dates": ["2024-02-01"]}, headers=w.auth("editor")), 422, "UNPROCESSABLE_ENTITY"
+    )
+    assert "2024-02-01" in error["message"]
+    assert_error(
+        client.post(url, json={"statuses": ["RUNNING"]}, headers=w.auth("editor")), 422, "UNPROCESSABLE_ENTITY"
+    )
+    assert_error(client.post(url, json={}, headers=w.auth("editor")), 422, "UNPROCESSABLE_ENTITY")
+
+    data = assert_ok(client.post(url, json={"statuses": ["FAILED"]}, headers=w.auth("editor")))
+    assert (data["requeued"], data["running"]) == (1, 0)
+    assert data["backfill"]["status"] == "SCHEDULED"
+    assert data["backfill"]["transfer_runs_failed"] == 0
+    (again,) = claim(db, 3)
+    assert (again.run_id, again.attempt) == (second.run_id, 2)  # a new attempt of the same run
+    finish(db, again)
+    bf = assert_ok(client.get(f"/v1/teams/{w.team_id}/backfills/{bf_id}", headers=w.auth("viewer")))
+    assert (bf["status"], bf["transfer_runs_completed"]) == ("COMPLETED", 3)
+    # a final backfill refuses
+    error = assert_error(
+        client.post(url, json={"statuses": ["COMPLETED"]}, headers=w.auth("editor")), 422, "UNPROCESSABLE_ENTITY"
+    )
+    assert "final" in error["message"]

@@ -79,6 +79,7 @@ ROUTES = [
     Route("latest", "GET", "/v1/teams/{team}/transfers/{transfer}/backfills/latest", "read"),
     Route("patch", "PATCH", "/v1/teams/{team}/backfills/{backfill}", "write", {"paused": True}),
     Route("backfill_runs", "GET", "/v1/teams/{team}/backfills/{backfill}/runs", "read"),
+    Route("rerun", "POST", "/v1/teams/{team}/backfills/{backfill}/runs:rerun", "write", {"statuses": ["FAILED"]}),
     Route("transfers", "GET", "/v1/teams/{team}/transfers", "read", has_resource_id=False),
     Route("transfer", "GET", "/v1/teams/{team}/transfers/{transfer}", "read"),
     Route(

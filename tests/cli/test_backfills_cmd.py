@@ -121,8 +121,35 @@ def _backfill(status: str, completed: int, failed: int, running: int) -> dict[st
         "transfer_runs_running": running,
         "transfer_runs_cancelled": 0,
         "error_report": [{"transfer_run_date": "2024-01-02", "error": "boom\nTraceback ..."}] if failed else [],
-        "metrics": {"estimated_seconds_remaining": 1.5 if running else None},
+        "metrics": {
+            "progress": (completed + failed) / 3,
+            "finished_runs": completed + failed,
+            "runs_to_run": 3,
+            "estimated_seconds_remaining": 1.5 if running else None,
+        },
     }
+
+
+def test_show_progress_never_counts_cancelled_intervals_as_done(app: typer.Typer, mocked: list[dict[str, Any]]) -> None:
+    cancelled = {
+        **_backfill("CANCELLED", 12, 0, 0),
+        "transfer_runs_total": 31,
+        "transfer_runs_created": 12,
+        "transfer_runs_cancelled": 19,
+        "metrics": {"progress": 1.0, "finished_runs": 12, "runs_to_run": 12},
+        "interval_type": "day",
+        "interval_units": 1,
+        "timezone": "UTC",
+        "max_active_runs": 4,
+        "run_order": "newest_first",
+        "reprocess": "all",
+        "created_time": "2024-01-01T00:00:00Z",
+    }
+    mocked.append(cancelled)
+    result = CliRunner().invoke(app, ["show", "7"])
+    assert result.exit_code == 0, result.output
+    assert "12/12 (100%), 19 cancelled" in result.stdout
+    assert "31/31" not in result.stdout
 
 
 @pytest.fixture
@@ -330,3 +357,28 @@ def test_cli_against_a_real_server(server: Path) -> None:
     # cancel a FAILED backfill: allowed, and it stays readable
     assert cancelled["status"] == "CANCELLED" and cancelled["removed_time"]
     assert cli.json("list") == []
+
+
+def test_logs_of_a_failed_attempt_print_a_header_and_the_error(app: typer.Typer, mocked: list[dict[str, Any]]) -> None:
+    mocked.append(
+        {
+            "transfer_run_id": 215,
+            "content": "--- block extract (python) ---\nreading orders\n",
+            "offset": 0,
+            "next_offset": 46,
+            "complete": True,
+            "attempt": 2,
+            "attempts": 2,
+            "status": "FAILED",
+            "pipeline_version": "0123456789abcdef",
+            "error": "block 'extract' failed: FileNotFoundError: missing.csv\nTraceback (most recent call last):",
+            "run_final": True,
+        }
+    )
+    result = CliRunner().invoke(app, ["logs", "215"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "=== run 215 · attempt 2 of 2 · FAILED · pipeline version 0123456789abcdef ==="
+    assert lines[1:3] == ["--- block extract (python) ---", "reading orders"]
+    assert lines[3] == "--- error ---"
+    assert "FileNotFoundError: missing.csv" in lines[4] and lines[5] == "Traceback (most recent call last):"

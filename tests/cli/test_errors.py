@@ -34,6 +34,7 @@ ARGS: dict[str, list[str]] = {
     "admin create-api-key": ["admin", "create-api-key", "--team", "1"],
     "pipelines sync": ["pipelines", "sync", "--project", EXAMPLE],
     "pipelines list": ["pipelines", "list"],
+    "pipelines validate": ["pipelines", "validate", "--project", EXAMPLE],
     "create": ["create", "daily_sales", "--start", "2024-01-01", "--end", "2024-01-02"],
     "list": ["list"],
     "show": ["show", "1"],
@@ -43,7 +44,10 @@ ARGS: dict[str, list[str]] = {
     "retry": ["retry", "1"],
     "pause": ["pause", "1"],
     "resume": ["resume", "1"],
+    "rerun": ["rerun", "1", "--failed"],
 }
+# These need neither a server nor a database.
+OFFLINE_COMMANDS = {"pipelines validate"}
 # These create the database they are pointed at (that is their job).
 CREATES_DATABASE = {"migrate", "serve"}
 
@@ -111,7 +115,7 @@ def json_flag(name: str, as_json: bool) -> list[str]:
 
 def test_every_command_is_covered() -> None:
     assert set(TREE) == set(ARGS), "add the new command to ARGS (and see that it fails cleanly)"
-    assert set(SERVER_COMMANDS) | set(DATABASE_COMMANDS) == set(TREE)
+    assert set(SERVER_COMMANDS) | set(DATABASE_COMMANDS) | OFFLINE_COMMANDS == set(TREE)
     assert {name for name, opts in TREE.items() if "--json" not in opts} == {"serve", "worker"}
 
 

@@ -164,3 +164,17 @@ class BackfillMachine(RuleBasedStateMachine):
 
 TestBackfillMachine = BackfillMachine.TestCase
 TestBackfillMachine.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+
+
+def test_rerun_is_allowed_until_final_and_schedules_a_failed_backfill() -> None:
+    assert t.rerun(B.FAILED) is B.SCHEDULED
+    for keep in (B.CREATED, B.SCHEDULED, B.RUNNING):
+        assert t.rerun(keep) is keep
+    for final in (B.COMPLETED, B.CANCELLED):
+        with pytest.raises(InvalidTransition, match="final"):
+            t.rerun(final)
+    for status in (R.COMPLETED, R.FAILED, R.CANCELLED):
+        assert t.run_rerun(status) is R.QUEUED
+    for status in (R.QUEUED, R.RUNNING):
+        with pytest.raises(InvalidTransition):
+            t.run_rerun(status)

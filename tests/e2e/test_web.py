@@ -177,7 +177,7 @@ def test_sign_in_list_grid_and_log_of_the_example_backfill(tab: Tab, server: Ser
     row = page.locator('#backfill-rows tr[data-backfill-id="1"]')
     expect(row).to_contain_text("daily_sales 2024-01-01 → 2024-01-07")
     expect(row.locator(".progress")).to_have_attribute("aria-label", re.compile(r"of 7 completed"))
-    expect(row.locator(".progress-text")).to_have_text("7/7 completed", timeout=60_000)
+    expect(row.locator(".progress-text")).to_have_text("7/7 finished", timeout=60_000)
     expect(row.locator(".badge").first).to_have_text("COMPLETED")
 
     row.get_by_role("link", name="#1").click()
@@ -343,3 +343,37 @@ def test_failed_intervals_show_their_error_and_retry_requeues_them(tab: Tab, ser
     expect(page.locator('#grid [data-status="FAILED"][aria-label$="attempt 2"]')).to_have_count(2, timeout=30_000)
     expect(page.locator("#detail-status")).to_have_text("FAILED")
     expect(page.locator("#action-error")).to_be_hidden()
+
+
+def test_rerun_chosen_failed_intervals_and_one_from_its_panel(tab: Tab, server: Server) -> None:
+    backfill_id = create_backfill(
+        server,
+        name="rerun me",
+        range_start="2024-06-01",
+        range_end="2024-06-03",
+        variables={"orders_file": "missing.csv"},
+        retries=0,
+    )
+    page = tab.page
+    sign_in(page, server)
+    page.goto(f"/#/backfills/{backfill_id}")
+    expect(page.locator("#detail-status")).to_have_text("FAILED", timeout=30_000)
+    expect(page.locator('#grid [data-status="FAILED"]')).to_have_count(3)
+
+    # choose two failed intervals with Ctrl-click, re-run them: new attempts of those two only
+    page.get_by_role("button", name="2024-06-01: FAILED").click(modifiers=["Control"])
+    page.get_by_role("button", name="2024-06-03: FAILED").click(modifiers=["Control"])
+    expect(page.locator("#rerun-count")).to_have_text("2 failed intervals selected")
+    expect(page.locator("#run-panel")).to_be_hidden()  # choosing does not open the panel
+    page.get_by_role("button", name="Re-run 2 intervals").click()
+    expect(page.locator('#grid [aria-label$="attempt 2"]')).to_have_count(2, timeout=30_000)
+    expect(page.locator("#detail-status")).to_have_text("FAILED", timeout=30_000)
+    expect(page.get_by_role("button", name="2024-06-02: FAILED")).to_be_visible()  # not chosen: attempt 1
+
+    # one interval from its panel, which shows the pipeline version it ran
+    page.get_by_role("button", name="2024-06-02: FAILED").click()
+    expect(page.locator("#run-details")).to_contain_text("Pipeline version")
+    page.get_by_role("button", name="Re-run this interval").click()
+    expect(page.get_by_role("button", name="2024-06-02: FAILED, attempt 2")).to_be_visible(timeout=30_000)
+    expect(page.locator("#rerun-error")).to_be_hidden()
+    expect(page.locator("#run-panel-error")).to_be_hidden()

@@ -195,7 +195,7 @@ def test_sql_block_dml_renders_ds_and_counts_rows(tmp_path: Path) -> None:
         INSERT INTO sales VALUES ('{{ ds }}', '{{ variables.region }}', 1), ('{{ ds }}', 'us', 2);
         """,
     )
-    assert run_sql_block(load, c) == {"rows": 2, "columns": [], "data": []}
+    assert run_sql_block(load, c) == {"rows": 2, "columns": [], "data": [], "statements": 2}
     assert run_sql_block(load, c)["rows"] == 2  # idempotent: delete + insert
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT ds, region, amount FROM sales ORDER BY amount").fetchall() == [

@@ -196,7 +196,9 @@ def test_log_captures_print_logger_and_subprocess_output(ex: Executor) -> None:
     assert "from-a-subprocess" in outcome.log
     assert "to-stderr" in outcome.log
     assert outcome.log.index("printed") < outcome.log.index("from-a-subprocess")
-    # the next run on the same child starts with an empty log
+    assert outcome.log.startswith("--- block ")  # a header line per block
+    # the next run on the same child starts with an empty log (a silent run stores no
+    # log: its block's header alone is not output)
     assert run_one(ex, request(42, NOOP)).log == ""
 
 
@@ -333,14 +335,22 @@ def test_sql_block_on_sqlite(ex: Executor, tmp_path: Path) -> None:
     outcome = run_one(ex, request(1, pipe, variables={"v": 42}, connections=conns))
     assert outcome.ok, outcome.error
     assert [b.rows for b in outcome.block_results] == [0, 1, 1]
-    assert outcome.block_results[2].output == '{"rows": 1, "columns": ["ds", "v"], "data": [["2024-01-01", 42]]}'
+    # sql results summarized, in the run detail and in the log under each block's header
+    assert outcome.block_results[2].output == "sql: 1 statement; the last returned 1 row (ds, v)\n  '2024-01-01' | 42"
+    assert outcome.block_results[1].output == "sql: 2 statements; the last affected 1 row"
+    log = outcome.log
+    headers = [line for line in log.splitlines() if line.startswith("--- block ")]
+    assert [h.split()[2] for h in headers] == [b.uuid for b in outcome.block_results]
+    assert log.index(headers[2]) < log.index("the last returned 1 row (ds, v)\n  '2024-01-01' | 42")
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT ds, v FROM daily").fetchall() == [("2024-01-01", 42)]
 
     bad = pipeline(Block("q", BlockType.SQL, "SELECT '{{ no_such_var }}'", connection="wh"))
     outcome = run_one(ex, request(2, bad, connections=conns))
     assert not outcome.ok
-    assert outcome.error == "block 'q' failed: template error: 'no_such_var' is undefined"
+    assert outcome.error is not None
+    assert outcome.error.startswith("block 'q' failed: template error: 'no_such_var' is undefined (valid names: ")
+    assert "ds_nodash" in outcome.error  # the valid names are listed
 
 
 # --------------------------------------------------------------------------- timeouts and cancel
@@ -445,9 +455,10 @@ def test_huge_output_is_capped_keeping_head_and_tail() -> None:
     with Executor(1, max_log_bytes=100_000) as ex:
         outcome = run_one(ex, request(1, pipeline(py("loud", body))))
     assert outcome.ok, outcome.error
-    assert outcome.log.startswith("HEAD-MARK\n")
+    header = "--- block loud (python) ---\n"
+    assert outcome.log.startswith(header + "HEAD-MARK\n")
     assert outcome.log.endswith("TAIL-MARK\n")
-    total = len("HEAD-MARK\n") + 5000 * 1024 + len("TAIL-MARK\n")
+    total = len(header) + len("HEAD-MARK\n") + 5000 * 1024 + len("TAIL-MARK\n")
     assert f"[... {total - 100_000} bytes truncated ...]" in outcome.log
     assert len(outcome.log) < 100_100
 

@@ -4,6 +4,7 @@ Runs on SQLite and, with BACKFILL_TEST_DATABASE_URL, on PostgreSQL."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from backfill.services import backfills as svc
 from backfill.services.actor import Actor
 from backfill.store import backfills as store
 from backfill.store import queue
+from backfill.store import runs as runs_store
 from backfill.store.db import Database
 from backfill.store.tables import interval_runs
 
@@ -49,7 +51,11 @@ def row(db: Database, backfill_id: int) -> dict[str, object]:
     with db.read() as conn:
         r = dict(store.get(conn, backfill_id))
         counts = queue.recount(conn, backfill_id)
-    # counters are exact at every read: always equal to a recount of the runs
+    # counters are exact at every read: always equal to a recount of the runs, plus, once
+    # cancelled, the intervals never materialized (they will not run because of the cancel)
+    if r["status"] == "cancelled" and r["runs_created"] != r["runs_total"]:
+        unmaterialized = int(r["runs_total"]) - int(r["runs_created"])  # type: ignore[call-overload]
+        counts = replace(counts, cancelled=counts.cancelled + unmaterialized)
     assert (
         r["runs_created"],
         r["runs_completed"],
@@ -173,6 +179,38 @@ def test_cancel_cancels_queued_keeps_running(db: Database, team: Actor, pipeline
         assert record(db, run)  # running ones finish and are recorded
     r = row(db, bf)
     assert (r["status"], r["runs_completed"], r["runs_running"]) == ("cancelled", 2, 0)
+    assert r["runs_completed"] + r["runs_failed"] + r["runs_cancelled"] == r["runs_total"] == 10
+
+
+@pytest.mark.parametrize("total", [31, 1_000_000])
+def test_cancel_counts_every_interval_that_will_not_run(
+    db: Database, team: Actor, pipeline_id: int, total: int
+) -> None:
+    """SPEC §2: the cancelled counter counts every interval that will not run because of
+    the cancel, materialized as a run or not: completed + failed + cancelled = total."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    end = start + timedelta(minutes=total - 1)
+    spec = svc.BackfillSpec(start=start, end=end, interval_type="minute", max_active_runs=3, retries=0)
+    bf = svc.create(db, team, pipeline_id, spec, start=True)
+    assert row(db, bf)["runs_total"] == total
+    first = claim(db, n=3)
+    record(db, first[0])
+    record(db, first[1], ok=False, error="boom")
+    running = first[2]
+    svc.cancel(db, team, bf)
+    r = row(db, bf)
+    assert (r["status"], r["runs_completed"], r["runs_failed"], r["runs_running"]) == ("cancelled", 1, 1, 1)
+    # 31 intervals fit in one materialized chunk; of 1,000,000 most never became runs
+    assert r["runs_created"] == total if total == 31 else r["runs_created"] < 1000
+    assert r["runs_cancelled"] == total - 3
+    assert claim(db, n=5) == []
+    assert record(db, running)  # the running one finishes and is recorded
+    r = row(db, bf)
+    assert (r["runs_completed"], r["runs_failed"], r["runs_cancelled"], r["runs_running"]) == (2, 1, total - 3, 0)
+    assert r["runs_completed"] + r["runs_failed"] + r["runs_cancelled"] == r["runs_total"]
+    with db.read() as conn:
+        totals = runs_store.status_totals(conn)
+    assert totals.runs["queued"] == 0 and totals.queue_depth == 0
 
 
 def test_cancel_while_not_started(db: Database, team: Actor, pipeline_id: int) -> None:

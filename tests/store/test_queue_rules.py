@@ -108,7 +108,7 @@ def test_no_run_of_a_cancelled_backfill_is_claimed(db: Database, team: Actor, pi
     with db.write() as conn:
         store.update_backfill(conn, bf, status=BackfillStatus.CANCELLED.value)
     assert claim(db, n=5) == []
-    assert row(db, bf)["runs_running"] == 0
+    assert RunStatus.RUNNING.value not in runs_by_status(db, bf)
 
 
 # mutant: claim-paused
@@ -146,7 +146,8 @@ def test_cancel_cancels_every_queued_run(db: Database, team: Actor, pipeline_id:
     assert queued > 0
     svc.cancel(db, team, bf)
     assert runs_by_status(db, bf) == {RunStatus.RUNNING.value: 2, RunStatus.CANCELLED.value: queued}
-    assert row(db, bf)["runs_cancelled"] == queued
+    after = row(db, bf)  # the cancelled counter also counts the intervals never materialized
+    assert after["runs_cancelled"] == after["runs_total"] - 2  # type: ignore[operator]
     for run in running:
         assert record(db, run)
     assert runs_by_status(db, bf) == {RunStatus.COMPLETED.value: 2, RunStatus.CANCELLED.value: queued}

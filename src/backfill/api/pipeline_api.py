@@ -289,6 +289,8 @@ def _pipeline(row: RowMapping) -> s.Pipeline:
             )
             for b in definition.blocks
         ],
+        version=row["version"],
+        load_error=row["load_error"],
         created_at=format_pipeline(row["created_at"]),
         updated_at=format_pipeline(row["updated_at"]),
     )
@@ -356,7 +358,8 @@ def _run_status_counts(row: RowMapping) -> dict[str, int]:
         "completed": int(row["runs_completed"]),
         "failed": int(row["runs_failed"]),
         "cancelled": int(row["runs_cancelled"]),
-        "pending": max(0, int(row["runs_total"]) - created),
+        # not materialized yet; a cancel counts those as cancelled (and stops materializing)
+        "pending": 0 if row["exhausted"] else max(0, int(row["runs_total"]) - created),
     }
 
 
@@ -969,6 +972,7 @@ def _run(row: RowMapping, pipeline_uuid: str, variables: dict[str, Any]) -> s.Pi
         duration_seconds=row["duration"],
         rows=row["rows"],
         error=row["error"],
+        pipeline_version=row["pipeline_version"],
         variables=variables,
     )
 

@@ -276,6 +276,7 @@ def _run_fields(row: RowMapping) -> dict[str, Any]:
         "total_duration": row["duration"],
         "total_rows": row["rows"],
         "message": row["error"],
+        "pipeline_version": row["pipeline_version"],
     }
 
 
@@ -325,6 +326,8 @@ def _transfer(row: RowMapping) -> s.Transfer:
             )
             for b in definition.get("blocks", [])
         ],
+        version=row["version"],
+        load_error=row["load_error"],
         created_time=format_iso_z(row["created_at"]),
         updated_time=format_iso_z(row["updated_at"]),
     )
@@ -576,6 +579,36 @@ def update_backfill(
     return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
+@router.post(
+    "/teams/{team_id}/backfills/{backfill_id}/runs:rerun",
+    response_model=s.RerunResponse,
+    summary="Re-run chosen intervals of a backfill",
+    description="Body: exactly one of `run_ids`, `data_dates`, `statuses`. The chosen intervals that are not "
+    "running are re-queued as new attempts of the same runs (a completed one too). Allowed on CREATED, "
+    "SCHEDULED, RUNNING and FAILED backfills (a FAILED one becomes SCHEDULED); 422 on a final backfill or "
+    "an id / date that is not this backfill's.",
+)
+def rerun_backfill_runs(
+    request: Request,
+    principal: Writer,
+    team_id: TeamId,
+    backfill_id: BackfillId,
+    body: s.RerunAction,
+) -> Response:
+    db = _db(request)
+    result = backfills.rerun(
+        db,
+        principal.actor,
+        backfill_id,
+        run_ids=body.run_ids,
+        data_dates=body.data_dates,
+        statuses=body.statuses,
+    )
+    detail = backfills.get(db, principal.actor, backfill_id)
+    data = s.Rerun(requeued=result.requeued, running=result.running, backfill=_backfill(detail))
+    return _ok(request, s.RerunResponse(meta=_meta(request), data=data))
+
+
 # ---- runs ----------------------------------------------------------------------------------------
 
 
@@ -679,14 +712,23 @@ async def get_transfer_run_logs(
     run_id: RunId,
     offset: Annotated[int, Query(ge=0, le=10**12, description="Character offset to read from.")] = 0,
     limit: Annotated[int, Query(ge=1, le=runs.MAX_LOG_CHUNK, description="Characters at most.")] = 1_000_000,
+    attempt: Annotated[int | None, Query(ge=1, le=1_000_000, description="Attempt number; default the latest.")] = None,
 ) -> Response:
-    chunk = await _read(request, runs.read_logs, _db(request), principal.actor, run_id, offset=offset, limit=limit)
+    chunk = await _read(
+        request, runs.read_logs, _db(request), principal.actor, run_id, attempt=attempt, offset=offset, limit=limit
+    )
     data = s.RunLogs(
         transfer_run_id=run_id,
         content=chunk.content,
         offset=chunk.offset,
         next_offset=chunk.next_offset,
         complete=chunk.complete,
+        attempt=chunk.attempt,
+        attempts=chunk.attempts,
+        status=chunk.status.upper() if chunk.status else None,  # type: ignore[arg-type]
+        pipeline_version=chunk.pipeline_version,
+        error=chunk.error,
+        run_final=chunk.run_final,
     )
     return _ok(request, s.RunLogsResponse(meta=_meta(request), data=data))
 

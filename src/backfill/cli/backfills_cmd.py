@@ -1,4 +1,4 @@
-"""``backfill create / list / show / runs / logs / cancel / retry / pause / resume``.
+"""``backfill create / list / show / runs / logs / cancel / retry / pause / resume / rerun``.
 
 These commands talk to a running server through :mod:`backfill.client` (SPEC §7). The
 connection comes from ``--url`` / ``--token`` / ``--team``, else ``BACKFILL_URL`` /
@@ -168,17 +168,22 @@ def _seconds(value: Any) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def _finished(bf: dict[str, Any]) -> int:
+def _ended(bf: dict[str, Any]) -> int:
+    """Runs that are over, whatever the outcome (what is neither queued nor running)."""
     return int(bf["transfer_runs_completed"]) + int(bf["transfer_runs_failed"]) + int(bf["transfer_runs_cancelled"])
 
 
 def _progress_text(bf: dict[str, Any]) -> str:
-    total = int(bf["transfer_runs_total"])
-    done = _finished(bf)
-    pct = 100.0 * done / total if total else 100.0
-    text = f"{done}/{total} ({pct:.0f}%)"
+    """Progress as the server defines it (``domain.progress``): finished intervals of
+    those that will run; cancelled intervals are shown apart, never as done."""
+    metrics = bf.get("metrics") or {}
+    done = int(metrics.get("finished_runs", 0))
+    to_run = int(metrics.get("runs_to_run", bf["transfer_runs_total"]))
+    text = f"{done}/{to_run} ({100.0 * float(metrics.get('progress', 0.0)):.0f}%)"
     if bf.get("transfer_runs_failed"):
         text += f", {bf['transfer_runs_failed']} failed"
+    if bf.get("transfer_runs_cancelled"):
+        text += f", {bf['transfer_runs_cancelled']} cancelled"
     return text
 
 
@@ -304,12 +309,13 @@ class _ProgressView:
         if bf.get("transfer_runs_cancelled"):
             counts += f" [yellow]⊘ {bf['transfer_runs_cancelled']}[/yellow]"
         status = str(bf["status"]) + (" paused" if bf.get("paused") else "")
-        eta_seconds = (bf.get("metrics") or {}).get("estimated_seconds_remaining")
+        metrics = bf.get("metrics") or {}
+        eta_seconds = metrics.get("estimated_seconds_remaining")
         eta = f"ETA {_seconds(eta_seconds)}" if eta_seconds is not None else ""
         self.progress.update(
             self.task,
-            total=int(bf["transfer_runs_total"]),
-            completed=_finished(bf),
+            total=int(metrics.get("runs_to_run", bf["transfer_runs_total"])),
+            completed=int(metrics.get("finished_runs", 0)),
             description=f"backfill {bf['transfer_backfill_id']} {_status(status)}",
             counts=counts,
             eta=eta,
@@ -512,7 +518,7 @@ def show(
         metrics = bf.get("metrics") or {}
         queued = max(
             0,
-            int(bf["transfer_runs_created"]) - _finished(bf) - int(bf["transfer_runs_running"]),
+            int(bf["transfer_runs_created"]) - _ended(bf) - int(bf["transfer_runs_running"]),
         )
         table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column(style="bold", no_wrap=True)
@@ -594,7 +600,7 @@ def runs(
             out.print("no runs match")
             return
         table = Table()
-        for column in ("run", "data date", "status", "attempt", "started", "duration", "rows", "message"):
+        for column in ("run", "data date", "status", "attempt", "version", "started", "duration", "rows", "message"):
             table.add_column(column, no_wrap=column != "message", overflow="fold")
         for run in items:
             table.add_row(
@@ -602,6 +608,7 @@ def runs(
                 escape(str(run["data_date"])),
                 _status(run["status"]),
                 str(run["attempt"]),
+                escape(str(run.get("pipeline_version") or "-")),
                 _when(run.get("started_time")),
                 _seconds(run.get("total_duration")),
                 "-" if run.get("total_rows") is None else str(run["total_rows"]),
@@ -610,45 +617,87 @@ def runs(
         out.print(table)
 
 
+def _attempt_header(run_id: int, chunk: dict[str, Any]) -> str:
+    if not chunk.get("attempt"):
+        return f"=== run {run_id}: no attempt yet ===\n"
+    parts = [f"run {run_id}", f"attempt {chunk['attempt']} of {chunk['attempts']}"]
+    parts.append(str(chunk.get("status") or "RUNNING"))
+    if chunk.get("pipeline_version"):
+        parts.append(f"pipeline version {chunk['pipeline_version']}")
+    return f"=== {' · '.join(parts)} ===\n"
+
+
+def _attempt_footer(chunk: dict[str, Any]) -> str:
+    """A failed attempt's error with its traceback, after its output."""
+    if chunk.get("status") == "FAILED" and chunk.get("error"):
+        return f"--- error ---\n{str(chunk['error']).rstrip()}\n"
+    return ""
+
+
 def logs(
     run_id: Annotated[int, typer.Argument(help="interval run id (see `backfill runs ID`)", show_default=False)],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new output until the run ends")] = False,
+    attempt: Annotated[
+        int | None, typer.Option("--attempt", help="attempt number (default: the latest)", min=1, show_default=False)
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new output (and later attempts) until the run ends")
+    ] = False,
     poll: Annotated[float, typer.Option("--poll", help="seconds between reads with --follow", min=0.05)] = 1.0,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
     team: TeamOption = None,
 ) -> None:
-    """Print the captured output of an interval run (every attempt)."""
+    """Print one attempt's log (default the latest): a header, a line per block followed by
+    its output, and for a failed attempt its error with the traceback."""
     with _errors():
         client = _client(url, token, team)
-        chunk = client.logs(run_id)
+        chunk = client.logs(run_id, attempt=attempt)
         if as_json and not follow:
             _print_json(chunk)
             return
         content: list[str] = []
-        last = ""
+        last = "\n"
 
         def emit(text: str) -> None:
             nonlocal last
             if as_json:
                 content.append(text)
             elif text:
+                if last != "\n" and text.startswith("==="):
+                    sys.stdout.write("\n")
                 sys.stdout.write(text)
                 sys.stdout.flush()
                 last = text[-1]
 
+        def note(text: str) -> None:  # headers and errors: for people, not in --json content
+            if not as_json:
+                emit(text)
+
+        note(_attempt_header(run_id, chunk))
         emit(chunk["content"])
         try:
-            while follow and not chunk["complete"]:
-                time.sleep(poll)
-                chunk = client.logs(run_id, offset=int(chunk["next_offset"]))
-                emit(chunk["content"])
+            while follow:
+                if not chunk["complete"]:
+                    time.sleep(poll)
+                    chunk = client.logs(run_id, offset=int(chunk["next_offset"]), attempt=chunk["attempt"] or attempt)
+                    emit(chunk["content"])
+                    continue
+                if chunk["run_final"] or attempt is not None:
+                    break
+                time.sleep(poll)  # between attempts (a retry waits for its delay)
+                latest = client.logs(run_id)
+                if latest["attempt"] > chunk["attempt"]:
+                    note(_attempt_footer(chunk))
+                    note(_attempt_header(run_id, latest))
+                    emit(latest["content"])
+                chunk = latest if latest["attempt"] >= chunk["attempt"] else chunk
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        note(_attempt_footer(chunk))
         if as_json:
             _print_json({**chunk, "offset": 0, "content": "".join(content)})
-        elif last and last != "\n":
+        elif last != "\n":
             sys.stdout.write("\n")
 
 
@@ -682,6 +731,46 @@ pause.__doc__ = "Pause a backfill: no new runs start, running ones finish."
 resume = _action("resumed", BackfillClient.resume)
 resume.__doc__ = "Resume a paused backfill."
 
+
+def rerun(
+    backfill_id: BackfillIdArg,
+    failed: Annotated[bool, typer.Option("--failed", help="every FAILED interval of the backfill")] = False,
+    dates: Annotated[
+        list[str] | None,
+        typer.Option("--date", help="data date of an interval to re-run (repeat for more)", show_default=False),
+    ] = None,
+    run_ids: Annotated[
+        list[int] | None,
+        typer.Option("--run", help="interval run id to re-run (repeat for more)", min=1, show_default=False),
+    ] = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    team: TeamOption = None,
+) -> None:
+    """Re-run chosen intervals of a backfill as new attempts (like Airflow's clear): the
+    failed ones, or given data dates or run ids; running intervals are left alone."""
+    chosen = [flag for flag, given in (("--failed", failed), ("--date", dates), ("--run", run_ids)) if given]
+    if len(chosen) != 1:
+        fail(
+            "give exactly one of --failed, --date D ... or --run RUN_ID ..."
+            + (f" (got {', '.join(chosen)})" if chosen else "")
+        )
+    with _errors():
+        client = _client(url, token, team)
+        if failed:
+            result = client.rerun(backfill_id, statuses=["FAILED"])
+        elif dates:
+            result = client.rerun(backfill_id, data_dates=dates)
+        else:
+            result = client.rerun(backfill_id, run_ids=run_ids)
+        if as_json:
+            _print_json(result)
+            return
+        running = f", {result['running']} running left alone" if result["running"] else ""
+        _out().print(f"re-queued {result['requeued']} interval(s){running}: {escape(_summary(result['backfill']))}")
+
+
 COMMANDS: dict[str, Callable[..., None]] = {
     "create": create,
     "list": list_,
@@ -692,6 +781,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "retry": retry,
     "pause": pause,
     "resume": resume,
+    "rerun": rerun,
 }
 
 

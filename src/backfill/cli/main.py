@@ -120,6 +120,9 @@ def serve(
         threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True),
         threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True),
     ]
+    if settings.project_dir:
+        watcher = _project_watcher(database, settings.project_dir, team_id, worker)
+        threads.append(threading.Thread(target=watcher.run, args=(stop,), name="pipeline-watch", daemon=True))
     for t in threads:
         t.start()
     server = uvicorn.Server(
@@ -142,6 +145,21 @@ def serve(
         stop.set()
         for t in threads:
             t.join(timeout=35)
+
+
+def _project_watcher(database: Any, project_dir: Path, team_id: int, worker: Any) -> Any:
+    """Re-sync the project when its files change (SPEC §6); the worker in this process
+    forgets the definitions it cached and takes the project's connections as they are now."""
+    from backfill.pipelines.watch import ProjectWatcher
+    from backfill.services import pipeline_sync
+
+    def resync() -> None:
+        report = pipeline_sync.sync_project(database, project_dir, team_id=team_id)
+        if report.loaded.connections:
+            worker.connections.update(report.loaded.connections)
+        worker.forget_pipelines()
+
+    return ProjectWatcher(project_dir, resync)
 
 
 def _check_project(project_dir: Path | None) -> None:
@@ -182,7 +200,9 @@ def _startup_backfill(database: Any, team_id: int, pipeline_uuid: str, start: st
 def worker(
     db: DbOption = None,
     concurrency: Annotated[int, typer.Option(help="runs executed at once")] = 4,
-    project: Annotated[Path | None, typer.Option(help="project directory (for connections.yaml)")] = None,
+    project: Annotated[
+        Path | None, typer.Option(help="project directory: connections.yaml, and pipeline changes to re-sync")
+    ] = None,
     scheduler: Annotated[bool, typer.Option(help="also expire leases of lost workers")] = True,
     lease_seconds: Annotated[float | None, typer.Option(help="lease length; heartbeats every third")] = None,
 ) -> None:
@@ -190,6 +210,7 @@ def worker(
     from backfill.engine.scheduler import Scheduler
     from backfill.engine.worker import Worker, WorkerSettings
     from backfill.pipelines.loader import load_project
+    from backfill.services import bootstrap
 
     settings = load_settings(database_url=db, project_dir=project, lease_seconds=lease_seconds)
     _check_project(settings.project_dir)
@@ -209,11 +230,17 @@ def worker(
         s = Scheduler(database, interval_seconds=settings.scheduler_interval_seconds)
         threads.append(threading.Thread(target=s.run, args=(stop,), name="scheduler", daemon=True))
         threads[-1].start()
-    Worker(
+    the_worker = Worker(
         database,
         WorkerSettings(concurrency=concurrency, lease_seconds=settings.lease_seconds),
         connections=connections,
-    ).run(stop)
+    )
+    team_id = bootstrap.default_team_id(database) if settings.project_dir else None
+    if settings.project_dir and team_id is not None:
+        watcher = _project_watcher(database, settings.project_dir, team_id, the_worker)
+        threads.append(threading.Thread(target=watcher.run, args=(stop,), name="pipeline-watch", daemon=True))
+        threads[-1].start()
+    the_worker.run(stop)
     for t in threads:
         t.join(timeout=5)
 

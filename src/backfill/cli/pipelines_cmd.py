@@ -10,6 +10,7 @@ import typer
 from backfill.cli.common import DbOption, JsonOption, emit, fail, open_existing_db
 from backfill.config import load_settings
 from backfill.domain.errors import DomainError
+from backfill.pipelines.loader import load_project
 from backfill.services import admin
 
 app = typer.Typer(help="Pipelines of the project directory.", no_args_is_help=True)
@@ -42,6 +43,31 @@ def sync(project: ProjectOption = None, db: DbOption = None, as_json: JsonOption
     )
     emit({"created": list(result.created), "updated": list(result.updated), "errors": errors}, as_json, text)
     if errors:
+        raise typer.Exit(1)
+
+
+@app.command("validate")
+def validate(project: ProjectOption = None, as_json: JsonOption = False) -> None:
+    """Check a project without a database: YAML, files, the DAG, python blocks (compile,
+    define run(context)), templates (parse, use only context names). One line per
+    problem, naming the file; exit status 1 if there is any."""
+    settings = load_settings(project_dir=project)
+    directory = settings.project_dir or Path.cwd()
+    if not (directory / "pipelines").is_dir():
+        fail(f"--project: {str(directory)!r} is not a project directory (it has no pipelines/ directory)")
+    loaded = load_project(directory)
+    problems = [{"path": e.path, "reason": e.reason} for e in loaded.errors]
+    if not problems and not loaded.pipelines:
+        problems.append(
+            {"path": str(directory / "pipelines"), "reason": "no pipeline found (pipelines/*/pipeline.yaml)"}
+        )
+    valid = [{"uuid": p.uuid, "version": p.version, "blocks": len(p.blocks)} for p in loaded.pipelines]
+    text = "\n".join(
+        [f"{e['path']}: {e['reason']}" for e in problems]
+        + [f"ok {v['uuid']} ({v['blocks']} blocks, version {v['version']})" for v in valid]
+    )
+    emit({"pipelines": valid, "errors": problems}, as_json, text)
+    if problems:
         raise typer.Exit(1)
 
 

@@ -39,6 +39,8 @@ class PipelineDefinition:
     retry_delay_seconds: float = 30.0
     timeout_seconds: float | None = None
     path: str | None = None
+    version: str | None = None
+    """Content digest of the pipeline's files (``pipeline_version`` on every attempt)."""
 
     def block(self, uuid: str) -> Block:
         for b in self.blocks:

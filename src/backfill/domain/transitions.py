@@ -172,6 +172,32 @@ def run_retry(current: RunStatus) -> RunStatus:
 
 RETRYABLE_RUN_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
 
+# ---- re-running chosen intervals (runs:rerun) ------------------------------------------
+
+#: Runs a re-run puts back in the queue (as new attempts of the same run). A queued run
+#: is already waiting and a running one is left to finish.
+RERUNNABLE_RUN_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+#: Backfills whose intervals can be re-run: every one that is not final.
+RERUNNABLE_BACKFILL_STATUSES = (B.CREATED, B.SCHEDULED, B.RUNNING, B.FAILED)
+
+
+def rerun(current: BackfillStatus) -> BackfillStatus:
+    """The backfill status after re-queueing some of its intervals: a FAILED backfill is
+    SCHEDULED again, the unfinished ones keep theirs; a final one refuses."""
+    if current not in RERUNNABLE_BACKFILL_STATUSES:
+        raise InvalidTransition(
+            f"the backfill is {current.value}, a final status; its intervals can no longer be re-run "
+            "(create a new backfill over those dates)"
+        )
+    return B.SCHEDULED if current is B.FAILED else current
+
+
+def run_rerun(current: RunStatus) -> RunStatus:
+    """A re-run re-queues a completed, failed or cancelled run as a new attempt."""
+    if current not in RERUNNABLE_RUN_STATUSES:
+        raise InvalidTransition(f"run is {current.value}; only completed, failed or cancelled runs are re-run")
+    return RunStatus.QUEUED
+
 
 def retry_delay(base_seconds: float, tries: int) -> float:
     """Exponential backoff before the next attempt: base · 2^(tries-1), capped at an hour."""

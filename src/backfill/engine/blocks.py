@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 import sqlalchemy as sa
 
+from backfill.domain.block_context import CONTEXT_KEYS, ISO_TEMPLATE_KEYS, TEMPLATE_NAMES
 from backfill.domain.model import BlockType
 from backfill.domain.pipeline import Block
 
@@ -40,6 +41,10 @@ __all__ = [
 
 #: Rows of the last SELECT a SQL block returns in ``data``.
 SQL_DATA_ROWS = 100
+#: Rows of the last SELECT shown in a SQL block's summary (log and run detail).
+SQL_SUMMARY_ROWS = 5
+#: Characters of one value in that summary.
+SQL_SUMMARY_VALUE_CHARS = 60
 #: Entries kept in each per-process cache before it is cleared.
 _CACHE_LIMIT = 512
 
@@ -49,27 +54,7 @@ class BlockError(Exception):
 
 
 # --------------------------------------------------------------------------- context
-
-_CONTEXT_KEYS = (
-    "interval_start",
-    "interval_end",
-    "data_date",
-    "ds",
-    "hr",
-    "execution_date",
-    "interval_seconds",
-    "timezone",
-    "variables",
-    "backfill_id",
-    "run_id",
-    "attempt",
-    "logger",
-    "upstream",
-    "connections",
-    "block_uuid",
-    "block_path",
-    "pipeline_uuid",
-)
+# The names (CONTEXT_KEYS, TEMPLATE_NAMES) are listed once, in domain.block_context.
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -152,21 +137,21 @@ class BlockContext:
 
     # Mapping-style access -------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
-        if key in _CONTEXT_KEYS:
+        if key in CONTEXT_KEYS:
             return getattr(self, key)
         raise KeyError(key)
 
     def __contains__(self, key: object) -> bool:
-        return key in _CONTEXT_KEYS
+        return key in CONTEXT_KEYS
 
     def __iter__(self) -> Iterator[str]:
-        return iter(_CONTEXT_KEYS)
+        return iter(CONTEXT_KEYS)
 
     def keys(self) -> tuple[str, ...]:
-        return _CONTEXT_KEYS
+        return CONTEXT_KEYS
 
     def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in _CONTEXT_KEYS else default
+        return getattr(self, key) if key in CONTEXT_KEYS else default
 
     def __repr__(self) -> str:
         return (
@@ -176,8 +161,8 @@ class BlockContext:
 
     def template_vars(self) -> dict[str, Any]:
         """Jinja2 variables: every context value (datetimes also as ISO strings)."""
-        values: dict[str, Any] = {key: getattr(self, key) for key in _CONTEXT_KEYS if key != "logger"}
-        for key in ("interval_start", "interval_end", "data_date", "execution_date"):
+        values: dict[str, Any] = {key: getattr(self, key) for key in CONTEXT_KEYS if key != "logger"}
+        for key in ISO_TEMPLATE_KEYS:
             values[f"{key}_iso"] = getattr(self, key).isoformat()
         values["ds_nodash"] = self.ds.replace("-", "")
         return values
@@ -284,7 +269,7 @@ def render_template(block: Block, context: BlockContext) -> str:
     try:
         return template.render(context.template_vars())
     except jinja2.UndefinedError as exc:
-        raise BlockError(f"template error: {exc.message}") from None
+        raise BlockError(f"template error: {exc.message} (valid names: {', '.join(TEMPLATE_NAMES)})") from None
 
 
 # --------------------------------------------------------------------------- sql
@@ -367,7 +352,9 @@ def run_sql_block(block: Block, context: BlockContext) -> dict[str, Any]:
     columns: list[str] = []
     data: list[list[Any]] = []
     if not statements:
-        return {"rows": 0, "columns": columns, "data": data}
+        empty: dict[str, Any] = {"rows": 0, "columns": columns, "data": data, "statements": 0}
+        _print_summary(empty)
+        return empty
     with _engine(url).begin() as conn:
         for statement in statements:
             # no_parameters: the DBAPI gets the text alone, so "%" and ":x" mean nothing special
@@ -384,7 +371,42 @@ def run_sql_block(block: Block, context: BlockContext) -> dict[str, Any]:
                 columns = []
                 data = []
                 result.close()
-    return {"rows": rows, "columns": columns, "data": data}
+    value = {"rows": rows, "columns": columns, "data": data, "statements": len(statements)}
+    _print_summary(value)
+    return value
+
+
+def _cell(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= SQL_SUMMARY_VALUE_CHARS else text[: SQL_SUMMARY_VALUE_CHARS - 1] + "…"
+
+
+def sql_summary(value: Mapping[str, Any]) -> str:
+    """What a sql block did, in a few lines: statements, the rows of the last one (a
+    SELECT's count, or DML's rowcount) and, for a SELECT, its first rows."""
+    statements = int(value.get("statements") or 0)
+    rows = int(value.get("rows") or 0)
+    columns = list(value.get("columns") or [])
+    data = list(value.get("data") or [])
+    plural = "s" if statements != 1 else ""
+    if not columns:
+        return f"sql: {statements} statement{plural}; the last affected {rows} row{'s' if rows != 1 else ''}"
+    lines = [
+        f"sql: {statements} statement{plural}; the last returned {rows} row{'s' if rows != 1 else ''}"
+        f" ({', '.join(map(str, columns))})"
+    ]
+    lines += ["  " + " | ".join(_cell(v) for v in row) for row in data[:SQL_SUMMARY_ROWS]]
+    if rows > SQL_SUMMARY_ROWS:
+        lines.append(f"  … {rows - SQL_SUMMARY_ROWS} more")
+    return "\n".join(lines)
+
+
+def _print_summary(value: Mapping[str, Any]) -> None:
+    """Into the run's log (stdout), after what the statements printed."""
+    stream = sys.stdout
+    if stream is not None:
+        stream.write(sql_summary(value) + "\n")
+        stream.flush()
 
 
 # --------------------------------------------------------------------------- shell

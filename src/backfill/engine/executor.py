@@ -59,7 +59,7 @@ import psutil
 
 from backfill.domain.model import BlockType
 from backfill.domain.pipeline import Block, PipelineDefinition, selected_blocks
-from backfill.engine.blocks import BlockContext, BlockError, run_block
+from backfill.engine.blocks import BlockContext, BlockError, run_block, sql_summary
 
 __all__ = ["BlockResult", "Executor", "RunOutcome", "RunRequest"]
 
@@ -262,12 +262,14 @@ def _execute(conn: Connection, payload: tuple[Any, ...], saved: tuple[int, int])
     rows = 0
     error: str | None = None
     last = len(blocks) - 1
+    header_bytes = 0  # a success that printed nothing but block headers stores no log
     try:
         for index, block in enumerate(blocks):
             if error is not None:
                 pending.append((block.uuid, "skipped", None, None, None, None, None))
                 continue
             started = time.time()
+            header_bytes += _write_block_header(block)
             try:
                 context = BlockContext(
                     interval_start=interval_start,
@@ -285,7 +287,7 @@ def _execute(conn: Connection, payload: tuple[Any, ...], saved: tuple[int, int])
                 )
                 value = run_block(block, context)
                 block_rows = _rows_of(value)
-                output = _summarize(value)
+                output = sql_summary(value) if block.type == BlockType.SQL else _summarize(value)
             except BaseException as exc:  # a block may raise anything, SystemExit included
                 error = _describe_failure(block, exc)
                 pending.append((block.uuid, "failed", started, time.time(), None, error, None))
@@ -299,10 +301,30 @@ def _execute(conn: Connection, payload: tuple[Any, ...], saved: tuple[int, int])
     finally:
         log_size = _restore_stdio(saved)
         _restore_environ(environ)
+    if error is None and log_size == header_bytes:  # a silent success: nothing to store
+        log_size = 0
     if log_size == 0:  # nothing to read: spare the parent opening the file
         with contextlib.suppress(OSError):
             os.unlink(log_path)
     return ("r", pending, error is None, error, rows, time.perf_counter() - t0, log_size)
+
+
+def block_header(block: Block) -> str:
+    """The line that starts a block's part of the run's log."""
+    return f"--- block {block.uuid} ({block.type.value}) ---\n"
+
+
+def _write_block_header(block: Block) -> int:
+    """Write the header at the log's current end, after what earlier blocks printed;
+    returns the bytes written."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
+    try:
+        return os.write(1, block_header(block).encode())
+    except OSError:
+        return 0
 
 
 def _rows_of(value: Any) -> int | None:

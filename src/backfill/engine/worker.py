@@ -70,6 +70,7 @@ class Worker:
         self._last_log_flush = 0.0
         self._next_claim_at = 0.0
         self._flushed: dict[int, int] = {}  # run id -> size of its log file when last stored
+        self._versions: dict[int, str | None] = {}  # run id -> pipeline version it runs
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -137,7 +138,13 @@ class Worker:
                     )
                 continue
             self._running[run.run_id] = run
+            self._versions[run.run_id] = request.pipeline.version
             executor.submit(request)
+
+    def forget_pipelines(self) -> None:
+        """Drop the cached pipeline definitions (the project was re-synced): the next run
+        of each pipeline reads its current version."""
+        self._pipelines = {}
 
     def _definition(self, pipeline_id: int) -> PipelineDefinition:
         cached = self._pipelines.get(pipeline_id)
@@ -166,17 +173,19 @@ class Worker:
         )
 
     def _record(self, conn: Connection, outcomes: list[RunOutcome], now: datetime) -> None:
-        finished: list[tuple[queue.ClaimedRun, RunOutcome]] = []
+        finished: list[tuple[queue.ClaimedRun, RunOutcome, str | None]] = []
         for outcome in outcomes:
             run = self._running.pop(outcome.run_id, None)
             self._flushed.pop(outcome.run_id, None)
+            version = self._versions.pop(outcome.run_id, None)
             if run is None or run.attempt != outcome.attempt:
                 continue  # lost its lease earlier; the result is not ours to record
-            finished.append((run, outcome))
+            finished.append((run, outcome, version))
         if not finished:
             return
-        recorded = queue.record_many(conn, self.owner, [(run.key, attempt_result(o)) for run, o in finished], now)
-        for run, outcome in finished:
+        results = [(run.key, attempt_result(outcome, version)) for run, outcome, version in finished]
+        recorded = queue.record_many(conn, self.owner, results, now)
+        for run, outcome, _ in finished:
             if run.key not in recorded:
                 log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
                 continue
@@ -210,11 +219,13 @@ class Worker:
         for key in set(keys) - held:
             log.warning("run %s attempt %s: lease lost, killing it", key.run_id, key.attempt)
             self._running.pop(key.run_id, None)
+            self._versions.pop(key.run_id, None)
             executor.cancel(key.run_id)
 
 
-def attempt_result(outcome: RunOutcome) -> queue.AttemptResult:
+def attempt_result(outcome: RunOutcome, pipeline_version: str | None = None) -> queue.AttemptResult:
     return queue.AttemptResult(
+        pipeline_version=pipeline_version,
         ok=outcome.ok,
         error=outcome.error,
         rows=outcome.rows,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -30,7 +31,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
+import jinja2.meta
 
+from backfill.domain.block_context import TEMPLATE_NAMES
 from backfill.domain.errors import PipelineFileError, ValidationError
 from backfill.domain.model import BlockType
 from backfill.domain.pipeline import Block, PipelineDefinition, check_dag
@@ -54,6 +57,8 @@ __all__ = [
     "load_project",
 ]
 
+#: Hex characters of a pipeline version (a SHA-256 prefix).
+VERSION_CHARS = 16
 CONNECTIONS_FILE = "connections.yaml"
 PIPELINES_DIR = "pipelines"
 PIPELINE_FILE = "pipeline.yaml"
@@ -95,6 +100,8 @@ class ProjectLoad:
     """One per invalid pipeline file / connections file (path + reason)."""
     connections: Mapping[str, str] = field(default_factory=dict)
     """Connection name -> SQLAlchemy URL, environment variables expanded."""
+    rejected: Mapping[str, PipelineFileError] = field(default_factory=dict)
+    """The ``pipeline.yaml`` paths (absolute) that did not load, with why (also in ``errors``)."""
 
 
 # --------------------------------------------------------------------------- project
@@ -129,6 +136,7 @@ def load_project(project_dir: str | Path, *, default_team_id: int | None = None)
             known_connections = None
 
     by_uuid: dict[str, PipelineDefinition] = {}
+    rejected: dict[str, PipelineFileError] = {}
     pipelines_dir = root / PIPELINES_DIR
     candidates = (
         sorted(p for p in pipelines_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -146,6 +154,7 @@ def load_project(project_dir: str | Path, *, default_team_id: int | None = None)
             pipeline = load_pipeline(pipeline_file, default_team_id=default_team_id, connections=known_connections)
         except PipelineFileError as exc:
             errors.append(exc)
+            rejected[str(_abs(pipeline_file))] = exc
             continue
         first = by_uuid.get(pipeline.uuid)
         if first is not None:
@@ -163,6 +172,7 @@ def load_project(project_dir: str | Path, *, default_team_id: int | None = None)
         pipelines=tuple(by_uuid[u] for u in sorted(by_uuid)),
         errors=tuple(errors),
         connections=connections,
+        rejected=rejected,
     )
 
 
@@ -226,7 +236,21 @@ def load_pipeline(
         retry_delay_seconds=retry_delay,
         timeout_seconds=timeout,
         path=where,
+        version=pipeline_version(path, blocks),
     )
+
+
+def pipeline_version(pipeline_yaml: Path, blocks: tuple[Block, ...]) -> str:
+    """The content digest of ``pipeline.yaml`` and what its blocks run (their files' text):
+    any edit that changes what runs changes it."""
+    digest = hashlib.sha256()
+    try:
+        digest.update(pipeline_yaml.read_bytes())
+    except OSError:
+        pass
+    for block in blocks:
+        digest.update(b"\0" + block.uuid.encode() + b"\0" + block.source.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:VERSION_CHARS]
 
 
 def _block(pipeline_yaml: Path, index: int, raw: object, connections: Mapping[str, str] | None) -> Block:
@@ -487,12 +511,21 @@ def _binds_run_in(statements: list[ast.stmt]) -> bool:
 
 
 def _check_template(where: str, label: str, source: str, what: str = "the template") -> None:
+    """The template parses and uses only the names a block's template gets."""
     try:
-        _JINJA.parse(source)
+        tree = _JINJA.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise PipelineFileError(
             where, f"{label}: Jinja template syntax error in {what} at line {exc.lineno}: {exc.message}"
         ) from None
+    unknown = sorted(jinja2.meta.find_undeclared_variables(tree) - set(TEMPLATE_NAMES) - set(_JINJA.globals))
+    if unknown:
+        names = ", ".join(repr(n) for n in unknown)
+        raise PipelineFileError(
+            where,
+            f"{label}: unknown template variable{'s' if len(unknown) > 1 else ''} {names} in {what}; "
+            f"valid names: {', '.join(TEMPLATE_NAMES)}",
+        )
 
 
 # --------------------------------------------------------------------------- helpers

@@ -15,8 +15,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from backfill.domain.errors import DomainError, PipelineFileError
 from backfill.domain.model import Role, Scope
-from backfill.pipelines.loader import load_project
-from backfill.services import bootstrap
+from backfill.services import bootstrap, pipeline_sync
 from backfill.store import auth
 from backfill.store import pipelines as pipeline_store
 from backfill.store.db import Database, normalize_url
@@ -109,12 +108,10 @@ class ProjectSync:
 
 def sync_pipelines(db: Database, project_dir: Path) -> ProjectSync:
     """Store the valid pipelines of ``project_dir`` (in the default team unless a
-    pipeline names its own) and report the invalid files."""
-    team_id = default_team(db)
-    loaded = load_project(project_dir)
-    with db.write() as conn:
-        result = pipeline_store.sync(conn, loaded.pipelines, default_team_id=team_id)
-    return ProjectSync(result.created, result.updated, loaded.errors)
+    pipeline names its own) and report the invalid files; a stored pipeline whose files no
+    longer load keeps its last good version, marked with the reason (``pipeline_sync``)."""
+    report = pipeline_sync.sync_project(db, project_dir, team_id=default_team(db))
+    return ProjectSync(report.result.created, report.result.updated, report.loaded.errors)
 
 
 def list_pipelines(db: Database, team_id: int | None) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ status; run-level SQL is delegated to ``store.queue``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -18,8 +18,9 @@ from sqlalchemy import Connection, RowMapping
 from backfill.domain import transitions
 from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
 from backfill.domain.intervals import IntervalSeries
-from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, is_calendar
+from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, RunStatus, is_calendar
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
+from backfill.domain.progress import RATE_WINDOW, backfill_progress
 from backfill.domain.timeparse import parse_instant
 from backfill.services.actor import Actor
 from backfill.services.row_memo import RowVersionMemo
@@ -350,6 +351,92 @@ def _retry(conn: Connection, bf: RowMapping, now: datetime) -> int:
     return requeued
 
 
+MAX_RERUN_ITEMS = 10_000
+
+
+def _rerun_starts(bf: RowMapping, data_dates: Sequence[Any]) -> list[datetime]:
+    """The interval starts of ``data_dates`` (dates or datetimes in the backfill's
+    timezone); each must start an interval of the backfill."""
+    series = queue.series_of(bf)
+    starts: list[datetime] = []
+    for value in data_dates:
+        if not isinstance(value, str):
+            raise ValidationError(f"data_dates: {value!r} is not a date", field="data_dates")
+        start = parse_instant(value, field="data_dates", timezone=bf["timezone"], naive="local")
+        if series.index_of(start) is None:
+            raise ValidationError(
+                f"data_dates: {value!r} is not the data date of an interval of backfill {bf['id']}",
+                field="data_dates",
+            )
+        starts.append(start)
+    return starts
+
+
+def _rerun_statuses(statuses: Sequence[Any]) -> list[RunStatus]:
+    allowed = transitions.RERUNNABLE_RUN_STATUSES
+    names = ", ".join(s.value.upper() for s in allowed)
+    chosen: list[RunStatus] = []
+    for value in statuses:
+        try:
+            status = RunStatus(str(value).lower())
+        except ValueError:
+            status = None
+        if status not in allowed:
+            raise ValidationError(f"statuses: {value!r} cannot be re-run; use {names}", field="statuses")
+        chosen.append(status)
+    return chosen
+
+
+def _rerun_selection(given: Mapping[str, Sequence[Any] | None]) -> tuple[str, Sequence[Any]]:
+    present = [(k, v) for k, v in given.items() if v is not None]
+    if len(present) != 1:
+        raise ValidationError("give exactly one of run_ids, data_dates, statuses", field="body")
+    key, values = present[0]
+    if not isinstance(values, list | tuple) or not values:
+        raise ValidationError(f"{key} must be a non-empty list", field=key)
+    if len(values) > MAX_RERUN_ITEMS:
+        raise ValidationError(f"{key}: at most {MAX_RERUN_ITEMS} entries per request", field=key)
+    return key, values
+
+
+def rerun(
+    db: Database,
+    actor: Actor,
+    backfill_id: int,
+    *,
+    run_ids: Sequence[int] | None = None,
+    data_dates: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None,
+) -> queue.Rerun:
+    """``runs:rerun``: re-queue chosen intervals of a backfill that is not final, as new
+    attempts of the same runs (running ones are left to finish). A FAILED backfill is
+    SCHEDULED again. An id or date that is not the backfill's is refused, naming it."""
+    key, values = _rerun_selection({"run_ids": run_ids, "data_dates": data_dates, "statuses": statuses})
+    with db.write() as conn:
+        now = utcnow()
+        bf = store.get(conn, backfill_id, team_id=actor.team_id, lock=True)
+        current = BackfillStatus(bf["status"])
+        new = transitions.rerun(current)
+        if key == "run_ids":
+            ids = [_positive_int(v, "run_ids") for v in values]
+            missing = sorted(set(ids) - queue.run_ids_in(conn, backfill_id, ids))
+            if missing:
+                shown = ", ".join(str(i) for i in missing[:20]) + (" …" if len(missing) > 20 else "")
+                raise ValidationError(f"run_ids: not runs of backfill {backfill_id}: {shown}", field="run_ids")
+            result = queue.requeue_chosen(conn, backfill_id, now, run_ids=ids)
+        elif key == "data_dates":
+            result = queue.requeue_chosen(conn, backfill_id, now, starts=_rerun_starts(bf, values))
+        else:
+            result = queue.requeue_chosen(conn, backfill_id, now, statuses=_rerun_statuses(values))
+        if new is not current:
+            _check_overlap(conn, bf)
+            store.update_backfill(
+                conn, backfill_id, status=new.value, failed_at=None, completed_at=None, updated_at=now
+            )
+        queue.settle(conn, backfill_id, now)
+        return result
+
+
 def _set_paused(conn: Connection, bf: RowMapping, paused: Any) -> None:
     if not isinstance(paused, bool):
         raise ValidationError("paused must be true or false", field="paused")
@@ -461,21 +548,31 @@ def delete(db: Database, actor: Actor, backfill_id: int) -> None:
         store.delete_backfill(conn, backfill_id)
 
 
-def metrics(row: RowMapping, mean: float | None, p95: float | None) -> dict[str, Any]:
-    finished = row["runs_completed"] + row["runs_failed"] + row["runs_cancelled"]
-    remaining = max(0, row["runs_total"] - finished) if not BackfillStatus(row["status"]).is_final else 0
-    eta = None
-    if mean is not None and remaining and row["status"] in ("scheduled", "running"):
-        eta = round(remaining * mean / max(1, row["max_active_runs"]), 3)
-    total = row["runs_total"]
+def metrics(
+    row: RowMapping, mean: float | None, p95: float | None, recent_ends: Sequence[datetime], now: datetime
+) -> dict[str, Any]:
+    """The metrics both dialects show; progress and ETA as ``domain.progress`` defines them."""
+    progress = backfill_progress(
+        total=int(row["runs_total"]),
+        completed=int(row["runs_completed"]),
+        failed=int(row["runs_failed"]),
+        cancelled=int(row["runs_cancelled"]),
+        status=BackfillStatus(row["status"]),
+        paused=bool(row["paused"]),
+        recent_ends=recent_ends,
+        now=now,
+    )
     return {
-        "progress": round(finished / total, 4) if total else 1.0,
+        "progress": round(progress.fraction, 4),
+        "finished_runs": progress.finished,
+        "runs_to_run": progress.to_run,
         "duration_mean_seconds": round(mean, 6) if mean is not None else None,
         "duration_p95_seconds": round(p95, 6) if p95 is not None else None,
         "duration_total_seconds": round(row["duration_total"], 6),
         "rows": int(row["rows_total"]),
-        "remaining_runs": remaining,
-        "estimated_seconds_remaining": eta,
+        "remaining_runs": progress.remaining,
+        "runs_per_second": round(progress.runs_per_second, 6) if progress.runs_per_second is not None else None,
+        "estimated_seconds_remaining": round(progress.eta_seconds, 3) if progress.eta_seconds is not None else None,
     }
 
 
@@ -501,12 +598,17 @@ def rendered(
 class Derived:
     error_report: tuple[RowMapping, ...]
     p95: float | None
+    recent_ends: tuple[datetime, ...]
 
 
 def _derive(conn: Connection, row: RowMapping) -> Derived:
-    """The counters spare the queries that cannot find anything (no failed run → no report)."""
+    """The counters spare the queries that cannot find anything (no failed run → no report,
+    no completion rate for a backfill that is not running)."""
     error_report = tuple(store.error_report(conn, row["id"])) if row["runs_failed"] else ()
-    return Derived(error_report, store.duration_p95(conn, row["id"], int(row["runs_completed"])))
+    running = row["status"] in (BackfillStatus.SCHEDULED.value, BackfillStatus.RUNNING.value)
+    finished = int(row["runs_completed"]) + int(row["runs_failed"])
+    recent = tuple(store.recent_finish_times(conn, row["id"], RATE_WINDOW)) if running and finished else ()
+    return Derived(error_report, store.duration_p95(conn, row["id"], int(row["runs_completed"])), recent)
 
 
 # Polling an unchanged backfill (the web page, create --wait, dashboards, lists) reads
@@ -520,4 +622,8 @@ def detail(conn: Connection, row: RowMapping) -> BackfillDetail:
     derived = _derived.get(conn.engine, row, lambda: _derive(conn, row))
     completed = int(row["runs_completed"])
     mean = row["duration_total"] / completed if completed else None
-    return BackfillDetail(row=row, error_report=list(derived.error_report), metrics=metrics(row, mean, derived.p95))
+    return BackfillDetail(
+        row=row,
+        error_report=list(derived.error_report),
+        metrics=metrics(row, mean, derived.p95, derived.recent_ends, utcnow()),
+    )

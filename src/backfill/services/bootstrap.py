@@ -12,9 +12,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from backfill.domain.model import Role, Scope
-from backfill.pipelines.loader import ProjectLoad, load_project
+from backfill.pipelines.loader import ProjectLoad
+from backfill.services import pipeline_sync
 from backfill.store import auth
-from backfill.store import pipelines as pipeline_store
 from backfill.store.db import Database
 from backfill.store.tables import teams
 
@@ -65,17 +65,14 @@ def write_credentials(path: Path, creds: Credentials) -> None:
 
 
 def sync_project(db: Database, project_dir: Path, *, team_id: int) -> ProjectLoad:
-    """Load the project's pipelines and store them; invalid files are logged, not fatal."""
-    loaded = load_project(project_dir)
-    for error in loaded.errors:
-        log.error("pipeline file rejected: %s", error.message)
-    with db.write() as conn:
-        result = pipeline_store.sync(conn, loaded.pipelines, default_team_id=team_id)
+    """Load the project's pipelines and store them; invalid files are logged, not fatal
+    (a pipeline that stops loading keeps its last good version: ``services.pipeline_sync``)."""
+    report = pipeline_sync.sync_project(db, project_dir, team_id=team_id)
     log.info(
         "pipelines synced from %s: %d created, %d updated, %d rejected",
         project_dir,
-        len(result.created),
-        len(result.updated),
-        len(loaded.errors),
+        len(report.result.created),
+        len(report.result.updated),
+        len(report.loaded.errors),
     )
-    return loaded
+    return report.loaded

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import RowMapping
 
-from backfill.domain.errors import ValidationError
+from backfill.domain.errors import NotFound, ValidationError
 from backfill.domain.model import RunStatus
 from backfill.domain.timeparse import parse_instant
 from backfill.services import backfills as backfill_service
@@ -40,6 +40,17 @@ class LogChunk:
     offset: int
     next_offset: int
     complete: bool
+    attempt: int = 0
+    """The attempt these are the logs of (0: the run has not started yet)."""
+    attempts: int = 0
+    """Attempts the run has made."""
+    status: str | None = None
+    """The attempt's outcome: running, completed or failed (None before the first)."""
+    pipeline_version: str | None = None
+    error: str | None = None
+    """A failed attempt's error, with its traceback."""
+    run_final: bool = False
+    """The run has ended for good: no further attempt will come (unless re-run)."""
 
 
 # ---- backfills (reads) -----------------------------------------------------------------
@@ -137,23 +148,64 @@ def get_run(db: Database, actor: Actor, run_id: int) -> RowMapping:
         return store.get_run(conn, actor.team_id, run_id)
 
 
-def read_logs(db: Database, actor: Actor, run_id: int, *, offset: int = 0, limit: int = MAX_LOG_CHUNK) -> LogChunk:
-    """The run's captured output (every attempt, concatenated) from character ``offset``.
+def _attempt_status(run: RowMapping, attempt: int, error: str | None) -> str:
+    """How an attempt ended: the latest one is what the run says; an earlier one failed
+    unless it completed and was re-run."""
+    status = RunStatus(run["status"])
+    if attempt == run["attempt"] and status in (RunStatus.RUNNING, RunStatus.COMPLETED, RunStatus.FAILED):
+        return status.value
+    return RunStatus.FAILED.value if error else RunStatus.COMPLETED.value
 
-    ``next_offset`` is where the next call continues; ``complete`` means the run has
+
+def read_logs(
+    db: Database,
+    actor: Actor,
+    run_id: int,
+    *,
+    attempt: int | None = None,
+    offset: int = 0,
+    limit: int = MAX_LOG_CHUNK,
+) -> LogChunk:
+    """One attempt's captured output (default the latest) from character ``offset``, with
+    how it ended, the pipeline version it ran and, if it failed, its error.
+
+    ``next_offset`` is where the next call continues; ``complete`` means the attempt has
     ended and nothing past ``next_offset`` will ever appear (tailing can stop).
     """
     if offset < 0:
         raise ValidationError("offset must be ≥ 0", field="offset")
     with db.read() as conn:
         run = store.get_run(conn, actor.team_id, run_id)
-        full = "".join(store.log_parts(conn, run_id))
-    chunk = full[offset : offset + max(1, limit)]
+        attempts = int(run["attempt"])
+        number = attempts if attempt is None else attempt
+        if attempt is not None and not 1 <= attempt <= attempts:
+            made = f"attempts 1 to {attempts}" if attempts > 1 else ("attempt 1" if attempts else "no attempt yet")
+            raise NotFound(f"transfer run {run_id} has no attempt {attempt} ({made})")
+        record = store.attempt_log(conn, run_id, number) if number else None
+    latest = number == attempts
+    full = str(record["content"]) if record is not None else ""
+    error = record["error"] if record is not None and record["error"] else None
+    if error is None and latest and run["status"] != RunStatus.COMPLETED.value:
+        error = run["error"]
+    version = record["pipeline_version"] if record is not None else None
+    if version is None and latest:
+        version = run["pipeline_version"]
+    chunk = full[offset : offset + max(1, limit)] if offset <= len(full) else ""
     next_offset = min(len(full), offset + len(chunk)) if offset <= len(full) else len(full)
-    if offset > len(full):
-        chunk = ""
-    complete = RunStatus(run["status"]).is_final and next_offset >= len(full)
-    return LogChunk(content=chunk, offset=offset, next_offset=next_offset, complete=complete)
+    ended = not latest or RunStatus(run["status"]) is not RunStatus.RUNNING
+    complete = ended and (number > 0 or RunStatus(run["status"]).is_final) and next_offset >= len(full)
+    return LogChunk(
+        content=chunk,
+        offset=offset,
+        next_offset=next_offset,
+        complete=complete,
+        attempt=number,
+        attempts=attempts,
+        status=_attempt_status(run, number, error) if number else None,
+        pipeline_version=version,
+        error=error,
+        run_final=RunStatus(run["status"]).is_final,
+    )
 
 
 # ---- operations --------------------------------------------------------------------------

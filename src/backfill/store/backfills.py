@@ -178,3 +178,22 @@ def duration_p95(conn: Connection, backfill_id: int, completed: int) -> float | 
     params = {"p_backfill": backfill_id, "p_from_top": completed - 1 - rank}
     value = conn.execute(_DURATION_FROM_TOP, params).scalar()
     return float(value) if value is not None else None
+
+
+# Walked from the top of ix_interval_runs_ended: the latest finishes, no sort.
+_RECENT_ENDS = (
+    select(interval_runs.c.ended_at)
+    .where(
+        interval_runs.c.backfill_id == bindparam("p_backfill"),
+        interval_runs.c.ended_at.is_not(None),
+        interval_runs.c.status.in_([RunStatus.COMPLETED.value, RunStatus.FAILED.value]),
+    )
+    .order_by(interval_runs.c.ended_at.desc())
+    .limit(bindparam("p_limit"))
+)
+
+
+def recent_finish_times(conn: Connection, backfill_id: int, limit: int) -> list[datetime]:
+    """When the latest ``limit`` finished (completed or failed) runs of a backfill ended,
+    newest first: what its recent completion rate is measured on."""
+    return list(conn.execute(_RECENT_ENDS, {"p_backfill": backfill_id, "p_limit": limit}).scalars())

@@ -17,6 +17,8 @@ from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from backfill.store import pgbouncer
+
 DEFAULT_SQLITE_PATH = Path(".backfill") / "backfill.db"
 
 
@@ -39,6 +41,8 @@ class Database:
         self.url = normalize_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
+        # ?pgbouncer=true: behind PgBouncer in transaction pooling (see store.pgbouncer)
+        parsed, self.behind_pgbouncer = pgbouncer.split_option(parsed)
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.is_sqlite:
             database = parsed.database
@@ -53,7 +57,9 @@ class Database:
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 20
             kwargs["pool_pre_ping"] = True
-        self.engine: Engine = create_engine(self.url, **kwargs)
+            if self.behind_pgbouncer:
+                kwargs["connect_args"] = pgbouncer.connect_args(kwargs["connect_args"])
+        self.engine: Engine = create_engine(parsed, **kwargs)
         self._driver_sql: dict[Select[Any], tuple[str, tuple[str, ...]]] = {}
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ def definition_to_json(p: PipelineDefinition) -> dict[str, Any]:
         "retry_delay_seconds": p.retry_delay_seconds,
         "timeout_seconds": p.timeout_seconds,
         "path": p.path,
+        "version": p.version,
         "blocks": [
             {
                 "uuid": b.uuid,
@@ -50,6 +51,7 @@ def definition_from_json(data: dict[str, Any], *, team_id: int | None = None) ->
         retry_delay_seconds=float(data.get("retry_delay_seconds") or 0.0),
         timeout_seconds=data.get("timeout_seconds"),
         path=data.get("path"),
+        version=data.get("version"),
         blocks=tuple(
             Block(
                 uuid=b["uuid"],
@@ -87,20 +89,41 @@ def sync(conn: Connection, definitions: Iterable[PipelineDefinition], *, default
             "timeout_seconds": d.timeout_seconds,
             "definition": definition_to_json(d),
             "path": d.path,
+            "version": d.version,
             "updated_at": now,
         }
         existing = conn.execute(
-            select(pipelines.c.id, pipelines.c.definition).where(
+            select(pipelines.c.id, pipelines.c.definition, pipelines.c.load_error).where(
                 pipelines.c.team_id == team_id, pipelines.c.uuid == d.uuid
             )
         ).first()
         if existing is None:
             conn.execute(pipelines.insert().values(team_id=team_id, uuid=d.uuid, created_at=now, **values))
             created.append(d.uuid)
-        elif existing.definition != values["definition"]:
-            conn.execute(pipelines.update().where(pipelines.c.id == existing.id).values(**values))
+        elif existing.definition != values["definition"] or existing.load_error is not None:
+            conn.execute(pipelines.update().where(pipelines.c.id == existing.id).values(load_error=None, **values))
             updated.append(d.uuid)
     return SyncResult(tuple(created), tuple(updated))
+
+
+def record_load_errors(conn: Connection, errors: Mapping[str, str]) -> tuple[str, ...]:
+    """Mark the stored pipelines whose ``pipeline.yaml`` (by path) no longer loads, with
+    why; their definition — the last good version — is kept and keeps running. Returns
+    the uuids marked now (those already marked with the same error are left alone)."""
+    if not errors:
+        return ()
+    rows = conn.execute(
+        select(pipelines.c.id, pipelines.c.uuid, pipelines.c.path, pipelines.c.load_error).where(
+            pipelines.c.path.in_(list(errors))
+        )
+    ).all()
+    marked: list[str] = []
+    for row in rows:
+        error = errors[row.path]
+        if row.load_error != error:
+            conn.execute(pipelines.update().where(pipelines.c.id == row.id).values(load_error=error))
+            marked.append(row.uuid)
+    return tuple(marked)
 
 
 def get(conn: Connection, pipeline_id: int) -> RowMapping:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Connection,
     Float,
     RowMapping,
+    String,
     and_,
     bindparam,
     case,
@@ -88,6 +89,7 @@ class AttemptResult:
     block_results: list[dict[str, Any]] | None = None
     log: str | None = None
     started_at: datetime | None = None
+    pipeline_version: str | None = None  # the version the attempt ran (None: unknown)
 
 
 # ---- series and reprocess ------------------------------------------------------------
@@ -548,7 +550,7 @@ def record_many(
 def _complete_statement(n: int) -> Any:
     """Complete ``n`` running attempts in one UPDATE, each fenced on its own attempt
     and the common lease owner (``r{i}``: run id, ``a{i}`` attempt, ``d{i}`` duration,
-    ``n{i}`` rows, ``b{i}`` block results)."""
+    ``n{i}`` rows, ``b{i}`` block results, ``v{i}`` pipeline version)."""
 
     def per_run(name: str, type_: Any = None) -> Any:
         whens = [(interval_runs.c.id == bindparam(f"r{i}"), bindparam(f"{name}{i}", type_=type_)) for i in range(n)]
@@ -569,6 +571,7 @@ def _complete_statement(n: int) -> Any:
             rows=per_run("n", BigInteger()),
             error=None,
             block_results=per_run("b", json_type()),
+            pipeline_version=per_run("v", String()),
             lease_owner=None,
             lease_expires_at=None,
             not_before=None,
@@ -595,6 +598,7 @@ def _complete(
                 f"d{i}": result.duration or 0.0,
                 f"n{i}": result.rows,
                 f"b{i}": result.block_results,
+                f"v{i}": result.pipeline_version,
             }
         )
     done = dict(conn.execute(_complete_statement(len(successes)), params).all())
@@ -652,10 +656,14 @@ def _finish_one(
     if status is RunStatus.QUEUED:
         not_before = now + timedelta(seconds=transitions.retry_delay(row.retry_delay_seconds, row.tries))
     error = result.error[:ERROR_LIMIT] if result.error else None
+    known: dict[str, Any] = {}
+    if result.pipeline_version is not None:
+        known["pipeline_version"] = result.pipeline_version
     conn.execute(
         update(interval_runs)
         .where(interval_runs.c.id == key.run_id)
         .values(
+            **known,
             status=status.value,
             ended_at=now,
             duration=duration,
@@ -674,18 +682,33 @@ def _finish_one(
 
 
 def _save_log(conn: Connection, key: RunKey, result: AttemptResult, now: datetime) -> None:
-    if result.log:
-        _upsert_log(conn, key, result.log, now)
+    """The attempt's record: its output, the pipeline version it ran and, if it failed,
+    its error (with the traceback). A silent success stores nothing (its version is on
+    the run)."""
+    if result.log or result.error:
+        error = result.error[:ERROR_LIMIT] if result.error else None
+        _upsert_log(conn, key, result.log or "", now, pipeline_version=result.pipeline_version, error=error)
 
 
-def _upsert_log(conn: Connection, key: RunKey, content: str, now: datetime) -> None:
+def _upsert_log(
+    conn: Connection,
+    key: RunKey,
+    content: str,
+    now: datetime,
+    *,
+    pipeline_version: str | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"content": content}
+    if pipeline_version is not None:
+        values["pipeline_version"] = pipeline_version
+    if error is not None:
+        values["error"] = error
     updated = conn.execute(
-        update(run_logs)
-        .where(run_logs.c.run_id == key.run_id, run_logs.c.attempt == key.attempt)
-        .values(content=content)
+        update(run_logs).where(run_logs.c.run_id == key.run_id, run_logs.c.attempt == key.attempt).values(**values)
     ).rowcount
     if not updated:
-        conn.execute(insert(run_logs).values(run_id=key.run_id, attempt=key.attempt, content=content, created_at=now))
+        conn.execute(insert(run_logs).values(run_id=key.run_id, attempt=key.attempt, created_at=now, **values))
 
 
 def write_partial_log(conn: Connection, key: RunKey, owner: str, content: str, now: datetime) -> bool:
@@ -811,18 +834,33 @@ def settle(conn: Connection, backfill_id: int, now: datetime) -> BackfillStatus:
 
 
 def cancel_queued(conn: Connection, backfill_id: int, now: datetime) -> int:
-    """Cancel every run that has not started; stop materializing. Running runs go on."""
+    """Cancel every run that has not started; stop materializing. Running runs go on.
+
+    The cancelled counter counts every interval that will not run because of the cancel:
+    the queued runs, and the intervals never materialized as runs (SPEC §2), so that
+    completed + failed + cancelled = total once the running runs have finished.
+    Returns that number."""
     cancelled = conn.execute(
         update(interval_runs)
         .where(interval_runs.c.backfill_id == backfill_id, interval_runs.c.status == RunStatus.QUEUED.value)
         .values(status=transitions.run_cancel(RunStatus.QUEUED).value, ended_at=now, not_before=None)
     ).rowcount
+    bf = conn.execute(
+        select(backfills.c.runs_total, backfills.c.runs_created, backfills.c.exhausted).where(
+            backfills.c.id == backfill_id
+        )
+    ).one()
+    unmaterialized = 0 if bf.exhausted else max(0, int(bf.runs_total) - int(bf.runs_created))
     conn.execute(
         update(backfills)
         .where(backfills.c.id == backfill_id)
-        .values(runs_cancelled=backfills.c.runs_cancelled + cancelled, exhausted=True, updated_at=now)
+        .values(
+            runs_cancelled=backfills.c.runs_cancelled + cancelled + int(unmaterialized),
+            exhausted=True,
+            updated_at=now,
+        )
     )
-    return int(cancelled)
+    return int(cancelled) + int(unmaterialized)
 
 
 def requeue_for_retry(conn: Connection, backfill_id: int, now: datetime) -> int:
@@ -863,6 +901,101 @@ def requeue_for_retry(conn: Connection, backfill_id: int, now: datetime) -> int:
         )
     )
     return failed + cancelled
+
+
+@dataclass(frozen=True)
+class Rerun:
+    requeued: int
+    """Runs put back in the queue as new attempts."""
+    running: int
+    """Chosen runs left alone because they are running."""
+
+
+_RERUN_CHUNK = 1000
+
+
+def requeue_chosen(
+    conn: Connection,
+    backfill_id: int,
+    now: datetime,
+    *,
+    run_ids: Sequence[int] | None = None,
+    starts: Sequence[datetime] | None = None,
+    statuses: Sequence[RunStatus] | None = None,
+) -> Rerun:
+    """Re-queue the chosen runs of a backfill (by id, by interval start or by status) as
+    new attempts of the same runs, with a fresh retry budget; running ones are left to
+    finish and queued ones wait already. The counters (and the rows and durations of
+    re-queued completed runs) move with them. The caller holds the backfill row lock."""
+    where = [interval_runs.c.backfill_id == backfill_id]
+    if run_ids is not None:
+        where.append(interval_runs.c.id.in_(list(run_ids)))
+    if starts is not None:
+        where.append(interval_runs.c.interval_start.in_(list(starts)))
+    if statuses is not None:
+        where.append(interval_runs.c.status.in_([s.value for s in statuses]))
+    q = select(interval_runs.c.id, interval_runs.c.status, interval_runs.c.rows, interval_runs.c.duration).where(*where)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=interval_runs)
+    chosen = conn.execute(q).all()
+    by_status: dict[RunStatus, int] = {}
+    rows = 0
+    duration = 0.0
+    ids: list[int] = []
+    running = 0
+    for run in chosen:
+        status = RunStatus(run.status)
+        if status not in transitions.RERUNNABLE_RUN_STATUSES:
+            running += status is RunStatus.RUNNING
+            continue
+        transitions.run_rerun(status)
+        by_status[status] = by_status.get(status, 0) + 1
+        ids.append(int(run.id))
+        if status is RunStatus.COMPLETED:
+            rows += int(run.rows or 0)
+            duration += float(run.duration or 0.0)
+    for i in range(0, len(ids), _RERUN_CHUNK):
+        conn.execute(
+            update(interval_runs)
+            .where(interval_runs.c.id.in_(ids[i : i + _RERUN_CHUNK]))
+            .values(
+                status=RunStatus.QUEUED.value,
+                tries=0,
+                not_before=None,
+                error=None,
+                ended_at=None,
+                queued_at=now,
+            )
+        )
+    if ids:
+        conn.execute(
+            update(backfills)
+            .where(backfills.c.id == backfill_id)
+            .values(
+                runs_completed=backfills.c.runs_completed - by_status.get(RunStatus.COMPLETED, 0),
+                runs_failed=backfills.c.runs_failed - by_status.get(RunStatus.FAILED, 0),
+                runs_cancelled=backfills.c.runs_cancelled - by_status.get(RunStatus.CANCELLED, 0),
+                rows_total=backfills.c.rows_total - rows,
+                duration_total=backfills.c.duration_total - duration,
+                updated_at=now,
+            )
+        )
+    return Rerun(requeued=len(ids), running=running)
+
+
+def run_ids_in(conn: Connection, backfill_id: int, run_ids: Sequence[int]) -> set[int]:
+    """Which of ``run_ids`` are runs of the backfill."""
+    found: set[int] = set()
+    wanted = list(dict.fromkeys(run_ids))
+    for i in range(0, len(wanted), _RERUN_CHUNK):
+        found |= set(
+            conn.execute(
+                select(interval_runs.c.id).where(
+                    interval_runs.c.backfill_id == backfill_id, interval_runs.c.id.in_(wanted[i : i + _RERUN_CHUNK])
+                )
+            ).scalars()
+        )
+    return found
 
 
 def recount(conn: Connection, backfill_id: int) -> RunCounts:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, and_, func, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, case, func, select
 
 from backfill.domain.errors import NotFound
 from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, RunStatus
@@ -25,6 +25,7 @@ SORT_COLUMNS = {
     "ended_time": interval_runs.c.ended_at,
 }
 ISSUE_STATUSES = (RunStatus.FAILED.value, RunStatus.CANCELLED.value)
+_ACTIVE = [s.value for s in ACTIVE_BACKFILL_STATUSES]
 
 # What a run listing returns: the run plus what is needed to render its data date.
 _RUN_COLUMNS = (
@@ -42,6 +43,7 @@ _RUN_COLUMNS = (
     interval_runs.c.duration,
     interval_runs.c.rows,
     interval_runs.c.error,
+    interval_runs.c.pipeline_version,
     backfills.c.timezone,
     backfills.c.interval_type,
     backfills.c.cron,
@@ -122,6 +124,14 @@ def get_run(conn: Connection, team_id: int, run_id: int) -> RowMapping:
     return row
 
 
+def attempt_log(conn: Connection, run_id: int, attempt: int) -> RowMapping | None:
+    """One attempt's record (output, pipeline version, error), if it left one."""
+    q = select(run_logs.c.content, run_logs.c.pipeline_version, run_logs.c.error).where(
+        run_logs.c.run_id == run_id, run_logs.c.attempt == attempt
+    )
+    return conn.execute(q).mappings().first()
+
+
 def log_parts(conn: Connection, run_id: int) -> list[str]:
     """The captured output of every attempt of a run, oldest first."""
     q = select(run_logs.c.content).where(run_logs.c.run_id == run_id).order_by(run_logs.c.id)
@@ -146,7 +156,17 @@ def status_totals(conn: Connection) -> StatusTotals:
     done = backfills.c.runs_completed + backfills.c.runs_failed + backfills.c.runs_cancelled
     row = conn.execute(
         select(
-            func.coalesce(func.sum(backfills.c.runs_created - done - backfills.c.runs_running), 0),
+            # Only unfinished backfills have queued runs; a cancelled one's cancelled counter
+            # also counts the intervals never materialized (SPEC §2), which created does not.
+            func.coalesce(
+                func.sum(
+                    case(
+                        (backfills.c.status.in_(_ACTIVE), backfills.c.runs_created - done - backfills.c.runs_running),
+                        else_=0,
+                    )
+                ),
+                0,
+            ),
             func.coalesce(func.sum(backfills.c.runs_running), 0),
             func.coalesce(func.sum(backfills.c.runs_completed), 0),
             func.coalesce(func.sum(backfills.c.runs_failed), 0),
@@ -162,7 +182,7 @@ def status_totals(conn: Connection) -> StatusTotals:
     }
     depth = conn.execute(
         select(func.coalesce(func.sum(backfills.c.runs_total - done - backfills.c.runs_running), 0)).where(
-            backfills.c.status.in_([s.value for s in ACTIVE_BACKFILL_STATUSES])
+            backfills.c.status.in_(_ACTIVE)
         )
     ).scalar_one()
     by_status: dict[str, Any] = dict(

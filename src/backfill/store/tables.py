@@ -101,6 +101,10 @@ pipelines = Table(
     # other machines can run it without the project directory.
     Column("definition", json_type(), nullable=False),
     Column("path", Text),
+    # Content digest of pipeline.yaml and its block files (the definition above).
+    Column("version", String(64)),
+    # Why the files on disk do not load now (the definition above is the last good one).
+    Column("load_error", Text),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("team_id", "uuid"),
@@ -195,12 +199,16 @@ interval_runs = Table(
     Column("rows", BigInteger),
     Column("error", Text),
     Column("block_results", json_type()),
+    # The pipeline version the latest attempt ran (each attempt's is in run_logs).
+    Column("pipeline_version", String(64)),
     UniqueConstraint("backfill_id", "interval_start"),
     Index("ix_interval_runs_claim", "backfill_id", "status", "interval_start"),
     Index("ix_interval_runs_lease", "status", "lease_expires_at"),
     Index("ix_interval_runs_pipeline_interval", "pipeline_id", "interval_start", "status"),
     # The p95 duration of a backfill reads its completed runs in duration order.
     Index("ix_interval_runs_duration", "backfill_id", "status", "duration"),
+    # The recent completion rate of a backfill (its ETA) reads its latest finishes.
+    Index("ix_interval_runs_ended", "backfill_id", "ended_at"),
 )
 
 run_logs = Table(
@@ -210,6 +218,9 @@ run_logs = Table(
     Column("run_id", Id, ForeignKey("interval_runs.id", ondelete="CASCADE"), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("content", Text, nullable=False),
+    # What the attempt ran and, if it failed, its error (with the traceback).
+    Column("pipeline_version", String(64)),
+    Column("error", Text),
     Column("created_at", UTCDateTime(), nullable=False),
     # One row per attempt: rewritten while the attempt runs (for tailing), final at its end.
     UniqueConstraint("run_id", "attempt"),

@@ -296,6 +296,10 @@ class Pipeline(BaseModel):
     retry_delay_seconds: float
     timeout_seconds: float | None
     blocks: list[PipelineBlock]
+    version: str | None = Field(description="Digest of pipeline.yaml and its block files, as synced.")
+    load_error: str | None = Field(
+        description="Why the files on disk do not load now; the last good version (this one) keeps running."
+    )
     created_at: PipelineDateTime
     updated_at: PipelineDateTime
 
@@ -327,6 +331,7 @@ class PipelineRun(BaseModel):
     duration_seconds: float | None
     rows: int | None
     error: str | None
+    pipeline_version: str | None = Field(description="Digest of the pipeline files the latest attempt ran.")
     variables: dict[str, Any] = Field(description="The variables the run sees: globals ← backfill overrides.")
 
 

@@ -118,6 +118,24 @@ class UpdateBackfillAction(_Action):
     name: str | None = Field(default=None, min_length=1, max_length=500)
 
 
+class RerunAction(_Action):
+    """Body of ``POST /v1/teams/{team_id}/backfills/{backfill_id}/runs:rerun``: exactly one
+    of the three selections."""
+
+    run_ids: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, min_length=1, max_length=10_000, description="Runs of this backfill."
+    )
+    data_dates: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10_000,
+        description="Data dates of intervals of this backfill (dates, or ISO datetimes in its timezone).",
+    )
+    statuses: list[Literal["COMPLETED", "FAILED", "CANCELLED"]] | None = Field(
+        default=None, min_length=1, max_length=3, description="Every run of the backfill in these statuses."
+    )
+
+
 # ---- responses -------------------------------------------------------------------------------
 
 
@@ -166,6 +184,17 @@ class Backfill(BaseModel):
 class BackfillResponse(BaseModel):
     meta: Meta
     data: Backfill
+
+
+class Rerun(BaseModel):
+    requeued: int = Field(description="Runs re-queued as new attempts.")
+    running: int = Field(description="Chosen runs left alone because they are running.")
+    backfill: Backfill
+
+
+class RerunResponse(BaseModel):
+    meta: Meta
+    data: Rerun
 
 
 class BackfillListResponse(BaseModel):
@@ -224,6 +253,7 @@ class Run(BaseModel):
     total_duration: float | None = Field(description="Seconds.")
     total_rows: int | None
     message: str | None = Field(description="The error of the latest attempt, if any.")
+    pipeline_version: str | None = Field(description="Digest of the pipeline files the latest attempt ran.")
 
 
 class QueryDetail(BaseModel):
@@ -256,7 +286,13 @@ class RunLogs(BaseModel):
     content: str = Field(description="Captured output from `offset` (characters).")
     offset: int
     next_offset: int = Field(description="Pass as `offset` to continue tailing.")
-    complete: bool = Field(description="The run has ended and no more output will appear.")
+    complete: bool = Field(description="This attempt has ended and no more output will appear for it.")
+    attempt: int = Field(description="The attempt these are the logs of (0: not started yet).")
+    attempts: int = Field(description="Attempts the run has made so far.")
+    status: Literal["RUNNING", "COMPLETED", "FAILED"] | None = Field(description="How the attempt ended, if it did.")
+    pipeline_version: str | None = Field(description="Digest of the pipeline files the attempt ran.")
+    error: str | None = Field(description="The attempt's error (with the traceback) if it failed.")
+    run_final: bool = Field(description="The run has ended for good: no further attempt will come.")
 
 
 class RunLogsResponse(BaseModel):
@@ -281,6 +317,10 @@ class Transfer(BaseModel):
     retry_delay_seconds: float
     timeout_seconds: float | None
     blocks: list[TransferBlock]
+    version: str | None = Field(description="Digest of pipeline.yaml and its block files, as synced.")
+    load_error: str | None = Field(
+        description="Why the files on disk do not load now; the last good version (this one) keeps running."
+    )
     created_time: Timestamp
     updated_time: Timestamp
 

@@ -374,7 +374,10 @@ function progressBar(bf, large = false) {
 }
 
 function progressText(bf) {
-  const bits = [`${fmtNumber(bf.transfer_runs_completed)}/${fmtNumber(bf.transfer_runs_total)} completed`];
+  // Progress as the server defines it: finished (completed + failed) of the intervals
+  // that will run; cancelled intervals are listed apart, never counted as done.
+  const m = bf.metrics || {};
+  const bits = [`${fmtNumber(m.finished_runs ?? 0)}/${fmtNumber(m.runs_to_run ?? bf.transfer_runs_total)} finished`];
   if (bf.transfer_runs_failed) bits.push(`${fmtNumber(bf.transfer_runs_failed)} failed`);
   if (bf.transfer_runs_running) bits.push(`${fmtNumber(bf.transfer_runs_running)} running`);
   if (bf.transfer_runs_cancelled) bits.push(`${fmtNumber(bf.transfer_runs_cancelled)} cancelled`);
@@ -488,6 +491,8 @@ const detailView = {
       selectedRunId: null,
       log: null,
       busy: false,
+      chosen: new Set(), // run ids of failed intervals chosen to re-run
+      transferCheckedAt: 0,
     };
     document.title = `Backfill #${route.id} · backfill`;
     setText("detail-name", `Backfill #${route.id}`);
@@ -495,7 +500,7 @@ const detailView = {
     setText("detail-summary", "Loading…");
     $("detail-status").hidden = true;
     $("detail-paused").hidden = true;
-    for (const id of ["detail-error", "action-error"]) showMessage(id, "");
+    for (const id of ["detail-error", "action-error", "rerun-error"]) showMessage(id, "");
     $("cancel-confirm").hidden = true;
     $("run-panel").hidden = true;
     $("error-report").hidden = true;
@@ -504,7 +509,25 @@ const detailView = {
     replaceChildren($("detail-settings"), []);
     replaceChildren($("detail-progress"), []);
     $("grid-note").hidden = true;
+    $("detail-load-error").hidden = true;
     this.updateButtons();
+    this.updateChosen();
+  },
+
+  /** The pipeline's files may stop loading while it runs (the last good version goes on):
+   * say so, re-reading the transfer every few seconds. */
+  async checkTransfer(bf, gen) {
+    const d = this.d;
+    if (Date.now() - d.transferCheckedAt < TRANSFER_CHECK_MS) return;
+    d.transferCheckedAt = Date.now();
+    const res = await api("GET", teamPath(`/transfers/${bf.transfer_id}`));
+    if (!alive(gen) || this.d !== d) return;
+    const t = res.data;
+    const box = $("detail-load-error");
+    box.hidden = !t.load_error;
+    box.textContent = t.load_error
+      ? `The files of pipeline ${t.uuid} do not load; its last good version (${t.version}) keeps running: ${t.load_error}`
+      : "";
   },
 
   async refresh(route, gen) {
@@ -514,6 +537,8 @@ const detailView = {
     showMessage("detail-error", "");
     this.renderBackfill(res.data);
     const bf = res.data;
+    await this.checkTransfer(bf, gen);
+    if (!alive(gen)) return;
     const signature = [bf.status, bf.paused, bf.transfer_runs_created, bf.transfer_runs_completed, bf.transfer_runs_failed,
       bf.transfer_runs_running, bf.transfer_runs_cancelled, bf.updated_time].join("|");
     if (signature !== d.runsSignature || Date.now() - d.runsFetchedAt > RUNS_FORCE_REFRESH_MS) {
@@ -543,6 +568,7 @@ const detailView = {
 
   renderBackfill(bf) {
     this.d.backfill = bf;
+    this.updateChosen();
     document.title = `${bf.name} · backfill`;
     setText("detail-name", bf.name);
     setText("detail-id", `#${bf.transfer_backfill_id}`);
@@ -562,7 +588,7 @@ const detailView = {
     setText("count-running", fmtNumber(bf.transfer_runs_running));
     setText("count-queued", fmtNumber(queued));
     setText("count-cancelled", fmtNumber(bf.transfer_runs_cancelled));
-    setText("count-pending", fmtNumber(Math.max(0, bf.transfer_runs_total - bf.transfer_runs_created)));
+    setText("count-pending", fmtNumber(FINAL.has(bf.status) ? 0 : Math.max(0, bf.transfer_runs_total - bf.transfer_runs_created)));
 
     const m = bf.metrics;
     setText("metric-progress", `${(m.progress * 100).toFixed(m.progress > 0 && m.progress < 0.1 ? 1 : 0)} %`);
@@ -726,6 +752,7 @@ const detailView = {
     const label = `${run.data_date}: ${run.status}${attempt}`;
     if (cell.getAttribute("aria-label") === label) return cell;
     cell.className = `cell st-${run.status}`;
+    cell.classList.toggle("chosen", this.d.chosen.has(run.id));
     cell.dataset.status = run.status;
     cell.setAttribute("aria-label", label);
     cell.title = label;
@@ -793,6 +820,7 @@ const detailView = {
       ["Run", `#${run.id}`],
       ["Interval", `${fmtRangeValue(run.interval_start)} → ${fmtRangeValue(run.interval_end)}`],
       ["Attempt", fmtNumber(run.attempt)],
+      ["Pipeline version", run.pipeline_version || "–"],
       ["Queued", fmtTime(run.queued_time)],
       ["Started", fmtTime(run.started_time)],
       ["Ended", fmtTime(run.ended_time)],
@@ -811,6 +839,13 @@ const detailView = {
       el("td", {}, fmtNumber(b.rows)),
       el("td", { class: "col-error" }, b.error ? errorText(b.error) : "–"),
     )));
+    const bf = this.d.backfill;
+    const rerun = $("run-rerun");
+    rerun.dataset.runId = String(run.id);
+    rerun.disabled = this.d.busy || !bf || FINAL.has(bf.status) || !FINAL_RUN.has(run.status);
+    rerun.title = rerun.disabled
+      ? (bf && FINAL.has(bf.status) ? `A ${bf.status} backfill cannot re-run intervals.` : "The interval is queued or running.")
+      : "Queue this interval again as a new attempt.";
     const log = this.d.log;
     let text = log.text;
     if (!text) text = log.complete ? "(no output captured)" : "(waiting for output…)";
@@ -818,6 +853,70 @@ const detailView = {
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     pre.textContent = text;
     if (atBottom) pre.scrollTop = pre.scrollHeight;
+  },
+
+  /** Re-run chosen intervals (runs:rerun) as new attempts. */
+  async rerun(runIds, fromPanel) {
+    const d = this.d;
+    if (!d || !d.backfill || d.busy || !runIds.length) return;
+    d.busy = true;
+    this.updateButtons();
+    const where = fromPanel ? "run-panel-error" : "rerun-error";
+    showMessage(where, "");
+    try {
+      const res = await api("POST", teamPath(`/backfills/${d.id}/runs:rerun`), { body: { run_ids: runIds } });
+      if (this.d !== d || !state.session) return;
+      d.chosen.clear();
+      d.runsSignature = null;
+      if (d.log) d.log.complete = false; // follow the open run into its new attempt
+      d.busy = false;
+      this.renderBackfill(res.data.backfill);
+      refreshNow();
+    } catch (error) {
+      if (this.d === d) showMessage(where, `Could not re-run: ${error.message} (${error.detail})`);
+    } finally {
+      d.busy = false;
+      if (this.d === d) {
+        this.updateButtons();
+        this.updateChosen();
+      }
+    }
+  },
+
+  /** Ctrl/⌘-click: add or remove a failed interval from the selection to re-run. */
+  toggleChosen(cell) {
+    const id = Number(cell.dataset.runId);
+    if (this.d.chosen.has(id)) this.d.chosen.delete(id);
+    else if (cell.dataset.status === "FAILED") this.d.chosen.add(id);
+    cell.classList.toggle("chosen", this.d.chosen.has(id));
+    this.updateChosen();
+  },
+
+  chooseFailed() {
+    for (const cell of $("grid").querySelectorAll('[data-run-id][data-status="FAILED"]')) {
+      this.d.chosen.add(Number(cell.dataset.runId));
+      cell.classList.add("chosen");
+    }
+    this.updateChosen();
+  },
+
+  clearChosen() {
+    this.d.chosen.clear();
+    for (const cell of $("grid").querySelectorAll(".chosen")) cell.classList.remove("chosen");
+    this.updateChosen();
+  },
+
+  updateChosen() {
+    const d = this.d;
+    if (!d) return;
+    const n = d.chosen.size;
+    const bf = d.backfill;
+    const allowed = bf && !FINAL.has(bf.status);
+    $("rerun-bar").hidden = !allowed;
+    $("rerun-selected").disabled = d.busy || !n;
+    $("rerun-selected").textContent = n ? `Re-run ${plural(n, "interval")}` : "Re-run selected";
+    $("rerun-clear").hidden = !n;
+    setText("rerun-count", n ? `${plural(n, "failed interval")} selected` : "");
   },
 
   closeRun() {
@@ -829,6 +928,7 @@ const detailView = {
 };
 
 const FINAL_RUN = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+const TRANSFER_CHECK_MS = 5000;
 
 function setupDetail() {
   $("action-start").addEventListener("click", () => detailView.act({ status: "SCHEDULED" }, "start"));
@@ -849,7 +949,15 @@ function setupDetail() {
   });
   $("grid").addEventListener("click", (event) => {
     const cell = event.target.closest("[data-run-id]");
-    if (cell) detailView.openRun(Number(cell.dataset.runId));
+    if (!cell) return;
+    if (event.ctrlKey || event.metaKey) detailView.toggleChosen(cell);
+    else detailView.openRun(Number(cell.dataset.runId));
+  });
+  $("rerun-select-failed").addEventListener("click", () => detailView.chooseFailed());
+  $("rerun-clear").addEventListener("click", () => detailView.clearChosen());
+  $("rerun-selected").addEventListener("click", () => detailView.rerun([...detailView.d.chosen], false));
+  $("run-rerun").addEventListener("click", (event) => {
+    detailView.rerun([Number(event.currentTarget.dataset.runId)], true);
   });
   $("run-close").addEventListener("click", () => detailView.closeRun());
 }
