@@ -135,7 +135,7 @@ def serve(url: str, port: int, access_log: bool) -> None:
     """Server process: the app exactly as ``backfill serve`` builds it (without workers)."""
     import uvicorn
 
-    from backfill.api.app import create_app
+    from backfill.app import create_app
     from backfill.config import Settings
     from backfill.logging_setup import configure
 

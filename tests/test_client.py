@@ -4,7 +4,7 @@ unwrapping, the requests it sends, error mapping, retries and the wait loop."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def fail(status: int, code: str, message: str, request_id: str = "req-failing1")
 class Recorder:
     """A MockTransport handler answering from a route table and recording requests."""
 
-    def __init__(self, routes: dict[tuple[str, str], Handler | list[httpx.Response] | httpx.Response]) -> None:
+    def __init__(self, routes: Mapping[tuple[str, str], Handler | list[httpx.Response] | httpx.Response]) -> None:
         self.routes = routes
         self.requests: list[httpx.Request] = []
 
@@ -61,7 +61,7 @@ class Recorder:
 
 def make_client(recorder: Handler, url: str = URL) -> BackfillClient:
     client = BackfillClient(url, TOKEN, TEAM, transport=httpx.MockTransport(recorder))
-    client._sleep = lambda seconds: None
+    client._sleep = lambda _seconds: None
     return client
 
 
@@ -72,7 +72,7 @@ def backfill(backfill_id: int = 7, status: str = "RUNNING", **extra: Any) -> dic
 TRANSFERS = [{"id": 1, "uuid": "daily_sales", "name": "Daily"}, {"id": 2, "uuid": "42", "name": "Numeric uuid"}]
 
 
-def transfers_page(request: httpx.Request) -> httpx.Response:
+def transfers_page(_request: httpx.Request) -> httpx.Response:
     return ok(TRANSFERS, total=len(TRANSFERS), limit=1000, offset=0)
 
 
@@ -187,10 +187,33 @@ def test_dry_run_posts_to_the_dry_run_route() -> None:
     assert rec.body()["reprocess"] == "failed"
 
 
+def test_create_and_dry_run_send_the_same_body_and_refuse_unknown_settings() -> None:
+    routes = {
+        ("POST", "/v1/teams/3/transfers/1/backfills"): ok(backfill()),
+        ("POST", "/v1/teams/3/transfers/1/backfills:dry_run"): ok({}),
+    }
+    rec = Recorder(routes)
+    client = make_client(rec)
+    client.create_backfill(1, "2024-01-01", "2024-01-02", interval_units=None, variables={"k": 1}, block_uuids=("a",))
+    client.dry_run(1, "2024-01-01", "2024-01-02", interval_units=None, variables={"k": 1}, block_uuids=("a",))
+    bodies = [json.loads(r.content) for r in rec.requests]
+    assert bodies[0] == bodies[1]
+    assert bodies[0] == {
+        "range_start": "2024-01-01",
+        "range_end": "2024-01-02",
+        "interval_type": "day",
+        "interval_units": None,
+        "variables": {"k": 1},
+        "block_uuids": ["a"],
+    }
+    with pytest.raises(TypeError, match="colour"):
+        client.dry_run(1, "2024-01-01", "2024-01-02", colour="red")  # type: ignore[call-arg]
+
+
 def test_backfills_filters() -> None:
     rec = Recorder(
         {
-            ("GET", "/v1/teams/3/backfills"): lambda r: ok([backfill()], total=1, limit=100, offset=0),
+            ("GET", "/v1/teams/3/backfills"): lambda _r: ok([backfill()], total=1, limit=100, offset=0),
             ("GET", "/v1/teams/3/transfers"): transfers_page,
         }
     )
@@ -299,7 +322,7 @@ def test_a_success_without_envelope_is_an_error() -> None:
     [(httpx.ConnectError("Connection refused"), "cannot reach"), (httpx.ReadTimeout("slow"), "did not answer")],
 )
 def test_transport_errors_name_the_url(exc: Exception, text: str) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(_request: httpx.Request) -> httpx.Response:
         raise exc
 
     with pytest.raises(BackfillConnectionError) as info:
@@ -361,7 +384,7 @@ def test_wait_polls_until_finished(final: str) -> None:
 
 
 def test_wait_times_out() -> None:
-    rec = Recorder({("GET", "/v1/teams/3/backfills/7"): lambda r: ok(backfill(status="RUNNING"))})
+    rec = Recorder({("GET", "/v1/teams/3/backfills/7"): lambda _r: ok(backfill(status="RUNNING"))})
     with pytest.raises(TimeoutError, match="still RUNNING"):
         make_client(rec).wait(7, timeout=0)
 
@@ -413,7 +436,8 @@ def test_from_environment_reads_the_credentials_file(clean_env: pytest.MonkeyPat
     assert (client.url, client.team_id) == ("http://127.0.0.1:6789", 4)
 
 
-def test_from_environment_without_settings_names_both_sources(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("clean_env")
+def test_from_environment_without_settings_names_both_sources(tmp_path: Path) -> None:
     path = tmp_path / "credentials.json"
     with pytest.raises(BackfillConfigError) as info:
         BackfillClient.from_environment(path)
@@ -422,7 +446,8 @@ def test_from_environment_without_settings_names_both_sources(clean_env: pytest.
         assert name in message
 
 
-def test_from_environment_reports_bad_files_and_team_ids(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("clean_env")
+def test_from_environment_reports_bad_files_and_team_ids(tmp_path: Path) -> None:
     path = tmp_path / "credentials.json"
     path.write_text("{not json")
     with pytest.raises(BackfillConfigError, match="cannot read credentials file"):

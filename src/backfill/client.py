@@ -23,9 +23,12 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
+
+from backfill.domain.model import ENDED_BACKFILL_STATUSES, BackfillStatus
+from backfill.http.status_codes import code_for_status
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -34,30 +37,37 @@ __all__ = [
     "BackfillConfigError",
     "BackfillConnectionError",
     "BackfillError",
+    "BackfillSettings",
 ]
 
 DEFAULT_CREDENTIALS_PATH = Path(".backfill") / "credentials.json"
 
-BACKFILL_STATUSES = ("CREATED", "SCHEDULED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+# Status names as the team API writes them (UPPERCASE), from the domain's one set of groups.
+BACKFILL_STATUSES = tuple(s.value.upper() for s in BackfillStatus)
 # A backfill in one of these has nothing left to run (FAILED can still be retried or cancelled).
-FINISHED_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+FINISHED_STATUSES = frozenset(s.value.upper() for s in ENDED_BACKFILL_STATUSES)
 
-_STATUS_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "CONFLICT_ERROR",
-    422: "UNPROCESSABLE_ENTITY",
-    429: "TOO_MANY_REQUESTS",
-    500: "INTERNAL_SERVER_ERROR",
-    503: "SERVICE_UNAVAILABLE",
-}
 _RETRY_STATUSES = frozenset({429, 503})
 _MAX_RETRIES = 3
 _MAX_RETRY_WAIT = 10.0
 _PAGE = 1000
+
+
+class BackfillSettings(TypedDict, total=False):
+    """What a backfill request may set besides its range; a missing (or None) value is the
+    server's default, except ``interval_type`` (default ``"day"``) and ``interval_units`` (1)."""
+
+    interval_type: str
+    interval_units: int | None
+    cron: str | None
+    timezone: str | None
+    name: str | None
+    variables: Mapping[str, Any] | None
+    max_active_runs: int | None
+    run_order: str | None
+    reprocess: str | None
+    retries: int | None
+    block_uuids: Iterable[str] | None
 
 
 class BackfillError(Exception):
@@ -247,7 +257,7 @@ class BackfillClient:
     def _error(self, response: httpx.Response) -> BackfillApiError:
         status = response.status_code
         request_id = response.headers.get("X-Request-ID")
-        code = _STATUS_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_SERVER_ERROR")
+        code = code_for_status(status)
         message = ""
         try:
             payload = response.json()
@@ -334,39 +344,23 @@ class BackfillClient:
 
     @staticmethod
     def _backfill_body(
-        start: str | date | datetime,
-        end: str | date | datetime,
-        *,
-        interval_type: str,
-        interval_units: int | None,
-        cron: str | None,
-        timezone: str | None,
-        name: str | None,
-        variables: Mapping[str, Any] | None,
-        max_active_runs: int | None,
-        run_order: str | None,
-        reprocess: str | None,
-        retries: int | None,
-        block_uuids: Iterable[str] | None,
+        start: str | date | datetime, end: str | date | datetime, settings: BackfillSettings
     ) -> dict[str, Any]:
+        unknown = sorted(set(settings) - set(BackfillSettings.__annotations__))
+        if unknown:
+            raise TypeError(f"unknown backfill setting(s): {', '.join(unknown)}")
         body: dict[str, Any] = {
             "range_start": _text(start),
             "range_end": _text(end),
-            "interval_type": interval_type,
-            "interval_units": interval_units,
+            "interval_type": settings.get("interval_type", "day"),
+            "interval_units": settings.get("interval_units", 1),
         }
-        optional: dict[str, Any] = {
-            "cron": cron,
-            "timezone": timezone,
-            "name": name,
-            "variables": dict(variables) if variables is not None else None,
-            "max_active_runs": max_active_runs,
-            "run_order": run_order,
-            "reprocess": reprocess,
-            "retries": retries,
-            "block_uuids": list(block_uuids) if block_uuids is not None else None,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None})
+        body.update({k: v for k, v in settings.items() if v is not None and k not in body})
+        variables, blocks = settings.get("variables"), settings.get("block_uuids")
+        if variables is not None:
+            body["variables"] = dict(variables)
+        if blocks is not None:
+            body["block_uuids"] = list(blocks)
         return body
 
     def create_backfill(
@@ -375,39 +369,16 @@ class BackfillClient:
         start: str | date | datetime,
         end: str | date | datetime,
         *,
-        interval_type: str = "day",
-        interval_units: int | None = 1,
-        cron: str | None = None,
-        timezone: str | None = None,
-        name: str | None = None,
-        variables: Mapping[str, Any] | None = None,
-        max_active_runs: int | None = None,
-        run_order: str | None = None,
-        reprocess: str | None = None,
-        retries: int | None = None,
-        block_uuids: Iterable[str] | None = None,
         idempotency_key: str | None = None,
+        **settings: Unpack[BackfillSettings],
     ) -> dict[str, Any]:
         """Create a backfill of ``pipeline`` (id or uuid) over ``[start, end]`` (both
-        inclusive) and start it. The same ``idempotency_key`` returns the same backfill."""
-        body = self._backfill_body(
-            start,
-            end,
-            interval_type=interval_type,
-            interval_units=interval_units,
-            cron=cron,
-            timezone=timezone,
-            name=name,
-            variables=variables,
-            max_active_runs=max_active_runs,
-            run_order=run_order,
-            reprocess=reprocess,
-            retries=retries,
-            block_uuids=block_uuids,
-        )
+        inclusive) with :class:`BackfillSettings` and start it. The same
+        ``idempotency_key`` returns the same backfill."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        path = f"/transfers/{self._pipeline_id(pipeline)}/backfills"
         data: dict[str, Any] = self._request(
-            "POST", f"/transfers/{self._pipeline_id(pipeline)}/backfills", body=body, headers=headers
+            "POST", path, body=self._backfill_body(start, end, settings), headers=headers
         )
         return data
 
@@ -416,40 +387,12 @@ class BackfillClient:
         pipeline: int | str,
         start: str | date | datetime,
         end: str | date | datetime,
-        *,
-        interval_type: str = "day",
-        interval_units: int | None = 1,
-        cron: str | None = None,
-        timezone: str | None = None,
-        name: str | None = None,
-        variables: Mapping[str, Any] | None = None,
-        max_active_runs: int | None = None,
-        run_order: str | None = None,
-        reprocess: str | None = None,
-        retries: int | None = None,
-        block_uuids: Iterable[str] | None = None,
-        idempotency_key: str | None = None,
+        **settings: Unpack[BackfillSettings],
     ) -> dict[str, Any]:
         """The intervals a backfill with these settings would run and those ``reprocess``
-        would skip, without saving anything (``idempotency_key`` is accepted and unused)."""
-        body = self._backfill_body(
-            start,
-            end,
-            interval_type=interval_type,
-            interval_units=interval_units,
-            cron=cron,
-            timezone=timezone,
-            name=name,
-            variables=variables,
-            max_active_runs=max_active_runs,
-            run_order=run_order,
-            reprocess=reprocess,
-            retries=retries,
-            block_uuids=block_uuids,
-        )
-        data: dict[str, Any] = self._request(
-            "POST", f"/transfers/{self._pipeline_id(pipeline)}/backfills:dry_run", body=body
-        )
+        would skip, without saving anything."""
+        path = f"/transfers/{self._pipeline_id(pipeline)}/backfills:dry_run"
+        data: dict[str, Any] = self._request("POST", path, body=self._backfill_body(start, end, settings))
         return data
 
     def backfills(
@@ -483,6 +426,38 @@ class BackfillClient:
     def latest_backfill(self, pipeline: int | str) -> dict[str, Any]:
         """The latest backfill of a pipeline, any status (404 if it has none)."""
         data: dict[str, Any] = self._request("GET", f"/transfers/{self._pipeline_id(pipeline)}/backfills/latest")
+        return data
+
+    def coverage(
+        self,
+        pipeline: int | str,
+        start: str | date | datetime,
+        end: str | date | datetime,
+        *,
+        interval_type: str = "day",
+        interval_units: int = 1,
+        cron: str | None = None,
+        timezone: str | None = None,
+    ) -> dict[str, Any]:
+        """Which intervals of a pipeline are completed, failed, running, queued, cancelled
+        or never ran (MISSING), over all its backfills: ``{"total", "counts", "spans":
+        [{"start", "end", "last_start", "status", "count", "backfill_id"}]}``."""
+        params: dict[str, Any] = {
+            "start": _text(start),
+            "end": _text(end),
+            "interval_type": interval_type,
+            "interval_units": interval_units,
+        }
+        if cron is not None:
+            params["cron"] = cron
+        if timezone is not None:
+            params["timezone"] = timezone
+        data: dict[str, Any] = self._request("GET", f"/transfers/{self._pipeline_id(pipeline)}/coverage", params=params)
+        return data
+
+    def notifications(self, backfill_id: int) -> list[dict[str, Any]]:
+        """The webhook notifications of a backfill with their delivery attempts."""
+        data: list[dict[str, Any]] = self._request("GET", f"/backfills/{int(backfill_id)}/notifications")
         return data
 
     def _patch(self, backfill_id: int, body: Mapping[str, Any]) -> dict[str, Any]:

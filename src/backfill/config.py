@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     project_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 6789
+    # The address people open the web page at (links in notifications); default http://host:port.
+    public_url: str | None = None
     workers: int = 4
     lease_seconds: float = 30.0
     scheduler_interval_seconds: float = 1.0
@@ -42,8 +44,8 @@ class Settings(BaseSettings):
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
         env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 (pydantic-settings passes every source)
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # flags > environment > backfill.toml
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from tests.databases import isolated_db_url
 
-from backfill.api.app import create_app
+from backfill.app import create_app
 from backfill.config import Settings
 from backfill.domain.model import BlockType, Role, Scope
 from backfill.domain.pipeline import Block, PipelineDefinition

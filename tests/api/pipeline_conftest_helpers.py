@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from tests.engine.procs import wait_for
 
 from backfill.api import pipeline_api, pipeline_errors
-from backfill.api.app import create_app
+from backfill.app import create_app
 from backfill.config import Settings
 from backfill.domain.model import BlockType, Role, Scope
 from backfill.domain.pipeline import Block, PipelineDefinition

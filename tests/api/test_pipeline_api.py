@@ -120,8 +120,8 @@ def test_seed_put_replayed_field_by_field_then_run_to_completion(
     )
     bf = ok(r)
     assert list(r.json()) == ["backfill"]
-    # The seed's keys, in the seed's order, plus settings.
-    assert list(bf) == [*SEED_KEYS, "settings"]
+    # The seed's keys, in the seed's order, plus settings and allowed_actions.
+    assert list(bf) == [*SEED_KEYS, "settings", "allowed_actions"]
     assert bf["id"] == backfill_id
     assert bf["block_uuid"] is None
     assert bf["completed_at"] is None
@@ -188,7 +188,7 @@ def test_create_is_not_started_and_lists_are_newest_first(papi_client: TestClien
     assert set(body) == {"backfills", "metadata"}
     assert [b["id"] for b in body["backfills"]] == [second["id"], first["id"]]
     assert body["metadata"] == {"count": 2, "next": False}
-    assert all(list(b) == [*SEED_KEYS, "settings"] for b in body["backfills"])
+    assert all(list(b) == [*SEED_KEYS, "settings", "allowed_actions"] for b in body["backfills"])
 
     page = c.get("/api/backfills", params={"pipeline_uuid": w.pipeline_uuid, "_limit": 1}, headers=w.headers()).json()
     assert [b["id"] for b in page["backfills"]] == [second["id"]]
@@ -337,8 +337,9 @@ def test_put_shape_after_the_start_is_422_but_round_trips_and_live_settings_work
 ) -> None:
     c, w = papi_client, papi_world
     bf = create_backfill(c, w)
+    assert bf["allowed_actions"] == ["start", "rerun", "cancel", "pause", "edit", "delete"]
     started = ok(put_backfill(c, w, bf["id"], {"status": "running"}))
-    assert started["status"] == "initial"
+    assert (started["status"], started["allowed_actions"]) == ("initial", ["rerun", "cancel", "pause"])
     for body, name in (
         ({"start_datetime": "2024-01-02"}, "start_datetime"),
         ({"end_datetime": "2024-01-09"}, "end_datetime"),
@@ -358,6 +359,7 @@ def test_put_shape_after_the_start_is_422_but_round_trips_and_live_settings_work
     # Name, max_active_runs and paused still change.
     live = ok(put_backfill(c, w, bf["id"], {"name": "renamed", "settings": {"max_active_runs": 9, "paused": True}}))
     assert (live["name"], live["settings"]["max_active_runs"], live["settings"]["paused"]) == ("renamed", 9, True)
+    assert live["allowed_actions"] == ["rerun", "cancel", "resume"]
     # GET → edit → PUT of the whole object: unchanged attributes are not edits.
     whole = get_backfill(c, w, bf["id"], include_run_count="true", include_preview_runs="true")
     whole["name"] = "round trip"

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from backfill.api.app import create_app
+from backfill.app import create_app
 from backfill.store import queue
 from backfill.store.db import Database
 from backfill.store.tables import pipelines
@@ -256,6 +256,7 @@ def test_overlap_is_409_naming_the_other_backfill(client: TestClient, world: Wor
     error = assert_error(create(client, world, body), 409, "CONFLICT_ERROR")
     assert str(first["transfer_backfill_id"]) in error["message"]
     assert "SCHEDULED" in error["message"]
+    assert "same transfer" in error["message"]  # this dialect's word for a pipeline
 
 
 def test_idempotency_key_returns_the_same_backfill(client: TestClient, world: World) -> None:
@@ -375,8 +376,10 @@ def test_latest_backfill_of_a_transfer(client: TestClient, world: World) -> None
 def test_patch_pause_resume_settings(client: TestClient, world: World) -> None:
     w = world
     bf = w.backfill_id
-    assert assert_ok(patch(client, w, bf, {"paused": True}, who="editor"))["paused"] is True
-    assert assert_ok(patch(client, w, bf, {"paused": False}, who="editor"))["paused"] is False
+    paused = assert_ok(patch(client, w, bf, {"paused": True}, who="editor"))
+    assert (paused["paused"], paused["allowed_actions"]) == (True, ["rerun", "cancel", "resume"])
+    resumed = assert_ok(patch(client, w, bf, {"paused": False}, who="editor"))
+    assert (resumed["paused"], resumed["allowed_actions"]) == (False, ["rerun", "cancel", "pause"])
     data = assert_ok(patch(client, w, bf, {"max_active_runs": 9, "name": "renamed"}, who="editor"))
     assert data["max_active_runs"] == 9
     assert data["name"] == "renamed"
@@ -390,7 +393,7 @@ def test_patch_pause_resume_settings(client: TestClient, world: World) -> None:
     assert_error(patch(client, w, bf, {"status": None}), 422, "UNPROCESSABLE_ENTITY")
     assert_error(patch(client, w, 10**12, {"paused": True}), 404, "NOT_FOUND")
     # once final, nothing but the name changes
-    assert_ok(patch(client, w, bf, {"status": "CANCELLED"}))
+    assert assert_ok(patch(client, w, bf, {"status": "CANCELLED"}))["allowed_actions"] == ["delete"]
     assert_error(patch(client, w, bf, {"paused": True}), 422, "UNPROCESSABLE_ENTITY")
     assert_error(patch(client, w, bf, {"max_active_runs": 2}), 422, "UNPROCESSABLE_ENTITY")
     assert_error(patch(client, w, bf, {"status": "SCHEDULED"}), 422, "UNPROCESSABLE_ENTITY")
@@ -683,9 +686,8 @@ def test_unknown_route_and_method(client: TestClient, world: World) -> None:
     assert_error(client.get(f"/v1/teams/{world.team_id}/backfills/abc", headers=world.auth("viewer")), 404, "NOT_FOUND")
 
 
-def test_unhandled_exception_is_500_without_traceback(
-    db: Database, world: World, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.usefixtures("world")
+def test_unhandled_exception_is_500_without_traceback(db: Database, caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(db, make_settings())
 
     @app.get("/v1/boom")
@@ -742,7 +744,7 @@ def test_rate_limit_429_with_retry_after(db: Database, world: World) -> None:
         assert_error(client.get("/v1/teams/1/backfills"), 429, "TOO_MANY_REQUESTS")
 
 
-def test_metrics_endpoint(client: TestClient, db: Database, world: World) -> None:
+def test_metrics_endpoint(client: TestClient, world: World) -> None:
     client.get(f"/v1/teams/{world.team_id}/backfills/{world.backfill_id}", headers=world.auth("viewer"))
     response = client.get("/metrics")
     assert response.status_code == 200
@@ -758,7 +760,7 @@ def test_metrics_endpoint(client: TestClient, db: Database, world: World) -> Non
 def test_openapi_declares_every_error_response(app: FastAPI) -> None:
     schema = app.openapi()
     operations = [(p, m, op) for p, item in schema["paths"].items() if p.startswith("/v1/") for m, op in item.items()]
-    assert len(operations) == 13
+    assert len(operations) == 16
     for path, method, op in operations:
         for status in ("200", "400", "401", "403", "404", "409", "422", "429", "500", "503"):
             assert status in op["responses"], (path, method, status)
@@ -786,11 +788,11 @@ def test_rate_limit_key_follows_every_user_credential() -> None:
     from backfill.api.middleware import rate_key
 
     scope = {"client": ("10.0.0.1", 1234)}
-    bearer = rate_key(scope, b"Bearer abc")  # type: ignore[arg-type]
-    assert bearer == rate_key(scope, None, b"abc")  # type: ignore[arg-type]
-    assert bearer == rate_key(scope, None, None, b"theme=dark; oauth_token=abc")  # type: ignore[arg-type]
-    assert rate_key(scope, None, None, b"oauth_token=other") != bearer  # type: ignore[arg-type]
-    assert rate_key(scope, None) == "ip:10.0.0.1"  # type: ignore[arg-type]
+    bearer = rate_key(scope, b"Bearer abc")
+    assert bearer == rate_key(scope, None, b"abc")
+    assert bearer == rate_key(scope, None, None, b"theme=dark; oauth_token=abc")
+    assert rate_key(scope, None, None, b"oauth_token=other") != bearer
+    assert rate_key(scope, None) == "ip:10.0.0.1"
 
 
 # ---- runs:rerun ------------------------------------------------------------------------------------

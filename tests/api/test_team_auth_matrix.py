@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 
 from backfill.api import security
-from backfill.api.app import AUTH_CACHE_SECONDS, create_app
+from backfill.app import AUTH_CACHE_SECONDS, create_app
 from backfill.domain.model import Permission, Role, Scope
 from backfill.store import auth
 from backfill.store.db import Database
@@ -90,6 +90,9 @@ ROUTES = [
     ),
     Route("run", "GET", "/v1/teams/{team}/transfer_runs/{run}", "read"),
     Route("run_logs", "GET", "/v1/teams/{team}/transfer_runs/{run}/logs", "read"),
+    Route("coverage", "GET", "/v1/teams/{team}/transfers/{transfer}/coverage?start=2023-01-01&end=2023-01-31", "read"),
+    Route("backfill_coverage", "GET", "/v1/teams/{team}/backfills/{backfill}/coverage", "read"),
+    Route("notifications", "GET", "/v1/teams/{team}/backfills/{backfill}/notifications", "read"),
 ]
 WRITE_ROUTES = [r for r in ROUTES if r.access == "write"]
 READ_ROUTES = [r for r in ROUTES if r.access == "read"]

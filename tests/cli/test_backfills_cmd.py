@@ -164,9 +164,9 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
             data = states.pop(0) if len(states) > 1 else states[0]
         return httpx.Response(200, json={"meta": {"request_id": "r-12345678", "total": 1}, "data": data})
 
-    def client(url: str | None, token: str | None, team: int | None) -> BackfillClient:
+    def client(_url: str | None, _token: str | None, _team: int | None) -> BackfillClient:
         c = BackfillClient("http://mock.test", "t", 1, transport=httpx.MockTransport(handler))
-        c._sleep = lambda seconds: None
+        c._sleep = lambda _seconds: None
         return c
 
     monkeypatch.setattr(backfills_cmd, "_client", client)

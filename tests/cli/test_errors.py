@@ -44,6 +44,7 @@ ARGS: dict[str, list[str]] = {
     "retry": ["retry", "1"],
     "pause": ["pause", "1"],
     "resume": ["resume", "1"],
+    "coverage": ["coverage", "daily_sales", "--start", "2024-01-01", "--end", "2024-01-31"],
     "rerun": ["rerun", "1", "--failed"],
 }
 # These need neither a server nor a database.
@@ -207,11 +208,11 @@ def api_error(monkeypatch: pytest.MonkeyPatch, status: int, code: str, message: 
     from backfill.cli import backfills_cmd
     from backfill.client import BackfillClient
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(_request: httpx.Request) -> httpx.Response:
         body = {"meta": {"request_id": "r-12345678"}, "error": {"code": code, "message": message}}
         return httpx.Response(status, json=body)
 
-    def client(url: str | None, token: str | None, team: int | None) -> BackfillClient:
+    def client(_url: str | None, _token: str | None, _team: int | None) -> BackfillClient:
         return BackfillClient("http://mock.test", "t", 1, transport=httpx.MockTransport(handler))
 
     monkeypatch.setattr(backfills_cmd, "_client", client)

@@ -31,7 +31,7 @@ def pipeline(root: Path, name: str, yaml: str, **files: str) -> Path:
     return directory
 
 
-def test_the_example_project_is_valid(tmp_path: Path) -> None:
+def test_the_example_project_is_valid() -> None:
     result = CliRunner().invoke(app(), ["pipelines", "validate", "--project", str(REPO / "examples" / "shop")])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("ok daily_sales (4 blocks, version ")

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,7 +23,7 @@ from tests.deploy.pgbouncer import Bouncer, pgbouncer
 from tests.engine.procs import start_worker, wait_for
 from tests.factories import add_pipeline, python_pipeline
 
-from backfill.api.app import create_app
+from backfill.app import create_app
 from backfill.config import Settings
 from backfill.domain.model import Role, Scope
 from backfill.services.actor import Actor
@@ -193,12 +194,12 @@ def _create(api: TestClient, token: dict[str, str], path: str, body: dict[str, o
     return int(response.json()["data"]["transfer_backfill_id"])
 
 
-def _row(db: Database, backfill_id: int) -> dict[str, object]:
+def _row(db: Database, backfill_id: int) -> dict[str, Any]:
     with db.read() as conn:
         return dict(store.get(conn, backfill_id))
 
 
-def _runs(db: Database, backfill_id: int) -> list[dict[str, object]]:
+def _runs(db: Database, backfill_id: int) -> list[dict[str, Any]]:
     with db.read() as conn:
         query = select(interval_runs).where(interval_runs.c.backfill_id == backfill_id)
         return [dict(r) for r in conn.execute(query).mappings()]

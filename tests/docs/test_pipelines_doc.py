@@ -18,6 +18,7 @@ from tests.engine.procs import wait_for
 from backfill.engine.worker import Worker, WorkerSettings
 from backfill.pipelines.loader import load_project
 from backfill.services import backfills, bootstrap
+from backfill.services import pipelines as pipeline_service
 from backfill.services import runs as run_service
 from backfill.services.actor import Actor
 from backfill.store.db import Database
@@ -77,7 +78,7 @@ def test_documented_pipelines_load_and_run(
         uuid: backfills.create(
             db,
             team,
-            int(run_service.get_pipeline(db, team, uuid=uuid)["id"]),
+            int(pipeline_service.get_pipeline(db, team, uuid=uuid)["id"]),
             backfills.BackfillSpec(start="2024-03-30", end="2024-04-01"),
             start=True,
         )

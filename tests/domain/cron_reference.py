@@ -74,8 +74,10 @@ def _item(draw: st.DrawFn, spec: FieldSpec) -> tuple[str, str]:
     if kind == "star_step":
         return f"*/{step}", f"*/{step}"
     if kind == "start_step":
-        text = draw(_value(spec, upto=spec.cycle_high))[1]
-        return f"{text}/{step}", f"{text}-{spec.cycle_high}/{step}"
+        start, text = draw(_value(spec, upto=spec.cycle_high))
+        # "N/S" is N to the cycle's end; at the end itself that is "N-N/S", which cronsim
+        # misreads (see above), so it gets N alone.
+        return f"{text}/{step}", (text if start == spec.cycle_high else f"{text}-{spec.cycle_high}/{step}")
     (a, a_text), (b, b_text) = draw(_value(spec)), draw(_value(spec))
     if a > b:
         (a, a_text), (b, b_text) = (b, b_text), (a, a_text)
@@ -227,6 +229,6 @@ def reference_fires(case: CronCase, zone: ZoneInfo, start: datetime, end: dateti
         return None
     out: set[datetime] = set()
     for day, h, m, s in itertools.product(days, hours, minutes, seconds):
-        wall = datetime(day.year, day.month, day.day, int(h), int(m), int(s))
+        wall = datetime(day.year, day.month, day.day, int(h), int(m), int(s))  # type: ignore[arg-type]  # time fields are ints
         out.add(wall.replace(tzinfo=zone, fold=0).astimezone(UTC))
     return sorted(t for t in out if start <= t <= end)

@@ -17,7 +17,7 @@ from backfill.domain.errors import ValidationError
 from backfill.domain.intervals import MAX_INTERVALS, Interval, IntervalSeries
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Pacific/Apia", "Asia/Kolkata"]
-FIXED = {  # type: approximate seconds per unit
+FIXED = {  # approximate seconds per unit
     "second": 1,
     "minute": 60,
     "hour": 3600,

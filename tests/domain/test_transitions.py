@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,43 @@ def test_start_retry_cancel_paths() -> None:
     assert t.retry(B.FAILED) is B.SCHEDULED
     for s in (B.CREATED, B.SCHEDULED, B.RUNNING, B.FAILED):
         assert t.cancel(s) is B.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("status", "paused", "expected"),
+    [
+        (B.CREATED, False, "start rerun cancel pause edit delete"),
+        (B.CREATED, True, "start rerun cancel resume edit delete"),
+        (B.SCHEDULED, False, "rerun cancel pause"),
+        (B.RUNNING, True, "rerun cancel resume"),
+        (B.FAILED, False, "retry rerun cancel pause delete"),
+        (B.COMPLETED, False, "delete"),
+        (B.CANCELLED, True, "delete"),
+    ],
+)
+def test_allowed_actions_per_status(status: B, paused: bool, expected: str) -> None:
+    assert [a.value for a in t.allowed_actions(status, paused=paused)] == expected.split()
+
+
+@pytest.mark.parametrize("status", list(B))
+def test_allowed_actions_agree_with_the_checks(status: B) -> None:
+    """Each listed action is accepted by the rule that guards it; each other one refused."""
+    actions = set(t.allowed_actions(status, paused=False))
+    guards: dict[t.UserAction, Callable[[], object]] = {
+        t.UserAction.START: lambda: t.start(status),
+        t.UserAction.RETRY: lambda: t.retry(status),
+        t.UserAction.RERUN: lambda: t.rerun(status),
+        t.UserAction.CANCEL: lambda: t.cancel(status),
+        t.UserAction.PAUSE: lambda: t.check_pause(status),
+        t.UserAction.EDIT: lambda: t.check_settings_editable(status, ("start",)),
+        t.UserAction.DELETE: lambda: t.check_deletable(status),
+    }
+    for action, guard in guards.items():
+        if action in actions:
+            guard()
+        else:
+            with pytest.raises(InvalidTransition):
+                guard()
 
 
 @pytest.mark.parametrize("final", [B.COMPLETED, B.CANCELLED])
@@ -49,10 +88,10 @@ def test_request_maps_to_actions() -> None:
 
 
 def test_settings_editable_only_before_start() -> None:
-    t.check_settings_editable(B.CREATED, "start")
+    t.check_settings_editable(B.CREATED, ("start",))
     for s in (B.SCHEDULED, B.RUNNING, B.FAILED, B.COMPLETED, B.CANCELLED):
         with pytest.raises(InvalidTransition):
-            t.check_settings_editable(s, "start")
+            t.check_settings_editable(s, ("start",))
 
 
 def test_settle() -> None:

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -84,7 +85,7 @@ def status(db: Database, backfill_id: int) -> str:
         return str(store.get(conn, backfill_id)["status"])
 
 
-def runs(db: Database, backfill_id: int) -> list[dict[str, object]]:
+def runs(db: Database, backfill_id: int) -> list[dict[str, Any]]:
     with db.read() as conn:
         return [
             dict(r)
@@ -146,7 +147,7 @@ def test_kill_9_worker_mid_run_every_interval_completes_once(
     assert all(r["status"] == "completed" for r in rows)
     assert all(r["lease_owner"] is None for r in rows)
     # the runs the victim held were retried as new attempts after its lease expired
-    assert any(int(r["attempt"]) > 1 for r in rows)  # type: ignore[call-overload]
+    assert any(int(r["attempt"]) > 1 for r in rows)
     ended = Counter(ds for ev, ds, _, _ in read_journal(journal) if ev == "end")
     assert set(ended) == {f"2024-01-{d:02d}" for d in range(1, 31)}
     # nothing of the victim kept running after the kill: its children died with it
@@ -188,14 +189,14 @@ def test_cancel_races(db: Database, db_url: str, team: Actor, tmp_path: Path) ->
                 max_active_runs=4,
                 variables={"sleep": 0.05 + 0.05 * (i % 4)},
             )
-            wait_for(lambda bf=bf: any(r["status"] != "queued" for r in runs(db, bf)), timeout=30, interval=0.01)
+            wait_for(lambda: any(r["status"] != "queued" for r in runs(db, bf)), timeout=30, interval=0.01)  # noqa: B023 (called here, in this iteration)
             svc.cancel(db, team, bf)
             cancelled_at = datetime.now(UTC)
             after_cancel = runs(db, bf)
             assert status(db, bf) == "cancelled"
             assert not any(r["status"] == "queued" for r in after_cancel)
             running_then = {r["id"] for r in after_cancel if r["status"] == "running"}
-            wait_for(lambda bf=bf: all(r["status"] != "running" for r in runs(db, bf)), timeout=30)
+            wait_for(lambda: all(r["status"] != "running" for r in runs(db, bf)), timeout=30)  # noqa: B023
             final = runs(db, bf)
             for r in final:
                 assert r["started_at"] is None or r["started_at"] <= cancelled_at  # none started after
@@ -266,7 +267,7 @@ def run(context):
 """
 
 
-def test_faulty_blocks_are_handled_and_reported(db: Database, db_url: str, team: Actor, tmp_path: Path) -> None:
+def test_faulty_blocks_are_handled_and_reported(db: Database, db_url: str, team: Actor) -> None:
     pid = add_pipeline(
         db,
         team,
@@ -286,7 +287,7 @@ def test_faulty_blocks_are_handled_and_reported(db: Database, db_url: str, team:
     bf = svc.create(db, team, pid, spec, start=True)
     with workers(db_url, n=1, concurrency=5):
         wait_for(lambda: status(db, bf) == "failed", timeout=60)
-    by_day = {r["interval_start"].strftime("%Y-%m-%d"): r for r in runs(db, bf)}  # type: ignore[union-attr]
+    by_day = {r["interval_start"].strftime("%Y-%m-%d"): r for r in runs(db, bf)}
     assert by_day["2024-03-01"]["status"] == "failed" and "bad input row 17" in str(by_day["2024-03-01"]["error"])
     assert by_day["2024-03-02"]["status"] == "failed" and "exit" in str(by_day["2024-03-02"]["error"]).lower()
     assert by_day["2024-03-03"]["status"] == "failed" and "timed out" in str(by_day["2024-03-03"]["error"])

@@ -18,9 +18,9 @@ from backfill.store.tables import interval_runs
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-def drain(db: Database, backfill_id: int) -> list[tuple[datetime, datetime]]:
+def drain(db: Database) -> list[tuple[datetime, datetime]]:
     """Claim and complete every run; return (interval_start, interval_end) in claim order."""
-    seen = []
+    seen: list[tuple[datetime, datetime]] = []
     while True:
         with db.write() as conn:
             runs = queue.claim(conn, "w", 50, lease_seconds=30, now=T0)
@@ -63,9 +63,12 @@ def test_validation_names_the_field(
 
 def test_monthly_from_jan_31_never_drifts(db: Database, team: Actor, pipeline_id: int) -> None:
     spec = svc.BackfillSpec(start="2024-01-31", end="2024-05-31", interval_type="month", run_order="oldest_first")
-    bf = svc.create(db, team, pipeline_id, spec, start=True)
-    got = drain(db, bf)
-    d = lambda m, day: datetime(2024, m, day, tzinfo=UTC)  # noqa: E731
+    svc.create(db, team, pipeline_id, spec, start=True)
+    got = drain(db)
+
+    def d(m: int, day: int) -> datetime:
+        return datetime(2024, m, day, tzinfo=UTC)
+
     assert got == [
         (d(1, 31), d(2, 29)),
         (d(2, 29), d(3, 31)),
@@ -77,15 +80,18 @@ def test_monthly_from_jan_31_never_drifts(db: Database, team: Actor, pipeline_id
 
 def test_last_interval_ends_at_next_boundary(db: Database, team: Actor, pipeline_id: int) -> None:
     spec = svc.BackfillSpec(start="2024-02-01", end="2024-03-01", interval_type="month")
-    bf = svc.create(db, team, pipeline_id, spec, start=True)
-    assert sorted(drain(db, bf))[-1] == (datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
+    svc.create(db, team, pipeline_id, spec, start=True)
+    assert sorted(drain(db))[-1] == (datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
 
 
 def test_daily_in_berlin_stays_on_local_midnight_across_dst(db: Database, team: Actor, pipeline_id: int) -> None:
     spec = svc.BackfillSpec(start="2024-03-30", end="2024-04-01", timezone="Europe/Berlin", run_order="oldest_first")
-    bf = svc.create(db, team, pipeline_id, spec, start=True)
-    got = drain(db, bf)
-    utc = lambda *a: datetime(*a, tzinfo=UTC)  # noqa: E731
+    svc.create(db, team, pipeline_id, spec, start=True)
+    got = drain(db)
+
+    def utc(y: int, m: int, day: int, h: int = 0) -> datetime:
+        return datetime(y, m, day, h, tzinfo=UTC)
+
     assert got == [
         (utc(2024, 3, 29, 23), utc(2024, 3, 30, 23)),  # midnight CET = 23:00 UTC
         (utc(2024, 3, 30, 23), utc(2024, 3, 31, 22)),  # the 23-hour day

@@ -4,6 +4,7 @@ runs; counters follow; final backfills and ids / dates not in the backfill refus
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -33,7 +34,7 @@ def run_all(db: Database, fail_days: set[int] = frozenset()) -> None:  # type: i
                 assert queue.record_attempt(conn, r.key, "w", result, T0)
 
 
-def runs(db: Database, backfill_id: int) -> dict[int, dict[str, object]]:
+def runs(db: Database, backfill_id: int) -> dict[int, dict[str, Any]]:
     with db.read() as conn:
         rows = conn.execute(select(interval_runs).where(interval_runs.c.backfill_id == backfill_id)).mappings()
         return {r["interval_start"].day: dict(r) for r in rows}

@@ -91,6 +91,8 @@ def test_version_probe_errors_are_sqlalchemy_errors(db: Database, team: Actor, p
 
     bf = make(db, team, pipeline_id)
     with db.write() as conn:
+        conn.execute(text("DROP TABLE notification_attempts"))
+        conn.execute(text("DROP TABLE notifications"))
         conn.execute(text("DROP TABLE run_logs"))
         conn.execute(text("DROP TABLE interval_runs"))
         conn.execute(text("DROP TABLE backfills"))

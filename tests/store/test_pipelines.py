@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from tests.factories import python_pipeline
 from typer.testing import CliRunner
 
 from backfill.cli.main import app
+from backfill.domain.errors import NotFound
+from backfill.services import pipelines
 from backfill.services.actor import Actor
+from backfill.store import auth
 from backfill.store import pipelines as pipeline_store
 from backfill.store.db import Database
 
@@ -34,7 +38,22 @@ def test_sync_creates_updates_and_keeps(db: Database, team: Actor) -> None:
     assert stored == v2.__class__(**{**v2.__dict__, "team_id": team.team_id})
 
 
-def test_cli_sync_reports_rejected_files(db_url: str, team: Actor, tmp_path: Path) -> None:
+def test_pipeline_reads_see_one_team_only(db: Database, team: Actor) -> None:
+    with db.write() as conn:
+        other_team = auth.create_team(conn, "Other team")
+        pipeline_store.sync(conn, [python_pipeline("alpha"), python_pipeline("beta")], default_team_id=team.team_id)
+        pipeline_store.sync(conn, [python_pipeline("gamma")], default_team_id=other_team)
+    page = pipelines.list_pipelines(db, team, limit=1)
+    assert ([r["uuid"] for r in page.items], page.total) == (["alpha"], 2)
+    with db.read() as conn:
+        assert pipeline_store.count_for_team(conn, other_team) == 1
+    assert pipelines.get_pipeline(db, team, uuid="beta")["uuid"] == "beta"
+    with pytest.raises(NotFound):
+        pipelines.get_pipeline(db, team, uuid="gamma")
+
+
+@pytest.mark.usefixtures("team")
+def test_cli_sync_reports_rejected_files(db_url: str, tmp_path: Path) -> None:
     project = tmp_path / "project"
     good = project / "pipelines" / "good"
     bad = project / "pipelines" / "bad"
@@ -52,7 +71,8 @@ def test_cli_sync_reports_rejected_files(db_url: str, team: Actor, tmp_path: Pat
     assert [p["uuid"] for p in json.loads(listed.output)["pipelines"]] == ["good"]
 
 
-def test_cli_sync_example_project(db_url: str, team: Actor) -> None:
+@pytest.mark.usefixtures("team")
+def test_cli_sync_example_project(db_url: str) -> None:
     result = CliRunner().invoke(
         app, ["pipelines", "sync", "--project", str(REPO / "examples" / "shop"), "--db", db_url, "--json"]
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -47,14 +48,14 @@ def record(
         return queue.record_attempt(conn, run.key, owner, queue.AttemptResult(ok=ok, error=error, rows=2), now)
 
 
-def row(db: Database, backfill_id: int) -> dict[str, object]:
+def row(db: Database, backfill_id: int) -> dict[str, Any]:
     with db.read() as conn:
         r = dict(store.get(conn, backfill_id))
         counts = queue.recount(conn, backfill_id)
     # counters are exact at every read: always equal to a recount of the runs, plus, once
     # cancelled, the intervals never materialized (they will not run because of the cancel)
     if r["status"] == "cancelled" and r["runs_created"] != r["runs_total"]:
-        unmaterialized = int(r["runs_total"]) - int(r["runs_created"])  # type: ignore[call-overload]
+        unmaterialized = int(r["runs_total"]) - int(r["runs_created"])
         counts = replace(counts, cancelled=counts.cancelled + unmaterialized)
     assert (
         r["runs_created"],
@@ -226,9 +227,9 @@ def test_retry_requeues_only_failed(db: Database, team: Actor, pipeline_id: int)
     failing = {runs[0].run_id, runs[2].run_id}
     for r in runs:
         record(db, r, ok=r.run_id not in failing, error="boom")
-    r = row(db, bf)
-    assert (r["status"], r["runs_failed"], r["runs_completed"]) == ("failed", 2, 2)
-    assert r["failed_at"] is not None
+    after = row(db, bf)
+    assert (after["status"], after["runs_failed"], after["runs_completed"]) == ("failed", 2, 2)
+    assert after["failed_at"] is not None
     assert svc.retry(db, team, bf) == 2
     assert row(db, bf)["status"] == "scheduled"
     again = claim(db, n=4)

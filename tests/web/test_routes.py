@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.routing import NoMatchFound
 
-from backfill.api.app import create_app
+from backfill.app import create_app
 from backfill.config import Settings
 from backfill.domain.model import Role
 from backfill.store import auth
@@ -146,9 +146,8 @@ def test_sign_in_returns_a_bearer_token_for_the_team_api(client: TestClient, mem
         {"email": "nopassword@example.com", "password": "anything"},
     ],
 )
-def test_bad_credentials_are_401_in_the_error_envelope(
-    client: TestClient, member: dict[str, int], credentials: dict[str, str]
-) -> None:
+@pytest.mark.usefixtures("member")
+def test_bad_credentials_are_401_in_the_error_envelope(client: TestClient, credentials: dict[str, str]) -> None:
     response = client.post("/web/session", json=credentials)
     assert response.status_code == 401
     body = response.json()
@@ -166,8 +165,9 @@ def test_bad_credentials_are_401_in_the_error_envelope(
         ({"email": EMAIL, "password": PASSWORD, "team": 1}, "team"),
     ],
 )
+@pytest.mark.usefixtures("member")
 def test_missing_or_invalid_fields_are_422_naming_the_field(
-    client: TestClient, member: dict[str, int], payload: dict[str, Any], field: str
+    client: TestClient, payload: dict[str, Any], field: str
 ) -> None:
     response = client.post("/web/session", json=payload)
     assert response.status_code == 422

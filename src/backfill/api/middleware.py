@@ -18,12 +18,10 @@ hot path of every request.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
 import math
-import random
 import re
 import threading
 import time
@@ -50,37 +48,23 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backfill.api import security
-from backfill.domain.errors import Conflict, DomainError, InvalidTransition, NotFound, ValidationError
+from backfill.domain.errors import (
+    AuthenticationFailed,
+    Conflict,
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    ValidationError,
+)
+from backfill.http.request_ids import REQUEST_ID_RE, new_request_id, request_id_of
+from backfill.http.status_codes import code_for_status as code_for_status
 from backfill.metrics import HTTP_LATENCY, HTTP_RATE_LIMITED
 
 log = logging.getLogger("backfill.api")
 access_log = logging.getLogger("backfill.access")
 
-REQUEST_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
-
 # Routes that never count against the rate limit (probes, scrapes); they still report it.
 UNMETERED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
-_STATUS_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    406: "NOT_ACCEPTABLE",
-    409: "CONFLICT_ERROR",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "UNPROCESSABLE_ENTITY",
-    429: "TOO_MANY_REQUESTS",
-    500: "INTERNAL_SERVER_ERROR",
-    503: "SERVICE_UNAVAILABLE",
-}
-
-
-def code_for_status(status: int) -> str:
-    return _STATUS_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_SERVER_ERROR")
-
 
 # ---- neutral problems -----------------------------------------------------------------
 
@@ -164,6 +148,8 @@ def problem_from_exception(exc: BaseException) -> Problem:
             return Problem(403, "PERMISSION_ERROR", exc.message, cause=exc)
         return Problem(403, "FORBIDDEN", exc.message, cause=exc)
     if isinstance(exc, DomainError):
+        if isinstance(exc, AuthenticationFailed):
+            return Problem(401, "UNAUTHORIZED", exc.message, headers={"WWW-Authenticate": "Bearer"}, cause=exc)
         if isinstance(exc, NotFound):
             return Problem(404, "NOT_FOUND", exc.message, cause=exc)
         if isinstance(exc, Conflict):
@@ -236,19 +222,6 @@ class ErrorRenderers:
 
     def render(self, path: str, problem: Problem, request_id: str) -> Response:
         return self.for_path(path)(problem, request_id)
-
-
-def request_id_of(request: Request) -> str:
-    rid = getattr(request.state, "request_id", None)
-    return rid if isinstance(rid, str) else new_request_id()
-
-
-_ids = random.Random()  # request ids are labels, not secrets: no system call per request
-
-
-def new_request_id() -> str:
-    """32 characters of ``[A-Za-z0-9_-]`` (192 random bits)."""
-    return base64.urlsafe_b64encode(_ids.getrandbits(192).to_bytes(24, "big")).decode()
 
 
 def install_exception_handlers(app: FastAPI, renderers: ErrorRenderers) -> None:

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -38,6 +37,7 @@ from starlette.responses import Response
 
 from backfill.api import security
 from backfill.api.pipeline_errors import ERROR_RESPONSES, PipelineRoute
+from backfill.api.rendering import RUN_SETTINGS, columns, data_date, error_text, pipeline_settings, run_counts
 from backfill.api.schemas import pipeline as s
 from backfill.config import Settings
 from backfill.domain import transitions
@@ -50,10 +50,11 @@ from backfill.domain.pipeline import (
     select_from_block,
     validate_selection,
 )
+from backfill.domain.spec import DEFAULT_UNITS, BackfillSpec
 from backfill.domain.timeparse import format_pipeline, parse_instant
-from backfill.services import backfills, runs, sessions
+from backfill.services import backfills, pipelines, runs, sessions
 from backfill.services.actor import Actor
-from backfill.services.backfills import BackfillDetail, BackfillSpec
+from backfill.services.backfills import BackfillDetail
 from backfill.store import pipelines as pipeline_store
 from backfill.store.db import Database
 from backfill.store.runs import RunQuery
@@ -61,7 +62,6 @@ from backfill.store.runs import RunQuery
 MAX_ID = 2**63 - 1
 MAX_OFFSET = 1_000_000_000
 PREVIEW_RUNS = 100
-ERROR_TEXT_LIMIT = 1000
 
 router = APIRouter(prefix="/api", tags=["pipeline API"], route_class=PipelineRoute, responses=ERROR_RESPONSES)
 
@@ -235,10 +235,7 @@ def _dt(value: datetime | None) -> str | None:
 
 
 def _data_date(start: datetime, timezone: str, calendar: bool) -> str:
-    """The local date for day-or-longer (and cron) intervals, else the start instant."""
-    if calendar:
-        return start.astimezone(ZoneInfo(timezone)).date().isoformat()
-    return format_pipeline(start)
+    return data_date(start, timezone, calendar, format_pipeline)
 
 
 def _metadata(total: int, offset: int, shown: int) -> s.PipelineListMetadata:
@@ -264,21 +261,14 @@ class _Definitions:
     def get(self, pipeline_id: int) -> PipelineDefinition:
         found = self.loaded.get(pipeline_id)
         if found is None:
-            found = self.add(runs.get_pipeline(self.db, self.actor, pipeline_id))
+            found = self.add(pipelines.get_pipeline(self.db, self.actor, pipeline_id))
         return found
 
 
 def _pipeline(row: RowMapping) -> s.Pipeline:
     definition = pipeline_store.definition(row)
     return s.Pipeline(
-        id=row["id"],
-        uuid=row["uuid"],
-        name=row["name"],
-        timezone=row["timezone"],
-        variables=row["variables"] or {},
-        retries=row["retries"],
-        retry_delay_seconds=row["retry_delay_seconds"],
-        timeout_seconds=row["timeout_seconds"],
+        **pipeline_settings(row),
         blocks=[
             s.PipelineBlock(
                 uuid=b.uuid,
@@ -289,8 +279,6 @@ def _pipeline(row: RowMapping) -> s.Pipeline:
             )
             for b in definition.blocks
         ],
-        version=row["version"],
-        load_error=row["load_error"],
         created_at=format_pipeline(row["created_at"]),
         updated_at=format_pipeline(row["updated_at"]),
     )
@@ -349,18 +337,8 @@ def _preview(row: RowMapping, definitions: _Definitions) -> list[s.PipelinePrevi
     ]
 
 
-def _run_status_counts(row: RowMapping) -> dict[str, int]:
-    created = int(row["runs_created"])
-    finished_or_running = row["runs_completed"] + row["runs_failed"] + row["runs_cancelled"] + row["runs_running"]
-    return {
-        "queued": max(0, created - finished_or_running),
-        "running": int(row["runs_running"]),
-        "completed": int(row["runs_completed"]),
-        "failed": int(row["runs_failed"]),
-        "cancelled": int(row["runs_cancelled"]),
-        # not materialized yet; a cancel counts those as cancelled (and stops materializing)
-        "pending": 0 if row["exhausted"] else max(0, int(row["runs_total"]) - created),
-    }
+# The states of ``run_status_counts`` (with ?include_run_count=true).
+RUN_STATUS_COUNTS = ("queued", "running", "completed", "failed", "cancelled", "pending")
 
 
 def render_backfill(
@@ -374,23 +352,17 @@ def render_backfill(
     row = d.row
     tz = row["timezone"]
     calendar = is_calendar(row["interval_type"], row["cron"])
-    counts = _run_status_counts(row)
+    counts = run_counts(row)
     selection = row["block_uuids"]
     block_uuid = block_uuid_of(selection, definitions.get(int(row["pipeline_id"]))) if selection else None
     metrics = s.PipelineBackfillMetrics(
-        total_runs=row["runs_total"],
-        created_runs=row["runs_created"],
-        queued_runs=counts["queued"],
-        running_runs=counts["running"],
-        completed_runs=counts["completed"],
-        failed_runs=counts["failed"],
-        cancelled_runs=counts["cancelled"],
+        **{f"{state}_runs": n for state, n in counts.items() if state != "pending"},
         **d.metrics,
         error_report=[
             s.PipelineErrorReportEntry(
                 data_date=_data_date(e["interval_start"], tz, calendar),
                 execution_date=format_pipeline(e["interval_start"]),
-                error=(e["error"] or "failed without an error message")[:ERROR_TEXT_LIMIT],
+                error=error_text(e["error"]),
             )
             for e in d.error_report
         ],
@@ -402,31 +374,24 @@ def render_backfill(
         created_at=format_pipeline(row["created_at"]),
         end_datetime=format_pipeline(row["end"]),
         failed_at=_dt(row["failed_at"]),
-        interval_type=row["interval_type"],
-        interval_units=row["interval_units"],
+        **columns(row, "interval_type", "interval_units", "name"),
         metrics=metrics,
-        name=row["name"],
         pipeline_schedule_id=None,
         pipeline_uuid=row["pipeline_uuid"],
         start_datetime=format_pipeline(row["start"]),
         started_at=_dt(row["started_at"]),
-        status=dialect_status(row["status"]),  # type: ignore[arg-type]
+        status=dialect_status(row["status"]),
         updated_at=format_pipeline(row["updated_at"]),
         variables=row["variables"] or None,
         settings=s.PipelineBackfillSettings(
-            max_active_runs=row["max_active_runs"],
-            run_order=row["run_order"],
-            reprocess=row["reprocess"],
+            **columns(row, *RUN_SETTINGS, "retry_delay_seconds", "timeout_seconds"),
             timezone=tz,
-            cron=row["cron"],
-            retries=row["retries"],
-            retry_delay_seconds=row["retry_delay_seconds"],
-            timeout_seconds=row["timeout_seconds"],
             paused=bool(row["paused"]),
             block_uuids=list(selection) if selection is not None else None,
         ),
+        allowed_actions=list(d.allowed_actions),
         total_run_count=row["runs_total"] if run_count else None,
-        run_status_counts=counts if run_count else None,
+        run_status_counts={state: counts[state] for state in RUN_STATUS_COUNTS} if run_count else None,
         preview_runs=_preview(row, definitions) if preview else None,
     )
     exclude = set()
@@ -464,23 +429,8 @@ READ_ONLY = (
     "total_run_count",
     "run_status_counts",
     "preview_runs",
+    "allowed_actions",
 )
-# Canonical names of the settings that shape a backfill → names in this dialect.
-SHAPE_NAMES = {
-    "start": "start_datetime",
-    "end": "end_datetime",
-    "interval_type": "interval_type",
-    "interval_units": "interval_units",
-    "variables": "variables",
-    "block_uuids": "block_uuid",
-    "cron": "settings.cron",
-    "timezone": "settings.timezone",
-    "run_order": "settings.run_order",
-    "reprocess": "settings.reprocess",
-    "retries": "settings.retries",
-    "retry_delay_seconds": "settings.retry_delay_seconds",
-    "timeout_seconds": "settings.timeout_seconds",
-}
 NULLABLE_SETTINGS = frozenset({"cron", "timeout_seconds", "block_uuids"})
 
 
@@ -529,15 +479,17 @@ def _selection(
 
 
 def _refuse_status(current: BackfillStatus, requested: object) -> InvalidTransition:
-    allowed = [name for target in transitions.allowed_targets(current) for name in _TARGET_NAMES[target]]
-    shown = "null" if dialect_status(current.value) is None else repr(dialect_status(current.value))
+    """A status this dialect cannot reach from ``current``; ``allowed`` in this dialect's names."""
+    allowed = tuple(name for target in transitions.allowed_targets(current) for name in _TARGET_NAMES[target])
     if not allowed:
         return InvalidTransition(
-            f"status: the backfill is {dialect_status(current.value)}, a final status; it can no longer change"
+            "status: the backfill is {current}, a final status; it can no longer change", current=current.value
         )
     return InvalidTransition(
-        f"status: cannot change from {shown} to {requested!r}; allowed: {', '.join(allowed)}",
-        allowed=tuple(allowed),
+        "status: cannot change from {current} to {requested}; allowed: {allowed}",
+        current=current.value,
+        requested=repr(requested),
+        allowed=allowed,
     )
 
 
@@ -620,19 +572,11 @@ def plan_edit(body: s.PipelineBackfillAction, row: RowMapping, definition: Pipel
     ):
         changes["block_uuids"] = list(selection) if selection is not None else None
     if "paused" in settings_sent and settings.paused is not None and settings.paused != bool(row["paused"]):
-        transitions.check_pause(current)
         edit.paused = settings.paused
     if "status" in sent:
         edit.status = requested_status(current, body.status)
-    # Refuse edits a started backfill cannot take before anything is applied.
-    shape = [SHAPE_NAMES[k] for k in changes if k in SHAPE_NAMES]
-    if shape and current is not BackfillStatus.CREATED:
-        raise InvalidTransition(
-            f"{', '.join(shape)} can only be changed before the backfill starts "
-            f"(it is {dialect_status(current.value)}); create a new backfill instead"
-        )
-    if "max_active_runs" in changes and current.is_final:
-        raise InvalidTransition(f"the backfill is {current.value}; settings.max_active_runs can no longer change")
+    # What a started or final backfill cannot take is refused by services.update, in the
+    # transaction that applies the rest: a refused PUT changes nothing.
     return edit
 
 
@@ -674,32 +618,24 @@ def spec_from_body(body: s.PipelineBackfillAction, pipeline: RowMapping) -> tupl
         raise ValidationError(
             f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required", field=missing[0]
         )
-    tz = settings.timezone or pipeline["timezone"] or "UTC"
-    assert body.start_datetime is not None and body.end_datetime is not None
-    start = parse_instant(body.start_datetime, field="start_datetime", timezone=tz, naive="utc")
-    end = parse_instant(body.end_datetime, field="end_datetime", timezone=tz, naive="utc")
     definition = pipeline_store.definition(pipeline)
     selection = _selection(body, settings, settings_sent, definition, None)
     start_now = False
     if "status" in sent and body.status is not None:
         if body.status not in ("initial", "running"):
             raise InvalidTransition(
-                f"status: a new backfill is null (not started) or starts at once with initial or running, "
-                f"not {body.status!r}",
+                "status: a new backfill is null (not started) or starts at once with {allowed}, not {requested}",
+                requested=repr(body.status),
                 allowed=("initial", "running"),
             )
         start_now = True
-    cron = settings.cron
-    interval_type = body.interval_type or ("custom" if cron else "day")
-    units = body.interval_units if "interval_units" in sent else (None if cron else 1)
-    if "name" in sent and body.name is not None and not body.name.strip():
-        raise ValidationError("name must not be empty", field="name")
+    assert body.start_datetime is not None and body.end_datetime is not None
     spec = BackfillSpec(
-        start=start,
-        end=end,
-        interval_type=interval_type,
-        interval_units=units,
-        cron=cron,
+        start=body.start_datetime,
+        end=body.end_datetime,
+        interval_type=body.interval_type,
+        interval_units=body.interval_units if "interval_units" in sent else DEFAULT_UNITS,
+        cron=settings.cron,
         timezone=settings.timezone,
         name=body.name,
         variables=body.variables or None,
@@ -707,6 +643,7 @@ def spec_from_body(body: s.PipelineBackfillAction, pipeline: RowMapping) -> tupl
         retries=settings.retries,
         retry_delay_seconds=settings.retry_delay_seconds,
         timeout_seconds=settings.timeout_seconds,
+        notify=[h.model_dump(exclude_none=True) for h in settings.notify] if settings.notify else None,
         naive="utc",
     )
     if settings.max_active_runs is not None:
@@ -735,7 +672,7 @@ def _list(
     pipeline_id = None
     if pipeline_uuid is not None:
         pipeline_id = int(definitions_row(definitions, pipeline_uuid)["id"])
-    page = runs.list_backfills(db, actor, statuses=None, pipeline_id=pipeline_id, limit=limit, offset=offset)
+    page = backfills.list_backfills(db, actor, statuses=None, pipeline_id=pipeline_id, limit=limit, offset=offset)
     rendered = [render_backfill(d, definitions, run_count=run_count) for d in page.items]
     body = s.PipelineBackfillListResponse(
         backfills=[obj for obj, _ in rendered], metadata=_metadata(page.total, offset, len(rendered))
@@ -745,7 +682,7 @@ def _list(
 
 
 def definitions_row(definitions: _Definitions, pipeline_uuid: str) -> RowMapping:
-    row = runs.get_pipeline(definitions.db, definitions.actor, uuid=pipeline_uuid)
+    row = pipelines.get_pipeline(definitions.db, definitions.actor, uuid=pipeline_uuid)
     definitions.add(row)
     return row
 
@@ -937,14 +874,14 @@ def delete_pipeline_backfill(
 
 @router.get("/pipelines", response_model=s.PipelineListResponse, summary="Pipelines of the team")
 def list_pipelines(request: Request, principal: Reader, limit: Limit = 50, offset: Offset = 0) -> Response:
-    page = runs.list_pipelines(_db(request), principal.actor, limit=limit, offset=offset)
+    page = pipelines.list_pipelines(_db(request), principal.actor, limit=limit, offset=offset)
     items = [_pipeline(r) for r in page.items]
     return _ok(s.PipelineListResponse(pipelines=items, metadata=_metadata(page.total, offset, len(items))))
 
 
 @router.get("/pipelines/{pipeline_uuid}", response_model=s.PipelineResponse, summary="One pipeline with its blocks")
 def get_pipeline(request: Request, principal: Reader, pipeline_uuid: PipelineUuid) -> Response:
-    row = runs.get_pipeline(_db(request), principal.actor, uuid=pipeline_uuid)
+    row = pipelines.get_pipeline(_db(request), principal.actor, uuid=pipeline_uuid)
     return _ok(s.PipelineResponse(pipeline=_pipeline(row)))
 
 
@@ -992,7 +929,7 @@ def list_pipeline_runs(
     db = _db(request)
     actor = principal.actor
     d = backfills.get(db, actor, backfill_id)
-    pipeline = runs.get_pipeline(db, actor, int(d.row["pipeline_id"]))
+    pipeline = pipelines.get_pipeline(db, actor, int(d.row["pipeline_id"]))
     variables = {**(pipeline["variables"] or {}), **(d.row["variables"] or {})}
     query = RunQuery(sort_field="data_date", descending=True, limit=limit, offset=offset)
     page = runs.list_backfill_runs(db, actor, backfill_id, query)
@@ -1018,10 +955,7 @@ def create_session(
 ) -> Response:
     db = _db(request)
     check_api_key(db, api_key)
-    try:
-        session = sessions.login(db, body.session.email, body.session.password, signing_secret=_signing_secret(request))
-    except sessions.InvalidCredentials as exc:
-        raise security.Unauthenticated(exc.message) from exc
+    session = sessions.login(db, body.session.email, body.session.password, signing_secret=_signing_secret(request))
     user = session.user
     return _ok(
         s.PipelineSessionResponse(

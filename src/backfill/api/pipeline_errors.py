@@ -20,7 +20,6 @@ its error types, its field names (``start_datetime``…) and its statuses (``ini
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -31,9 +30,10 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from backfill.api import security
-from backfill.api.middleware import Problem, problem_from_exception, request_id_of
+from backfill.api.middleware import Problem, problem_from_exception
 from backfill.api.schemas.pipeline import PipelineErrorEnvelope
-from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
+from backfill.domain.errors import DomainError, Wording
+from backfill.http.request_ids import request_id_of
 
 log = logging.getLogger("backfill.api")
 
@@ -53,7 +53,24 @@ FIELD_NAMES = {
     "end": "end_datetime",
     "block_uuids": "block_uuid",
     "pipeline_id": "pipeline_uuid",
+    "cron": "settings.cron",
+    "timezone": "settings.timezone",
+    "run_order": "settings.run_order",
+    "reprocess": "settings.reprocess",
+    "retries": "settings.retries",
+    "retry_delay_seconds": "settings.retry_delay_seconds",
+    "timeout_seconds": "settings.timeout_seconds",
+    "max_active_runs": "settings.max_active_runs",
 }
+# Canonical statuses → this dialect's (created is null: not started; scheduled is "initial").
+STATUS_NAMES = {"created": "null (not started)", "scheduled": "initial"}
+
+
+def _status_name(canonical: str) -> str:
+    return STATUS_NAMES.get(canonical, canonical)
+
+
+WORDS = Wording(status=_status_name, fields=FIELD_NAMES, pipeline="pipeline")
 # Request bodies are wrapped: {"backfill": {...}}, {"session": {...}}.
 WRAPPERS = ("backfill", "session")
 
@@ -103,31 +120,6 @@ def _type_of(problem: Problem) -> str:
     return error_type_for_status(problem.status)
 
 
-def dialect_status_words(message: str) -> str:
-    """Canonical status names → this dialect's (created → null, scheduled → initial)."""
-    message = re.sub(r"\bfrom created\b", "from null (not started)", message)
-    message = re.sub(r"\bis created\b", "is not started (status null)", message)
-    return re.sub(r"\bscheduled\b", "initial", message)
-
-
-def _field_list(names: str) -> str:
-    return ", ".join(FIELD_NAMES.get(n.strip(), n.strip()) for n in names.split(","))
-
-
-def _validation_message(error: ValidationError) -> str:
-    message = error.message
-    field = error.field
-    if not field:
-        return message
-    api_field = FIELD_NAMES.get(field, field)
-    if api_field != field and re.match(rf"{re.escape(field)}\b", message):
-        message = api_field + message[len(field) :]
-    message = message.replace("before start (", "before start_datetime (")
-    if not re.search(rf"\b{re.escape(api_field)}\b", message):
-        message = f"{api_field}: {message}"
-    return message
-
-
 def _request_validation_message(exc: RequestValidationError, fallback: str, wrapper: str) -> str:
     """A missing wrapper or a body that is not an object says what the body must be."""
     body_errors = [e for e in exc.errors() if tuple(e.get("loc", ()))[:1] == ("body",)]
@@ -150,15 +142,8 @@ def refine(problem: Problem, path: str = "") -> str:
     """The message of ``problem`` in this dialect's words (``path``: the request path)."""
     cause = problem.cause
     message = problem.message
-    if isinstance(cause, ValidationError):
-        message = _validation_message(cause)
-    elif isinstance(cause, InvalidTransition):
-        m = re.match(r"^(.*) can only be changed before the backfill starts", message)
-        if m:
-            message = _field_list(m.group(1)) + message[m.end(1) :]
-        message = dialect_status_words(message)
-    elif isinstance(cause, Conflict):
-        message = dialect_status_words(message)
+    if isinstance(cause, DomainError):
+        message = cause.render(WORDS)
     elif isinstance(cause, RequestValidationError):
         wrapper = "session" if path.rstrip("/").endswith("/sessions") else "backfill"
         message = _request_validation_message(cause, message, wrapper)

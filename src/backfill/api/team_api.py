@@ -7,7 +7,6 @@ service, render rows as the response models of ``schemas.team`` inside the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, time
 from typing import Annotated, Any, Literal, TypeVar
@@ -21,13 +20,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from backfill.api import security
-from backfill.api.middleware import ApiError, Problem, default_error_response, request_id_of
+from backfill.api.middleware import ApiError, Problem, default_error_response
+from backfill.api.rendering import RUN_SETTINGS, columns, data_date, error_text, pipeline_settings, run_counts
 from backfill.api.schemas import team as s
-from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
-from backfill.domain.model import BackfillStatus, RunStatus, is_calendar
+from backfill.domain.errors import DomainError, ValidationError, Wording
+from backfill.domain.model import UNFINISHED_BACKFILL_STATUSES, BackfillStatus, RunStatus, is_calendar
+from backfill.domain.spec import BackfillSpec
 from backfill.domain.timeparse import format_iso_z
-from backfill.services import backfills, runs
-from backfill.services.backfills import BackfillDetail, BackfillSpec
+from backfill.http.request_ids import request_id_of
+from backfill.services import backfills, pipelines, runs
+from backfill.services.backfills import BackfillDetail
+from backfill.services.pages import Page
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store.db import Database
 from backfill.store.runs import RunQuery
@@ -35,52 +38,51 @@ from backfill.store.runs import RunQuery
 T = TypeVar("T")
 MAX_ID = 2**63 - 1
 MAX_OFFSET = 1_000_000_000
-ERROR_TEXT_LIMIT = 1000
 
+# The run counters of a backfill object (transfer_runs_<state>).
+TRANSFER_RUN_COUNTS = ("total", "created", "completed", "failed", "running", "cancelled")
 # Field names of the services → names in this dialect.
 FIELD_NAMES = {"start": "range_start", "end": "range_end", "pipeline_id": "transfer_id"}
-_STATUS_WORD = re.compile(r"\b(created|scheduled|running|completed|failed|cancelled|queued)\b")
+WORDS = Wording(status=str.upper, fields=FIELD_NAMES, pipeline="transfer")
 
 
-def _error(status: int, description: str) -> dict[str, Any]:
+def _error(description: str) -> dict[str, Any]:
     return {"model": s.ErrorEnvelope, "description": description}
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error(400, "Bad request: malformed JSON or an invalid query parameter (BAD_REQUEST)."),
-    401: _error(401, "Missing, invalid or expired token (UNAUTHORIZED)."),
+    400: _error("Bad request: malformed JSON or an invalid query parameter (BAD_REQUEST)."),
+    401: _error("Missing, invalid or expired token (UNAUTHORIZED)."),
     403: _error(
-        403,
         "Token lacks the scope or not a member (FORBIDDEN); role lacks the permission (PERMISSION_ERROR).",
     ),
-    404: _error(404, "Absent, or in another team (NOT_FOUND)."),
-    405: _error(405, "Method not allowed (METHOD_NOT_ALLOWED)."),
-    409: _error(409, "Overlaps an unfinished backfill of the same transfer (CONFLICT_ERROR)."),
-    422: _error(422, "Valid JSON with invalid values or an invalid transition (UNPROCESSABLE_ENTITY)."),
-    429: _error(429, "Rate limit exceeded; see Retry-After (TOO_MANY_REQUESTS)."),
-    500: _error(500, "Unexpected error (INTERNAL_SERVER_ERROR)."),
-    503: _error(503, "Database unavailable (SERVICE_UNAVAILABLE)."),
+    404: _error("Absent, or in another team (NOT_FOUND)."),
+    405: _error("Method not allowed (METHOD_NOT_ALLOWED)."),
+    409: _error("Overlaps an unfinished backfill of the same transfer (CONFLICT_ERROR)."),
+    422: _error("Valid JSON with invalid values or an invalid transition (UNPROCESSABLE_ENTITY)."),
+    429: _error("Rate limit exceeded; see Retry-After (TOO_MANY_REQUESTS)."),
+    500: _error("Unexpected error (INTERNAL_SERVER_ERROR)."),
+    503: _error("Database unavailable (SERVICE_UNAVAILABLE)."),
 }
 
-router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES)
+
+def _team_in_path(team_id: TeamId) -> int:
+    """Declares and validates the ``{team_id}`` of every route (authorization reads it too)."""
+    return team_id
+
+
+router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES, dependencies=[Depends(_team_in_path)])
 
 # ---- errors in this dialect --------------------------------------------------------------
 
 
 def _refine(problem: Problem) -> Problem:
-    """Say it in this dialect's words: its field names, its UPPERCASE statuses."""
+    """Say it in this dialect's words: its field names, its UPPERCASE statuses, "transfer"."""
     cause = problem.cause
-    message = problem.message
-    if isinstance(cause, ValidationError) and cause.field:
-        api_field = FIELD_NAMES.get(cause.field, cause.field)
-        if message.startswith(cause.field) and api_field != cause.field:
-            message = api_field + message[len(cause.field) :]
-        elif not re.search(rf"\b{re.escape(api_field)}\b", message):
-            message = f"{api_field}: {message}"
-    if isinstance(cause, InvalidTransition | Conflict):
-        message = _STATUS_WORD.sub(lambda m: m.group(1).upper(), message)
-        message = message.replace("pipeline", "transfer")
-    if message is problem.message:
+    if not isinstance(cause, DomainError):
+        return problem
+    message = cause.render(WORDS)
+    if message == problem.message:
         return problem
     return Problem(problem.status, problem.code, message, problem.description, problem.headers, cause)
 
@@ -159,7 +161,7 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 # ---- rendering ---------------------------------------------------------------------------
 
 
-def _ok(request: Request, model: BaseModel) -> Response:
+def _ok(model: BaseModel) -> Response:
     return Response(model.model_dump_json().encode(), media_type="application/json")
 
 
@@ -191,9 +193,7 @@ def _range_value(value: datetime, timezone: str, calendar: bool) -> str:
 
 
 def _data_date(start: datetime, timezone: str, calendar: bool) -> str:
-    if calendar:
-        return start.astimezone(ZoneInfo(timezone)).date().isoformat()
-    return format_iso_z(start)
+    return data_date(start, timezone, calendar, format_iso_z)
 
 
 def _backfill(d: BackfillDetail) -> s.Backfill:
@@ -207,39 +207,28 @@ def _backfill(d: BackfillDetail) -> s.Backfill:
         range_end_date=_range_value(row["end"], tz, calendar),
         created_time=format_iso_z(row["created_at"]),
         created_user_id=row["created_user_id"],
+        created_user_email=row.get("created_user_email"),
         removed_time=_iso(row["removed_at"]),
         removed_user_id=row["removed_user_id"],
+        removed_user_email=row.get("removed_user_email"),
         start_time=_iso(row["started_at"]),
         end_time=_iso(row["completed_at"]),
         status=row["status"].upper(),
-        transfer_runs_total=row["runs_total"],
-        transfer_runs_created=row["runs_created"],
-        transfer_runs_completed=row["runs_completed"],
-        transfer_runs_failed=row["runs_failed"],
+        **{f"transfer_runs_{state}": n for state, n in run_counts(row).items() if state in TRANSFER_RUN_COUNTS},
         error_report=[
             s.ErrorReportEntry(
                 transfer_run_date=_data_date(e["interval_start"], tz, calendar),
-                error=(e["error"] or "failed without an error message")[:ERROR_TEXT_LIMIT],
+                error=error_text(e["error"]),
             )
             for e in d.error_report
         ],
-        name=row["name"],
         transfer_uuid=row["pipeline_uuid"],
-        interval_type=row["interval_type"],
-        interval_units=row["interval_units"],
-        cron=row["cron"],
         timezone=tz,
-        max_active_runs=row["max_active_runs"],
-        run_order=row["run_order"],
-        reprocess=row["reprocess"],
-        retries=row["retries"],
-        variables=row["variables"],
-        block_uuids=row["block_uuids"],
+        **columns(row, "name", "interval_type", "interval_units", "variables", "block_uuids", *RUN_SETTINGS),
         paused=bool(row["paused"]),
-        transfer_runs_running=row["runs_running"],
-        transfer_runs_cancelled=row["runs_cancelled"],
         metrics=s.BackfillMetrics(**d.metrics),
         updated_time=format_iso_z(row["updated_at"]),
+        allowed_actions=list(d.allowed_actions),
     )
 
 
@@ -309,14 +298,7 @@ def _query_detail(block: Mapping[str, Any]) -> s.QueryDetail:
 def _transfer(row: RowMapping) -> s.Transfer:
     definition = row["definition"] or {}
     return s.Transfer(
-        id=row["id"],
-        uuid=row["uuid"],
-        name=row["name"],
-        timezone=row["timezone"],
-        variables=row["variables"] or {},
-        retries=row["retries"],
-        retry_delay_seconds=row["retry_delay_seconds"],
-        timeout_seconds=row["timeout_seconds"],
+        **pipeline_settings(row),
         blocks=[
             s.TransferBlock(
                 uuid=b["uuid"],
@@ -326,8 +308,6 @@ def _transfer(row: RowMapping) -> s.Transfer:
             )
             for b in definition.get("blocks", [])
         ],
-        version=row["version"],
-        load_error=row["load_error"],
         created_time=format_iso_z(row["created_at"]),
         updated_time=format_iso_z(row["updated_at"]),
     )
@@ -353,29 +333,11 @@ def _statuses(value: str | None, names: tuple[str, ...], default: tuple[str, ...
 
 
 BACKFILL_STATUS_NAMES = tuple(st.value.upper() for st in BackfillStatus)
-UNFINISHED_NAMES = ("CREATED", "SCHEDULED", "RUNNING", "FAILED")
+UNFINISHED_NAMES = tuple(st.value.upper() for st in UNFINISHED_BACKFILL_STATUSES)
 RUN_STATUS_NAMES = tuple(st.value.upper() for st in RunStatus)
 
 SortField = Literal["data_date", "created_time", "ended_time"]
 SortDirection = Literal["asc", "desc"]
-
-
-def _run_query(
-    status: str | None,
-    filter_issues_only: bool,
-    sort_field: SortField,
-    sort_direction: SortDirection,
-    limit: int,
-    offset: int,
-) -> RunQuery:
-    return RunQuery(
-        statuses=_statuses(status, RUN_STATUS_NAMES, None),
-        issues_only=filter_issues_only,
-        sort_field=sort_field,
-        descending=sort_direction == "desc",
-        limit=limit,
-        offset=offset,
-    )
 
 
 RunStatusQuery = Annotated[
@@ -391,6 +353,37 @@ SortDirectionQuery = Annotated[SortDirection, Query()]
 RunLimit = Annotated[int, Query(ge=1, le=10_000)]
 
 
+def _run_query(
+    status: RunStatusQuery = None,
+    filter_issues_only: IssuesOnly = False,
+    sort_field: SortFieldQuery = "data_date",
+    sort_direction: SortDirectionQuery = "asc",
+    limit: RunLimit = 100,
+    offset: Offset = 0,
+) -> RunQuery:
+    """The query parameters of both run listings."""
+    return RunQuery(
+        statuses=_statuses(status, RUN_STATUS_NAMES, None),
+        issues_only=filter_issues_only,
+        sort_field=sort_field,
+        descending=sort_direction == "desc",
+        limit=limit,
+        offset=offset,
+    )
+
+
+RunFilters = Annotated[RunQuery, Depends(_run_query)]
+
+
+def _runs_page(request: Request, page: Page, query: RunQuery) -> Response:
+    return _ok(
+        s.RunListResponse(
+            meta=_page_meta(request, page.total, query.limit, query.offset),
+            data=[s.Run(**_run_fields(r)) for r in page.items],
+        ),
+    )
+
+
 def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
     return BackfillSpec(
         start=body.range_start,
@@ -399,7 +392,7 @@ def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
         interval_units=body.interval_units,
         cron=body.cron,
         timezone=body.timezone,
-        name=body.name,
+        name=body.name or None,  # an empty name: the default one
         variables=body.variables,
         block_uuids=body.block_uuids,
         max_active_runs=body.max_active_runs,
@@ -408,6 +401,7 @@ def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
         retries=body.retries,
         retry_delay_seconds=body.retry_delay_seconds,
         timeout_seconds=body.timeout_seconds,
+        notify=[h.model_dump(exclude_none=True) for h in body.notify] if body.notify else None,
         naive="local",
     )
 
@@ -425,7 +419,6 @@ def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
 def create_backfill(
     request: Request,
     principal: Writer,
-    team_id: TeamId,
     transfer_id: TransferId,
     body: s.CreateBackfillAction,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
@@ -435,7 +428,7 @@ def create_backfill(
         db, principal.actor, transfer_id, _spec(body), start=True, idempotency_key=idempotency_key
     )
     detail = backfills.get(db, principal.actor, backfill_id)
-    return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+    return _ok(s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
 @router.post(
@@ -446,7 +439,6 @@ def create_backfill(
 def dry_run_backfill(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     transfer_id: TransferId,
     body: s.CreateBackfillAction,
 ) -> Response:
@@ -481,7 +473,7 @@ def dry_run_backfill(
             for t in result["skipped"]
         ],
     )
-    return _ok(request, s.DryRunResponse(meta=_meta(request), data=data))
+    return _ok(s.DryRunResponse(meta=_meta(request), data=data))
 
 
 @router.get(
@@ -492,7 +484,6 @@ def dry_run_backfill(
 async def list_backfills(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     status: Annotated[
         str | None,
         Query(
@@ -508,7 +499,7 @@ async def list_backfills(
     statuses = _statuses(status, BACKFILL_STATUS_NAMES, UNFINISHED_NAMES)
     page = await _read(
         request,
-        runs.list_backfills,
+        backfills.list_backfills,
         _db(request),
         principal.actor,
         statuses=statuses,
@@ -525,7 +516,7 @@ async def list_backfills(
     response_model=s.BackfillResponse,
     summary="A backfill with its live progress",
 )
-async def get_backfill(request: Request, principal: Reader, team_id: TeamId, backfill_id: BackfillId) -> Response:
+async def get_backfill(request: Request, principal: Reader, backfill_id: BackfillId) -> Response:
     args = (_db(request), principal.actor, backfill_id, _rendered, _render_backfill)
     data = await _read(request, backfills.rendered, *args)
     return _ok_json(_meta(request), data)
@@ -536,8 +527,8 @@ async def get_backfill(request: Request, principal: Reader, team_id: TeamId, bac
     response_model=s.BackfillResponse,
     summary="The latest backfill of a transfer, any status",
 )
-async def latest_backfill(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
-    detail = await _read(request, runs.latest_backfill, _db(request), principal.actor, transfer_id)
+async def latest_backfill(request: Request, principal: Reader, transfer_id: TransferId) -> Response:
+    detail = await _read(request, backfills.latest_backfill, _db(request), principal.actor, transfer_id)
     return _ok_json(_meta(request), _backfill_json(request, detail))
 
 
@@ -553,7 +544,6 @@ async def latest_backfill(request: Request, principal: Reader, team_id: TeamId, 
 def update_backfill(
     request: Request,
     principal: Writer,
-    team_id: TeamId,
     backfill_id: BackfillId,
     body: s.UpdateBackfillAction,
 ) -> Response:
@@ -576,7 +566,7 @@ def update_backfill(
         status=BackfillStatus(body.status.lower()) if "status" in fields and body.status else None,
     )
     detail = backfills.get(db, actor, backfill_id)
-    return _ok(request, s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+    return _ok(s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
 @router.post(
@@ -591,7 +581,6 @@ def update_backfill(
 def rerun_backfill_runs(
     request: Request,
     principal: Writer,
-    team_id: TeamId,
     backfill_id: BackfillId,
     body: s.RerunAction,
 ) -> Response:
@@ -606,7 +595,7 @@ def rerun_backfill_runs(
     )
     detail = backfills.get(db, principal.actor, backfill_id)
     data = s.Rerun(requeued=result.requeued, running=result.running, backfill=_backfill(detail))
-    return _ok(request, s.RerunResponse(meta=_meta(request), data=data))
+    return _ok(s.RerunResponse(meta=_meta(request), data=data))
 
 
 # ---- runs ----------------------------------------------------------------------------------------
@@ -620,24 +609,11 @@ def rerun_backfill_runs(
 async def list_backfill_runs(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     backfill_id: BackfillId,
-    status: RunStatusQuery = None,
-    filter_issues_only: IssuesOnly = False,
-    sort_field: SortFieldQuery = "data_date",
-    sort_direction: SortDirectionQuery = "asc",
-    limit: RunLimit = 100,
-    offset: Offset = 0,
+    query: RunFilters,
 ) -> Response:
-    query = _run_query(status, filter_issues_only, sort_field, sort_direction, limit, offset)
     page = await _read(request, runs.list_backfill_runs, _db(request), principal.actor, backfill_id, query)
-    return _ok(
-        request,
-        s.RunListResponse(
-            meta=_page_meta(request, page.total, limit, offset),
-            data=[s.Run(**_run_fields(r)) for r in page.items],
-        ),
-    )
+    return _runs_page(request, page, query)
 
 
 @router.get(
@@ -648,20 +624,13 @@ async def list_backfill_runs(
 async def list_transfer_runs(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     transfer_id: TransferId,
     start_date: Annotated[
         str, Query(max_length=64, description="First data date (inclusive), in the transfer's timezone.")
     ],
     end_date: Annotated[str, Query(max_length=64, description="Last data date (inclusive).")],
-    status: RunStatusQuery = None,
-    filter_issues_only: IssuesOnly = False,
-    sort_field: SortFieldQuery = "data_date",
-    sort_direction: SortDirectionQuery = "asc",
-    limit: RunLimit = 100,
-    offset: Offset = 0,
+    query: RunFilters,
 ) -> Response:
-    query = _run_query(status, filter_issues_only, sort_field, sort_direction, limit, offset)
     try:
         page = await _read(
             request,
@@ -677,13 +646,7 @@ async def list_transfer_runs(
         if exc.field in ("start_date", "end_date"):
             raise ApiError(400, f"invalid query parameter {exc.field}: {exc.message}", field=exc.field) from exc
         raise
-    return _ok(
-        request,
-        s.RunListResponse(
-            meta=_page_meta(request, page.total, limit, offset),
-            data=[s.Run(**_run_fields(r)) for r in page.items],
-        ),
-    )
+    return _runs_page(request, page, query)
 
 
 @router.get(
@@ -691,13 +654,13 @@ async def list_transfer_runs(
     response_model=s.RunResponse,
     summary="One transfer run with per-block query details",
 )
-async def get_transfer_run(request: Request, principal: Reader, team_id: TeamId, run_id: RunId) -> Response:
+async def get_transfer_run(request: Request, principal: Reader, run_id: RunId) -> Response:
     row = await _read(request, runs.get_run, _db(request), principal.actor, run_id)
     data = s.RunDetail(
         **_run_fields(row),
         query_details=[_query_detail(b) for b in (row["block_results"] or []) if isinstance(b, Mapping)],
     )
-    return _ok(request, s.RunResponse(meta=_meta(request), data=data))
+    return _ok(s.RunResponse(meta=_meta(request), data=data))
 
 
 @router.get(
@@ -708,7 +671,6 @@ async def get_transfer_run(request: Request, principal: Reader, team_id: TeamId,
 async def get_transfer_run_logs(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     run_id: RunId,
     offset: Annotated[int, Query(ge=0, le=10**12, description="Character offset to read from.")] = 0,
     limit: Annotated[int, Query(ge=1, le=runs.MAX_LOG_CHUNK, description="Characters at most.")] = 1_000_000,
@@ -725,12 +687,12 @@ async def get_transfer_run_logs(
         complete=chunk.complete,
         attempt=chunk.attempt,
         attempts=chunk.attempts,
-        status=chunk.status.upper() if chunk.status else None,  # type: ignore[arg-type]
+        status=chunk.status.upper() if chunk.status else None,
         pipeline_version=chunk.pipeline_version,
         error=chunk.error,
         run_final=chunk.run_final,
     )
-    return _ok(request, s.RunLogsResponse(meta=_meta(request), data=data))
+    return _ok(s.RunLogsResponse(meta=_meta(request), data=data))
 
 
 # ---- transfers --------------------------------------------------------------------------------------
@@ -740,13 +702,11 @@ async def get_transfer_run_logs(
 async def list_transfers(
     request: Request,
     principal: Reader,
-    team_id: TeamId,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
 ) -> Response:
-    page = await _read(request, runs.list_pipelines, _db(request), principal.actor, limit=limit, offset=offset)
+    page = await _read(request, pipelines.list_pipelines, _db(request), principal.actor, limit=limit, offset=offset)
     return _ok(
-        request,
         s.TransferListResponse(
             meta=_page_meta(request, page.total, limit, offset), data=[_transfer(r) for r in page.items]
         ),
@@ -754,6 +714,6 @@ async def list_transfers(
 
 
 @router.get("/teams/{team_id}/transfers/{transfer_id}", response_model=s.TransferResponse, summary="One transfer")
-async def get_transfer(request: Request, principal: Reader, team_id: TeamId, transfer_id: TransferId) -> Response:
-    row = await _read(request, runs.get_pipeline, _db(request), principal.actor, transfer_id)
-    return _ok(request, s.TransferResponse(meta=_meta(request), data=_transfer(row)))
+async def get_transfer(request: Request, principal: Reader, transfer_id: TransferId) -> Response:
+    row = await _read(request, pipelines.get_pipeline, _db(request), principal.actor, transfer_id)
+    return _ok(s.TransferResponse(meta=_meta(request), data=_transfer(row)))

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from backfill.cli.common import JsonOption, fail
 from backfill.client import BackfillApiError, BackfillClient, BackfillConnectionError, BackfillError
+from backfill.domain.spec import DEFAULT_UNITS, default_interval
 
 # ---- connection options --------------------------------------------------------------------
 
@@ -407,8 +408,7 @@ def create(
         variables = parse_vars(var)
     except typer.BadParameter as exc:
         fail(str(exc))
-    interval_type = interval or ("custom" if cron else "day")
-    interval_units = units if units is not None else (None if cron else 1)
+    interval_type, interval_units = default_interval(interval, units if units is not None else DEFAULT_UNITS, cron)
     options: dict[str, Any] = {
         "interval_type": interval_type,
         "interval_units": interval_units,

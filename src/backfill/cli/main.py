@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 # Typer vendors Click as typer._click and re-exports only some of its exceptions.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from backfill.cli import admin, backfills_cmd, pipelines_cmd
+from backfill.cli import admin, backfills_cmd, coverage_cmd, pipelines_cmd
 from backfill.cli.common import JSON_ERRORS, DbOption, JsonOption, emit, open_db, open_existing_db, report_error
 from backfill.config import STATE_DIR, SettingsError, load_settings
 from backfill.domain.errors import DomainError
@@ -35,6 +35,7 @@ app = typer.Typer(
 app.add_typer(admin.app, name="admin")
 app.add_typer(pipelines_cmd.app, name="pipelines")
 backfills_cmd.register(app)
+coverage_cmd.register(app)
 
 log = logging.getLogger("backfill.cli")
 
@@ -74,7 +75,8 @@ def serve(
     """Run the API, the scheduler and worker slots in one process tree."""
     import uvicorn
 
-    from backfill.api.app import create_app
+    from backfill.app import create_app
+    from backfill.engine.notifier import Notifier
     from backfill.engine.scheduler import Scheduler
     from backfill.engine.worker import Worker, WorkerSettings
     from backfill.services import bootstrap
@@ -116,9 +118,11 @@ def serve(
         ),
         connections=connections,
     )
+    notifier = Notifier(database, public_url=settings.public_url or url)
     threads = [
         threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True),
         threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True),
+        threading.Thread(target=notifier.run, args=(stop,), name="notifier", daemon=True),
     ]
     if settings.project_dir:
         watcher = _project_watcher(database, settings.project_dir, team_id, worker)

@@ -37,15 +37,20 @@ class BackfillStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in (BackfillStatus.COMPLETED, BackfillStatus.CANCELLED)
-
-    @property
-    def is_unfinished(self) -> bool:
-        """Statuses that block an overlapping backfill (SPEC §2 "Overlap")."""
-        return self in (BackfillStatus.SCHEDULED, BackfillStatus.RUNNING, BackfillStatus.FAILED)
+        return self in FINAL_BACKFILL_STATUSES
 
 
+# The named groups of backfill statuses: every layer (and the Python client) uses these.
+#: can no longer change (SPEC §2): completed, cancelled.
+FINAL_BACKFILL_STATUSES = frozenset({BackfillStatus.COMPLETED, BackfillStatus.CANCELLED})
+#: not final (the default of the team API's list): created, scheduled, running, failed.
+UNFINISHED_BACKFILL_STATUSES = tuple(s for s in BackfillStatus if s not in FINAL_BACKFILL_STATUSES)
+#: started and not final: an overlapping backfill is refused while one of these exists (SPEC §2 "Overlap").
+OVERLAP_BLOCKING_STATUSES = (BackfillStatus.SCHEDULED, BackfillStatus.RUNNING, BackfillStatus.FAILED)
+#: workers may claim runs (unless paused): scheduled, running.
 ACTIVE_BACKFILL_STATUSES = (BackfillStatus.SCHEDULED, BackfillStatus.RUNNING)
+#: nothing runs and nothing will unless a user acts: completed, failed, cancelled (``wait`` ends here).
+ENDED_BACKFILL_STATUSES = frozenset({BackfillStatus.COMPLETED, BackfillStatus.FAILED, BackfillStatus.CANCELLED})
 
 
 class RunStatus(StrEnum):
@@ -59,7 +64,13 @@ class RunStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+        return self in FINAL_RUN_STATUSES
+
+
+#: a run in one of these has ended and never changes again (unless a retry re-queues it).
+FINAL_RUN_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+#: what a retry re-queues.
+RETRYABLE_RUN_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 class RunOrder(StrEnum):

@@ -8,6 +8,7 @@ from typing import Any
 
 from backfill.domain.errors import ValidationError
 from backfill.domain.model import BlockType
+from backfill.domain.notifications import Webhook
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class PipelineDefinition:
     retry_delay_seconds: float = 30.0
     timeout_seconds: float | None = None
     path: str | None = None
+    notify: tuple[Webhook, ...] = ()  # webhooks of every backfill of the pipeline (SPEC §8)
     version: str | None = None
     """Content digest of the pipeline's files (``pipeline_version`` on every attempt)."""
 

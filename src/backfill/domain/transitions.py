@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from backfill.domain.errors import InvalidTransition
-from backfill.domain.model import BackfillStatus, RunStatus
+from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, UNFINISHED_BACKFILL_STATUSES, BackfillStatus, RunStatus
+from backfill.domain.model import RETRYABLE_RUN_STATUSES as RETRYABLE_RUN_STATUSES
 
 B = BackfillStatus
 
@@ -34,6 +35,19 @@ class Action(StrEnum):
     CANCEL = "cancel"
 
 
+class UserAction(StrEnum):
+    """What a user may do to a backfill; each backfill object lists those allowed now."""
+
+    START = "start"
+    RETRY = "retry"
+    RERUN = "rerun"  # re-run chosen intervals (runs:rerun)
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+    EDIT = "edit"  # range, interval, variables, block selection (before the start)
+    DELETE = "delete"
+
+
 @dataclass(frozen=True)
 class RunCounts:
     """Interval runs of one backfill by status (materialized runs only)."""
@@ -54,13 +68,12 @@ def allowed_targets(current: BackfillStatus) -> tuple[BackfillStatus, ...]:
 
 
 def _refuse(current: BackfillStatus, requested: str) -> InvalidTransition:
-    allowed = allowed_targets(current)
+    allowed = tuple(s.value for s in allowed_targets(current))
     if allowed:
-        names = ", ".join(s.value for s in allowed)
-        message = f"cannot change status from {current.value} to {requested}; allowed: {names}"
+        template = "cannot change status from {current} to {requested}; allowed: {allowed}"
     else:
-        message = f"the backfill is {current.value}, a final status; it can no longer change"
-    return InvalidTransition(message, allowed=tuple(s.value for s in allowed))
+        template = "the backfill is {current}, a final status; it can no longer change"
+    return InvalidTransition(template, current=current.value, requested=requested, allowed=allowed)
 
 
 def request(current: BackfillStatus, requested: BackfillStatus) -> Action:
@@ -94,19 +107,35 @@ def cancel(current: BackfillStatus) -> BackfillStatus:
 def check_pause(current: BackfillStatus) -> None:
     """Pause and resume apply to backfills that can still run something."""
     if current.is_final:
-        raise InvalidTransition(f"the backfill is {current.value}, a final status; it cannot be paused or resumed")
+        raise InvalidTransition(
+            "the backfill is {current}, a final status; it cannot be paused or resumed", current=current.value
+        )
 
 
-def check_settings_editable(current: BackfillStatus, field: str) -> None:
+def check_settings_editable(current: BackfillStatus, fields: tuple[str, ...]) -> None:
     """Range, interval, variables and block selection change only before the start."""
     if current is not B.CREATED:
-        raise InvalidTransition(f"{field} can only be changed before the backfill starts (it is {current.value})")
+        raise InvalidTransition(
+            "{fields} can only be changed before the backfill starts (it is {current}); create a new backfill instead",
+            current=current.value,
+            fields=fields,
+        )
+
+
+def check_live_setting(current: BackfillStatus, fields: tuple[str, ...]) -> None:
+    """Name aside, settings (max_active_runs) change until the backfill is final."""
+    if current.is_final:
+        raise InvalidTransition(
+            "the backfill is {current}; {fields} can no longer change", current=current.value, fields=fields
+        )
 
 
 def check_deletable(current: BackfillStatus) -> None:
-    if current in (B.SCHEDULED, B.RUNNING):
+    if current in ACTIVE_BACKFILL_STATUSES:
         raise InvalidTransition(
-            f"the backfill is {current.value}; cancel it before deleting it", allowed=(B.CANCELLED.value,)
+            "the backfill is {current}; cancel it before deleting it",
+            current=current.value,
+            allowed=(B.CANCELLED.value,),
         )
 
 
@@ -115,7 +144,7 @@ def settle(current: BackfillStatus, counts: RunCounts, *, exhausted: bool) -> Ba
 
     ``exhausted`` means every interval has been materialized as a run.
     """
-    if current not in (B.SCHEDULED, B.RUNNING):
+    if current not in ACTIVE_BACKFILL_STATUSES:
         return current
     if exhausted and counts.queued == 0 and counts.running == 0:
         return B.FAILED if counts.failed or counts.cancelled else B.COMPLETED
@@ -124,9 +153,29 @@ def settle(current: BackfillStatus, counts: RunCounts, *, exhausted: bool) -> Ba
     return current
 
 
+def allowed_actions(current: BackfillStatus, *, paused: bool) -> tuple[UserAction, ...]:
+    """The user actions this module accepts now, in a fixed order (derived from the rules
+    above, so an adapter or a client never needs its own copy of the table)."""
+    targets = allowed_targets(current)
+    actions: list[UserAction] = []
+    if B.SCHEDULED in targets:
+        actions.append(UserAction.START if current is B.CREATED else UserAction.RETRY)
+    if current in RERUNNABLE_BACKFILL_STATUSES:
+        actions.append(UserAction.RERUN)
+    if B.CANCELLED in targets:
+        actions.append(UserAction.CANCEL)
+    if not current.is_final:
+        actions.append(UserAction.RESUME if paused else UserAction.PAUSE)
+    if current is B.CREATED:
+        actions.append(UserAction.EDIT)
+    if current not in ACTIVE_BACKFILL_STATUSES:
+        actions.append(UserAction.DELETE)
+    return tuple(actions)
+
+
 def can_claim(status: BackfillStatus, *, paused: bool) -> bool:
     """Whether a worker may start a run of a backfill in this state."""
-    return status in (B.SCHEDULED, B.RUNNING) and not paused
+    return status in ACTIVE_BACKFILL_STATUSES and not paused
 
 
 # The statuses whose runs a worker may claim (the claim query filters on these).
@@ -138,7 +187,7 @@ CLAIMABLE_BACKFILL_STATUSES = tuple(s for s in BackfillStatus if can_claim(s, pa
 
 def run_claim(current: RunStatus) -> RunStatus:
     if current is not RunStatus.QUEUED:
-        raise InvalidTransition(f"run is {current.value}; only queued runs can start")
+        raise InvalidTransition("run is {current}; only queued runs can start", current=current.value)
     return RunStatus.RUNNING
 
 
@@ -159,18 +208,16 @@ def run_after_attempt(*, ok: bool, tries: int, retries: int) -> RunStatus:
 def run_cancel(current: RunStatus) -> RunStatus:
     """Cancelling a backfill cancels its runs that have not started."""
     if current is not RunStatus.QUEUED:
-        raise InvalidTransition(f"run is {current.value}; only queued runs are cancelled")
+        raise InvalidTransition("run is {current}; only queued runs are cancelled", current=current.value)
     return RunStatus.CANCELLED
 
 
 def run_retry(current: RunStatus) -> RunStatus:
     """A manual retry re-queues failed and cancelled runs, nothing else."""
-    if current not in (RunStatus.FAILED, RunStatus.CANCELLED):
-        raise InvalidTransition(f"run is {current.value}; only failed or cancelled runs are retried")
+    if current not in RETRYABLE_RUN_STATUSES:
+        raise InvalidTransition("run is {current}; only failed or cancelled runs are retried", current=current.value)
     return RunStatus.QUEUED
 
-
-RETRYABLE_RUN_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
 
 # ---- re-running chosen intervals (runs:rerun) ------------------------------------------
 
@@ -178,7 +225,7 @@ RETRYABLE_RUN_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
 #: is already waiting and a running one is left to finish.
 RERUNNABLE_RUN_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 #: Backfills whose intervals can be re-run: every one that is not final.
-RERUNNABLE_BACKFILL_STATUSES = (B.CREATED, B.SCHEDULED, B.RUNNING, B.FAILED)
+RERUNNABLE_BACKFILL_STATUSES = UNFINISHED_BACKFILL_STATUSES
 
 
 def rerun(current: BackfillStatus) -> BackfillStatus:
@@ -186,8 +233,9 @@ def rerun(current: BackfillStatus) -> BackfillStatus:
     SCHEDULED again, the unfinished ones keep theirs; a final one refuses."""
     if current not in RERUNNABLE_BACKFILL_STATUSES:
         raise InvalidTransition(
-            f"the backfill is {current.value}, a final status; its intervals can no longer be re-run "
-            "(create a new backfill over those dates)"
+            "the backfill is {current}, a final status; its intervals can no longer be re-run "
+            "(create a new backfill over those dates)",
+            current=current.value,
         )
     return B.SCHEDULED if current is B.FAILED else current
 
@@ -195,7 +243,9 @@ def rerun(current: BackfillStatus) -> BackfillStatus:
 def run_rerun(current: RunStatus) -> RunStatus:
     """A re-run re-queues a completed, failed or cancelled run as a new attempt."""
     if current not in RERUNNABLE_RUN_STATUSES:
-        raise InvalidTransition(f"run is {current.value}; only completed, failed or cancelled runs are re-run")
+        raise InvalidTransition(
+            "run is {current}; only completed, failed or cancelled runs are re-run", current=current.value
+        )
     return RunStatus.QUEUED
 
 

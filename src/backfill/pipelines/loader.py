@@ -36,6 +36,7 @@ import jinja2.meta
 from backfill.domain.block_context import TEMPLATE_NAMES
 from backfill.domain.errors import PipelineFileError, ValidationError
 from backfill.domain.model import BlockType
+from backfill.domain.notifications import parse_webhooks
 from backfill.domain.pipeline import Block, PipelineDefinition, check_dag
 from backfill.pipelines.connections import (
     MissingEnvVar,
@@ -74,6 +75,7 @@ _PIPELINE_KEYS = (
     "retries",
     "retry_delay_seconds",
     "timeout_seconds",
+    "notify",
     "blocks",
 )
 _BLOCK_COMMON_KEYS = ("uuid", "type", "upstream")
@@ -213,6 +215,10 @@ def load_pipeline(
     retries = _int(where, data.get("retries"), "retries", default=0, minimum=0)
     retry_delay = _number(where, data.get("retry_delay_seconds"), "retry_delay_seconds", default=30.0)
     timeout = _timeout(where, data.get("timeout_seconds"))
+    try:
+        notify = parse_webhooks(data.get("notify"))
+    except ValidationError as exc:
+        raise PipelineFileError(where, exc.message) from None
 
     raw_blocks = data.get("blocks")
     if raw_blocks is None:
@@ -236,6 +242,7 @@ def load_pipeline(
         retry_delay_seconds=retry_delay,
         timeout_seconds=timeout,
         path=where,
+        notify=notify,
         version=pipeline_version(path, blocks),
     )
 

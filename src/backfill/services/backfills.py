@@ -7,70 +7,38 @@ status; run-level SQL is delegated to ``store.queue``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, RowMapping
 
 from backfill.domain import transitions
-from backfill.domain.errors import Conflict, InvalidTransition, ValidationError
-from backfill.domain.intervals import IntervalSeries
-from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, RunStatus, is_calendar
-from backfill.domain.pipeline import PipelineDefinition, validate_selection
+from backfill.domain.errors import OverlappingBackfill, ValidationError
+from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, RunStatus
 from backfill.domain.progress import RATE_WINDOW, backfill_progress
+from backfill.domain.spec import (
+    EDITABLE_BEFORE_START,
+    MAX_MAX_ACTIVE_RUNS,
+    PipelineDefaults,
+    check_int,
+    check_name,
+    validate,
+)
+from backfill.domain.spec import BackfillSpec as BackfillSpec  # the services' input (re-exported)
 from backfill.domain.timeparse import parse_instant
 from backfill.services.actor import Actor
+from backfill.services.pages import Page
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store import backfills as store
+from backfill.store import notifications as notification_store
 from backfill.store import pipelines as pipeline_store
 from backfill.store import queue
 from backfill.store.clock import utcnow
 from backfill.store.db import Database
 
-DEFAULT_MAX_ACTIVE_RUNS = 4
-MAX_MAX_ACTIVE_RUNS = 1000
-Naive = Literal["utc", "local"]
 T = TypeVar("T")
-
-# Settings that shape the intervals or what a run does: editable only before the start.
-SHAPE_FIELDS = (
-    "start",
-    "end",
-    "interval_type",
-    "interval_units",
-    "cron",
-    "timezone",
-    "variables",
-    "block_uuids",
-)
-EDITABLE_BEFORE_START = (*SHAPE_FIELDS, "run_order", "reprocess", "retries", "retry_delay_seconds", "timeout_seconds")
-
-
-@dataclass
-class BackfillSpec:
-    """A backfill as requested by a user, before validation. Datetimes may be strings
-    (parsed in the backfill's timezone, ``naive`` deciding what an offset-less time means)."""
-
-    start: str | datetime
-    end: str | datetime
-    interval_type: str = "day"
-    interval_units: int | None = 1
-    cron: str | None = None
-    timezone: str | None = None
-    name: str | None = None
-    variables: Mapping[str, Any] | None = None
-    block_uuids: list[str] | None = None
-    max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS
-    run_order: str = RunOrder.NEWEST_FIRST.value
-    reprocess: str = Reprocess.ALL.value
-    retries: int | None = None
-    retry_delay_seconds: float | None = None
-    timeout_seconds: float | None = None
-    naive: Naive = "local"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,125 +47,26 @@ class BackfillDetail:
     error_report: list[RowMapping]
     metrics: dict[str, Any]
 
-
-# ---- validation helpers --------------------------------------------------------------
-
-
-def _timezone(name: str | None, pipeline: RowMapping) -> str:
-    tz = name or pipeline["timezone"] or "UTC"
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(
-            f"unknown time zone {tz!r}; use an IANA name such as Europe/Berlin", field="timezone"
-        ) from exc
-    return tz
+    @property
+    def allowed_actions(self) -> tuple[transitions.UserAction, ...]:
+        """What a user may do to it now (``domain.transitions``)."""
+        return transitions.allowed_actions(BackfillStatus(self.row["status"]), paused=bool(self.row["paused"]))
 
 
-def _positive_int(value: Any, field: str, *, minimum: int = 1, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{field} must be an integer", field=field)
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ValidationError(f"{field} must be {bound}", field=field)
-    return value
-
-
-def _non_negative(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValidationError(f"{field} must be a number ≥ 0", field=field)
-    return float(value)
-
-
-def _reject_nul(value: Any, field: str) -> None:
-    """Text with NUL characters cannot be stored (PostgreSQL refuses it); refuse it on
-    every database alike, naming the field, instead of failing at the INSERT."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValidationError(f"{field} must not contain NUL (\\u0000) characters", field=field)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            _reject_nul(key, field)
-            _reject_nul(item, field)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _reject_nul(item, field)
-
-
-def _enum(value: Any, enum: type[RunOrder] | type[Reprocess], field: str) -> str:
-    try:
-        return str(enum(value).value)
-    except ValueError as exc:
-        allowed = ", ".join(e.value for e in enum)
-        raise ValidationError(f"{field} must be one of: {allowed}", field=field) from exc
-
-
-def _series(spec: BackfillSpec, tz: str) -> tuple[IntervalSeries, datetime, datetime]:
-    start = parse_instant(spec.start, field="start", timezone=tz, naive=spec.naive)
-    end = parse_instant(spec.end, field="end", timezone=tz, naive=spec.naive)
-    series = IntervalSeries(start, end, spec.interval_type, spec.interval_units, timezone=tz, cron=spec.cron)
-    return series, start, end
-
-
-def _default_name(pipeline_uuid: str, spec: BackfillSpec, start: datetime, end: datetime) -> str:
-    fmt = "%Y-%m-%d" if is_calendar(spec.interval_type, spec.cron) else "%Y-%m-%d %H:%M:%S"
-    return f"{pipeline_uuid} {start.strftime(fmt)} → {end.strftime(fmt)}"
+def _pipeline_defaults(pipeline: RowMapping) -> PipelineDefaults:
+    return PipelineDefaults(
+        uuid=pipeline["uuid"],
+        timezone=pipeline["timezone"],
+        retries=pipeline["retries"],
+        retry_delay_seconds=pipeline["retry_delay_seconds"],
+        timeout_seconds=pipeline["timeout_seconds"],
+        definition=pipeline_store.definition(pipeline),
+    )
 
 
 def _values_from_spec(spec: BackfillSpec, pipeline: RowMapping) -> dict[str, Any]:
-    definition = pipeline_store.definition(pipeline)
-    tz = _timezone(spec.timezone, pipeline)
-    series, start, end = _series(spec, tz)
-    if spec.variables is not None and not isinstance(spec.variables, Mapping):
-        raise ValidationError("variables must be an object", field="variables")
-    _reject_nul(spec.variables, "variables")
-    _reject_nul(spec.name, "name")
-    selection = _selection(definition, spec.block_uuids)
-    retries = (
-        pipeline["retries"] if spec.retries is None else _positive_int(spec.retries, "retries", minimum=0, maximum=100)
-    )
-    delay = (
-        pipeline["retry_delay_seconds"]
-        if spec.retry_delay_seconds is None
-        else _non_negative(spec.retry_delay_seconds, "retry_delay_seconds")
-    )
-    timeout = pipeline["timeout_seconds"] if spec.timeout_seconds is None else spec.timeout_seconds
-    if timeout is not None and (_non_negative(timeout, "timeout_seconds") <= 0):
-        raise ValidationError("timeout_seconds must be > 0", field="timeout_seconds")
-    name = spec.name if spec.name else _default_name(pipeline["uuid"], spec, start, end)
-    if len(name) > 500:
-        raise ValidationError("name must be at most 500 characters", field="name")
-    return {
-        "pipeline_id": pipeline["id"],
-        "name": name,
-        "start": start,
-        "end": end,
-        "interval_type": spec.interval_type,
-        "interval_units": spec.interval_units,
-        "cron": spec.cron,
-        "timezone": tz,
-        "block_uuids": list(selection) if selection is not None else None,
-        "variables": dict(spec.variables) if spec.variables is not None else None,
-        "max_active_runs": _positive_int(spec.max_active_runs, "max_active_runs", maximum=MAX_MAX_ACTIVE_RUNS),
-        "run_order": _enum(spec.run_order, RunOrder, "run_order"),
-        "reprocess": _enum(spec.reprocess, Reprocess, "reprocess"),
-        "retries": retries,
-        "retry_delay_seconds": delay,
-        "timeout_seconds": timeout,
-        "range_end_exclusive": series.last_end,
-        "runs_total": series.count,
-    }
-
-
-def _selection(definition: PipelineDefinition, block_uuids: list[str] | None) -> tuple[str, ...] | None:
-    if block_uuids is None:
-        return None
-    if not isinstance(block_uuids, list) or not all(isinstance(b, str) for b in block_uuids):
-        raise ValidationError("block_uuids must be a list of block uuids", field="block_uuids")
-    try:
-        return validate_selection(definition, block_uuids)
-    except ValidationError as exc:
-        raise ValidationError(exc.message, field="block_uuids") from exc
+    """The row values of a backfill of ``pipeline`` (``domain.spec.validate``: the one validation)."""
+    return {"pipeline_id": pipeline["id"], **validate(spec, _pipeline_defaults(pipeline)).values()}
 
 
 def spec_of_row(row: RowMapping) -> BackfillSpec:
@@ -218,6 +87,7 @@ def spec_of_row(row: RowMapping) -> BackfillSpec:
         retries=row["retries"],
         retry_delay_seconds=row["retry_delay_seconds"],
         timeout_seconds=row["timeout_seconds"],
+        notify=list(row["notify"]) if row["notify"] else None,
     )
 
 
@@ -272,15 +142,9 @@ def dry_run(db: Database, actor: Actor, pipeline_id: int, spec: BackfillSpec, *,
     """The intervals a backfill would run and those ``reprocess`` would skip; saves nothing."""
     with db.read() as conn:
         pipeline = pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
-        values = _values_from_spec(spec, pipeline)
-        series = IntervalSeries(
-            values["start"],
-            values["end"],
-            values["interval_type"],
-            values["interval_units"],
-            timezone=values["timezone"],
-            cron=values["cron"],
-        )
+        valid = validate(spec, _pipeline_defaults(pipeline))
+        values = {"pipeline_id": pipeline["id"], **valid.values()}
+        series = valid.series
         probe = {**values, "id": -1}
         skipped = queue.done_intervals(conn, probe) if values["reprocess"] != Reprocess.ALL.value else set()
         descending = values["run_order"] == RunOrder.NEWEST_FIRST.value
@@ -300,12 +164,7 @@ def dry_run(db: Database, actor: Actor, pipeline_id: int, spec: BackfillSpec, *,
 def _check_overlap(conn: Connection, bf: RowMapping) -> None:
     other = store.find_overlapping(conn, bf["pipeline_id"], bf["start"], bf["range_end_exclusive"], exclude_id=bf["id"])
     if other is not None:
-        finished = other["status"] == BackfillStatus.FAILED.value
-        advice = "retry or cancel it" if finished else "cancel it or wait for it to finish"
-        raise Conflict(
-            f"backfill {other['id']} ({other['name']!r}, {other['status']}) already covers intervals "
-            f"of this range for the same pipeline; {advice}"
-        )
+        raise OverlappingBackfill(int(other["id"]), str(other["name"]), str(other["status"]))
 
 
 def _start(conn: Connection, bf: RowMapping, now: datetime) -> None:
@@ -339,6 +198,7 @@ def _cancel(conn: Connection, actor: Actor, bf: RowMapping, now: datetime) -> No
         removed_user_id=actor.user_id,
         updated_at=now,
     )
+    notification_store.enqueue(conn, bf["id"], status, now)  # the outbox, in this transaction
 
 
 def _retry(conn: Connection, bf: RowMapping, now: datetime) -> int:
@@ -418,7 +278,7 @@ def rerun(
         current = BackfillStatus(bf["status"])
         new = transitions.rerun(current)
         if key == "run_ids":
-            ids = [_positive_int(v, "run_ids") for v in values]
+            ids = [check_int(v, "run_ids") for v in values]
             missing = sorted(set(ids) - queue.run_ids_in(conn, backfill_id, ids))
             if missing:
                 shown = ", ".join(str(i) for i in missing[:20]) + (" …" if len(missing) > 20 else "")
@@ -450,20 +310,15 @@ def _update_settings(conn: Connection, bf: RowMapping, changes: Mapping[str, Any
     status = BackfillStatus(bf["status"])
     values: dict[str, Any] = {}
     if "name" in changes:
-        name = changes["name"]
-        if not isinstance(name, str) or not name.strip() or len(name) > 500:
-            raise ValidationError("name must be a non-empty string of at most 500 characters", field="name")
-        _reject_nul(name, "name")
-        values["name"] = name
+        values["name"] = check_name(changes["name"])
     if "max_active_runs" in changes:
-        if status.is_final:
-            raise InvalidTransition(f"the backfill is {status.value}; max_active_runs can no longer change")
-        values["max_active_runs"] = _positive_int(
+        transitions.check_live_setting(status, ("max_active_runs",))
+        values["max_active_runs"] = check_int(
             changes["max_active_runs"], "max_active_runs", maximum=MAX_MAX_ACTIVE_RUNS
         )
     shape = {k: v for k, v in changes.items() if k in EDITABLE_BEFORE_START}
     if shape:
-        transitions.check_settings_editable(status, ", ".join(sorted(shape)))
+        transitions.check_settings_editable(status, tuple(k for k in EDITABLE_BEFORE_START if k in shape))
         current = spec_of_row(bf)
         current.name = values.get("name", bf["name"])
         current.max_active_runs = values.get("max_active_runs", bf["max_active_runs"])
@@ -574,6 +429,34 @@ def metrics(
         "runs_per_second": round(progress.runs_per_second, 6) if progress.runs_per_second is not None else None,
         "estimated_seconds_remaining": round(progress.eta_seconds, 3) if progress.eta_seconds is not None else None,
     }
+
+
+# ---- backfills (reads) -----------------------------------------------------------------
+
+
+def list_backfills(
+    db: Database,
+    actor: Actor,
+    *,
+    statuses: list[str] | None,
+    pipeline_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Page:
+    """Backfills of the team, newest first, each with its live progress."""
+    with db.read() as conn:
+        rows, total = store.list_backfills(
+            conn, actor.team_id, statuses=statuses, pipeline_id=pipeline_id, limit=limit, offset=offset
+        )
+        return Page([detail(conn, row) for row in rows], total)
+
+
+def latest_backfill(db: Database, actor: Actor, pipeline_id: int) -> BackfillDetail:
+    """The most recent backfill of a pipeline, any status (NotFound if none)."""
+    with db.read() as conn:
+        pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
+        row = store.latest_for_pipeline(conn, actor.team_id, pipeline_id)
+        return detail(conn, row)
 
 
 def get(db: Database, actor: Actor, backfill_id: int) -> BackfillDetail:

@@ -1,6 +1,7 @@
-"""Read use cases for the HTTP dialects: interval runs and their logs, plus the listing
-reads of backfills and pipelines the adapters need. Each is one read transaction;
-nothing here changes state (that is ``services.backfills`` and ``store.queue``).
+"""Read use cases of interval runs: listings, one run, its logs, and the status totals of
+``/metrics``. Each is one read transaction; nothing here changes state (that is
+``services.backfills`` and ``store.queue``). Reads of backfills are in
+``services.backfills``, reads of pipelines in ``services.pipelines``.
 """
 
 from __future__ import annotations
@@ -8,16 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import RowMapping
 
 from backfill.domain.errors import NotFound, ValidationError
 from backfill.domain.model import RunStatus
 from backfill.domain.timeparse import parse_instant
-from backfill.services import backfills as backfill_service
 from backfill.services.actor import Actor
-from backfill.services.backfills import BackfillDetail
+from backfill.services.pages import Page
 from backfill.store import backfills as backfill_store
 from backfill.store import pipelines as pipeline_store
 from backfill.store import runs as store
@@ -26,12 +25,6 @@ from backfill.store.runs import RunQuery, StatusTotals
 
 MAX_LOG_CHUNK = 10_000_000
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[Any]
-    total: int
 
 
 @dataclass(frozen=True)
@@ -51,49 +44,6 @@ class LogChunk:
     """A failed attempt's error, with its traceback."""
     run_final: bool = False
     """The run has ended for good: no further attempt will come (unless re-run)."""
-
-
-# ---- backfills (reads) -----------------------------------------------------------------
-
-
-def list_backfills(
-    db: Database,
-    actor: Actor,
-    *,
-    statuses: list[str] | None,
-    pipeline_id: int | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> Page:
-    """Backfills of the team, newest first, each with its live progress."""
-    with db.read() as conn:
-        rows, total = backfill_store.list_backfills(
-            conn, actor.team_id, statuses=statuses, pipeline_id=pipeline_id, limit=limit, offset=offset
-        )
-        return Page([backfill_service.detail(conn, row) for row in rows], total)
-
-
-def latest_backfill(db: Database, actor: Actor, pipeline_id: int) -> BackfillDetail:
-    """The most recent backfill of a pipeline, any status (NotFound if none)."""
-    with db.read() as conn:
-        pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
-        row = backfill_store.latest_for_pipeline(conn, actor.team_id, pipeline_id)
-        return backfill_service.detail(conn, row)
-
-
-# ---- pipelines (reads) -----------------------------------------------------------------
-
-
-def list_pipelines(db: Database, actor: Actor, *, limit: int = 100, offset: int = 0) -> Page:
-    with db.read() as conn:
-        rows = pipeline_store.list_for_team(conn, actor.team_id, limit=limit, offset=offset)
-        return Page(rows, store.count_pipelines(conn, actor.team_id))
-
-
-def get_pipeline(db: Database, actor: Actor, pipeline_id: int | None = None, *, uuid: str | None = None) -> RowMapping:
-    """The team's pipeline by id or by uuid; ``NotFound`` when absent or in another team."""
-    with db.read() as conn:
-        return pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id, uuid=uuid)
 
 
 # ---- runs ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import jwt
 from sqlalchemy import RowMapping
 
-from backfill.domain.errors import DomainError
+from backfill.domain.errors import AuthenticationFailed
 from backfill.domain.model import Scope
 from backfill.store import auth
 from backfill.store.clock import utcnow
@@ -27,7 +27,7 @@ SESSION_SCOPES = (Scope.READ, Scope.WRITE)
 SESSION_JWT_ALGORITHM = "HS256"
 
 
-class InvalidCredentials(DomainError):
+class InvalidCredentials(AuthenticationFailed):
     """Unknown email, wrong password, or a user without a password (adapters: 401)."""
 
 

@@ -9,22 +9,40 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, and_, bindparam, delete, func, insert, select, update
 
 from backfill.domain.errors import NotFound
-from backfill.domain.model import BackfillStatus, RunStatus
+from backfill.domain.model import OVERLAP_BLOCKING_STATUSES, RunStatus
 from backfill.store.clock import utcnow
 from backfill.store.db import Database
-from backfill.store.tables import backfills, interval_runs, pipelines
+from backfill.store.tables import backfills, interval_runs, pipelines, users
 
-UNFINISHED = [s.value for s in BackfillStatus if s.is_unfinished]
+OVERLAP_BLOCKING = [s.value for s in OVERLAP_BLOCKING_STATUSES]
 
 
 def insert_backfill(conn: Connection, values: dict[str, Any]) -> int:
     return int(conn.execute(insert(backfills).values(**values).returning(backfills.c.id)).scalar_one())
 
 
-def _get_statement(*, in_team: bool, lock: bool) -> Any:
-    q = select(backfills, pipelines.c.uuid.label("pipeline_uuid")).join(
-        pipelines, pipelines.c.id == backfills.c.pipeline_id
+_creator = users.alias("creator")
+_remover = users.alias("remover")
+
+
+def _with_pipeline_and_people() -> Any:
+    """A backfill row with its pipeline's uuid and the e-mails of who created and who
+    cancelled it (people are shown by e-mail, not by id)."""
+    return (
+        select(
+            backfills,
+            pipelines.c.uuid.label("pipeline_uuid"),
+            _creator.c.email.label("created_user_email"),
+            _remover.c.email.label("removed_user_email"),
+        )
+        .join(pipelines, pipelines.c.id == backfills.c.pipeline_id)
+        .outerjoin(_creator, _creator.c.id == backfills.c.created_user_id)
+        .outerjoin(_remover, _remover.c.id == backfills.c.removed_user_id)
     )
+
+
+def _get_statement(*, in_team: bool, lock: bool) -> Any:
+    q = _with_pipeline_and_people()
     q = q.where(backfills.c.id == bindparam("p_backfill"))
     if in_team:
         q = q.where(backfills.c.team_id == bindparam("p_team"))
@@ -91,14 +109,7 @@ def list_backfills(
         cond.append(backfills.c.pipeline_id == pipeline_id)
     where = and_(*cond)
     total = conn.execute(select(func.count()).select_from(backfills).where(where)).scalar_one()
-    q = (
-        select(backfills, pipelines.c.uuid.label("pipeline_uuid"))
-        .join(pipelines, pipelines.c.id == backfills.c.pipeline_id)
-        .where(where)
-        .order_by(backfills.c.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
+    q = _with_pipeline_and_people().where(where).order_by(backfills.c.id.desc()).limit(limit).offset(offset)
     return list(conn.execute(q).mappings()), int(total)
 
 
@@ -120,7 +131,7 @@ def find_overlapping(
     """An unfinished backfill of the same pipeline whose intervals overlap [first_start, last_end)."""
     q = select(backfills.c.id, backfills.c.name, backfills.c.status).where(
         backfills.c.pipeline_id == pipeline_id,
-        backfills.c.status.in_(UNFINISHED),
+        backfills.c.status.in_(OVERLAP_BLOCKING),
         backfills.c.start < last_end,
         backfills.c.range_end_exclusive > first_start,
     )

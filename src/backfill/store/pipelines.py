@@ -6,10 +6,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, func, select
 
 from backfill.domain.errors import NotFound
 from backfill.domain.model import BlockType
+from backfill.domain.notifications import parse_webhooks
 from backfill.domain.pipeline import Block, PipelineDefinition
 from backfill.store.clock import utcnow
 from backfill.store.tables import pipelines
@@ -25,6 +26,7 @@ def definition_to_json(p: PipelineDefinition) -> dict[str, Any]:
         "retry_delay_seconds": p.retry_delay_seconds,
         "timeout_seconds": p.timeout_seconds,
         "path": p.path,
+        "notify": [h.to_json() for h in p.notify],
         "version": p.version,
         "blocks": [
             {
@@ -51,6 +53,7 @@ def definition_from_json(data: dict[str, Any], *, team_id: int | None = None) ->
         retry_delay_seconds=float(data.get("retry_delay_seconds") or 0.0),
         timeout_seconds=data.get("timeout_seconds"),
         path=data.get("path"),
+        notify=parse_webhooks(data.get("notify")),
         version=data.get("version"),
         blocks=tuple(
             Block(
@@ -151,6 +154,12 @@ def get_in_team(
 def list_for_team(conn: Connection, team_id: int, *, limit: int = 100, offset: int = 0) -> list[RowMapping]:
     q = select(pipelines).where(pipelines.c.team_id == team_id).order_by(pipelines.c.uuid).limit(limit).offset(offset)
     return list(conn.execute(q).mappings())
+
+
+def count_for_team(conn: Connection, team_id: int) -> int:
+    return int(
+        conn.execute(select(func.count()).select_from(pipelines).where(pipelines.c.team_id == team_id)).scalar_one()
+    )
 
 
 def definition(row: RowMapping) -> PipelineDefinition:

@@ -45,6 +45,7 @@ from backfill.domain import transitions
 from backfill.domain.intervals import IntervalSeries
 from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, BackfillStatus, Reprocess, RunOrder, RunStatus
 from backfill.domain.transitions import RunCounts
+from backfill.store import notifications
 from backfill.store.tables import backfills, interval_runs, run_logs
 from backfill.store.types import UTCDateTime, json_type
 
@@ -817,6 +818,7 @@ def _apply_settle(conn: Connection, backfill_id: int, bf: Row, now: datetime) ->
             values["failed_at"] = now
             values["completed_at"] = now
         conn.execute(update(backfills).where(backfills.c.id == backfill_id).values(**values))
+        notifications.enqueue(conn, backfill_id, new, now)  # the outbox, in this transaction
     return new
 
 

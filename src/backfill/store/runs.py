@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Connection, RowMapping, and_, case, func, 
 
 from backfill.domain.errors import NotFound
 from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, RunStatus
-from backfill.store.tables import backfills, interval_runs, pipelines, run_logs
+from backfill.store.tables import backfills, interval_runs, run_logs
 
 SORT_COLUMNS = {
     "data_date": interval_runs.c.interval_start,
@@ -136,12 +136,6 @@ def log_parts(conn: Connection, run_id: int) -> list[str]:
     """The captured output of every attempt of a run, oldest first."""
     q = select(run_logs.c.content).where(run_logs.c.run_id == run_id).order_by(run_logs.c.id)
     return [str(c) for c in conn.execute(q).scalars()]
-
-
-def count_pipelines(conn: Connection, team_id: int) -> int:
-    return int(
-        conn.execute(select(func.count()).select_from(pipelines).where(pipelines.c.team_id == team_id)).scalar_one()
-    )
 
 
 @dataclass(frozen=True)

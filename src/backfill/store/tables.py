@@ -151,6 +151,8 @@ backfills = Table(
     # Fair share: the backfill served least recently gets the next free slot.
     Column("last_claimed_at", UTCDateTime()),
     Column("idempotency_key", String(200)),
+    # Webhooks of this backfill ([{url, events, secret?}], SPEC §8), besides the pipeline's.
+    Column("notify", json_type()),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("created_user_id", Id, ForeignKey("users.id")),
     Column("started_at", UTCDateTime()),
@@ -207,6 +209,17 @@ interval_runs = Table(
     Index("ix_interval_runs_pipeline_interval", "pipeline_id", "interval_start", "status"),
     # The p95 duration of a backfill reads its completed runs in duration order.
     Index("ix_interval_runs_duration", "backfill_id", "status", "duration"),
+    # Coverage of a pipeline (latest run of each interval over every backfill) reads this
+    # index only, in interval order.
+    Index(
+        "ix_interval_runs_coverage",
+        "pipeline_id",
+        "interval_start",
+        "queued_at",
+        "id",
+        "status",
+        "backfill_id",
+    ),
     # The recent completion rate of a backfill (its ETA) reads its latest finishes.
     Index("ix_interval_runs_ended", "backfill_id", "ended_at"),
 )
@@ -225,4 +238,40 @@ run_logs = Table(
     # One row per attempt: rewritten while the attempt runs (for tailing), final at its end.
     UniqueConstraint("run_id", "attempt"),
     Index("ix_run_logs_run", "run_id", "id"),
+)
+
+# The notification outbox (SPEC §8): one row per (webhook, event of a backfill), written in
+# the same transaction as the status change, delivered by the notifier loop.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("team_id", Id, ForeignKey("teams.id"), nullable=False),
+    Column("backfill_id", Id, ForeignKey("backfills.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret", Text),
+    # The exact body POSTed, fixed when the event happens (the signature covers it).
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime()),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime()),
+    Index("ix_notifications_due", "status", "next_attempt_at"),
+    Index("ix_notifications_backfill", "backfill_id", "id"),
+)
+
+notification_attempts = Table(
+    "notification_attempts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("notification_id", Id, ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("duration", Float, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    UniqueConstraint("notification_id", "attempt"),
 )

@@ -26,11 +26,10 @@ from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, Response
 
 from backfill import __version__
-from backfill.api import security
-from backfill.api.middleware import request_id_of
-from backfill.api.schemas import team as schemas
 from backfill.config import Settings
 from backfill.domain.timeparse import format_iso_z
+from backfill.http import envelope as schemas
+from backfill.http.request_ids import request_id_of
 from backfill.services import sessions
 from backfill.store.db import Database
 
@@ -130,10 +129,8 @@ class WebSessionResponse(BaseModel):
 def web_create_session(request: Request, body: SignInAction) -> Response:
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
-    try:
-        session = sessions.login(db, body.email, body.password, signing_secret=settings.resolved_secret())
-    except sessions.InvalidCredentials as exc:
-        raise security.Unauthenticated(exc.message) from exc
+    # Refused credentials raise ``InvalidCredentials``: the app renders it as a 401 in the team API envelope.
+    session = sessions.login(db, body.email, body.password, signing_secret=settings.resolved_secret())
     user = session.user
     team_id = user["default_team_id"]
     data = WebSession(

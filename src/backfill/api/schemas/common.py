@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from pydantic import BaseModel, Field
+
+from backfill.api.rendering import ERROR_TEXT_LIMIT
+
+# The error of a failed interval in an error report (``rendering.error_text``).
+ErrorText = Annotated[str, Field(description=f"Error of its latest attempt (at most {ERROR_TEXT_LIMIT} characters).")]
+
+
+class PipelineAttributes(BaseModel):
+    """What both dialects show of a pipeline (a transfer in the team API) under one name."""
+
+    id: int
+    uuid: str
+    name: str
+    timezone: str | None
+    variables: dict[str, Any]
+    retries: int
+    retry_delay_seconds: float
+    timeout_seconds: float | None
+    version: str | None = Field(description="Digest of pipeline.yaml and its block files, as synced.")
+    load_error: str | None = Field(
+        description="Why the files on disk do not load now; the last good version (this one) keeps running."
+    )
 
 
 class BackfillMetrics(BaseModel):

@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from backfill.api.schemas.common import BackfillMetrics
+from backfill.api.schemas.common import BackfillMetrics, ErrorText, PipelineAttributes
+from backfill.api.schemas.webhooks import WebhookAction
+from backfill.domain.transitions import UserAction
 
 PIPELINE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
@@ -121,6 +123,9 @@ class PipelineBackfillSettingsAction(_Action):
     block_uuids: list[BlockUuid] | None = Field(
         default=None, max_length=1000, description="The exact block selection; null = every block."
     )
+    notify: list[WebhookAction] | None = Field(
+        default=None, max_length=20, description="Webhooks called when the backfill completes, fails or is cancelled."
+    )
 
 
 class PipelineBackfillAction(_Action):
@@ -165,6 +170,7 @@ class PipelineBackfillAction(_Action):
     total_run_count: int | None = None
     run_status_counts: dict[str, Any] | None = None
     preview_runs: list[Any] | None = None
+    allowed_actions: list[Any] | None = None
 
 
 class PipelineBackfillBody(_Action):
@@ -195,7 +201,7 @@ class PipelineListMetadata(BaseModel):
 class PipelineErrorReportEntry(BaseModel):
     data_date: str = Field(description="Data date of the failed interval.")
     execution_date: PipelineDateTime
-    error: str = Field(description="Error of its latest attempt (at most 1000 characters).")
+    error: ErrorText
 
 
 class PipelineBackfillMetrics(BackfillMetrics):
@@ -257,6 +263,9 @@ class PipelineBackfill(BaseModel):
     updated_at: PipelineDateTime
     variables: dict[str, Any] | None = Field(description="Overrides of global variables; null when none.")
     settings: PipelineBackfillSettings
+    allowed_actions: list[UserAction] = Field(
+        description="What may be done to the backfill now (start, retry, cancel, pause, resume, edit, delete)."
+    )
     total_run_count: int | None = Field(default=None, description="With ?include_run_count=true.")
     run_status_counts: dict[str, int] | None = Field(
         default=None,
@@ -285,21 +294,9 @@ class PipelineBlock(BaseModel):
     downstream_blocks: list[str]
 
 
-class Pipeline(BaseModel):
-    id: int
-    uuid: str
-    name: str
+class Pipeline(PipelineAttributes):
     type: Literal["python"] = "python"
-    timezone: str | None
-    variables: dict[str, Any]
-    retries: int
-    retry_delay_seconds: float
-    timeout_seconds: float | None
     blocks: list[PipelineBlock]
-    version: str | None = Field(description="Digest of pipeline.yaml and its block files, as synced.")
-    load_error: str | None = Field(
-        description="Why the files on disk do not load now; the last good version (this one) keeps running."
-    )
     created_at: PipelineDateTime
     updated_at: PipelineDateTime
 

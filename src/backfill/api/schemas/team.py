@@ -13,8 +13,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
+from backfill.api.schemas.common import ErrorText, PipelineAttributes
+from backfill.api.schemas.webhooks import WebhookAction
+from backfill.domain.transitions import UserAction
+from backfill.http.envelope import ErrorDetail as ErrorDetail
+from backfill.http.envelope import ErrorEnvelope as ErrorEnvelope
+from backfill.http.envelope import Meta as Meta
+from backfill.http.envelope import Timestamp as Timestamp
 
-Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, examples=["2024-02-01T09:00:00Z"])]
 DateOrTimestamp = Annotated[
     str,
     Field(
@@ -33,38 +39,10 @@ ReprocessName = Literal["all", "failed", "missing"]
 # ---- envelope ------------------------------------------------------------------------------
 
 
-class Meta(BaseModel):
-    """Metadata included in every API response."""
-
-    request_id: str = Field(description="Unique identifier of the request, for tracking and debugging.")
-
-
 class PageMeta(Meta):
     total: int = Field(description="Number of items matching the filters.")
     limit: int
     offset: int
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(
-        description="Stable SCREAMING_SNAKE_CASE identifier: BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, "
-        "PERMISSION_ERROR, NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT_ERROR, UNPROCESSABLE_ENTITY, "
-        "TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE.",
-        examples=["NOT_FOUND"],
-    )
-    message: str = Field(description="Short, human-readable summary of the error.")
-    description: str | None = Field(
-        default=None, description="Optional longer explanation specific to this occurrence."
-    )
-
-
-class ErrorEnvelope(BaseModel):
-    """Standard envelope returned by every error (4xx/5xx) response."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    meta: Meta
-    error: ErrorDetail
 
 
 # ---- actions (request bodies) ----------------------------------------------------------------
@@ -102,6 +80,9 @@ class CreateBackfillAction(_Action):
     timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
     block_uuids: list[Annotated[str, Field(max_length=200)]] | None = Field(
         default=None, max_length=1000, description="Blocks to run; null = all."
+    )
+    notify: list[WebhookAction] | None = Field(
+        default=None, max_length=20, description="Webhooks called when the backfill completes, fails or is cancelled."
     )
 
 
@@ -141,7 +122,7 @@ class RerunAction(_Action):
 
 class ErrorReportEntry(BaseModel):
     transfer_run_date: DateOrTimestamp = Field(description="Data date of the failed interval.")
-    error: str = Field(description="Error of its latest attempt (at most 1000 characters).")
+    error: ErrorText
 
 
 class Backfill(BaseModel):
@@ -151,8 +132,10 @@ class Backfill(BaseModel):
     range_end_date: DateOrTimestamp
     created_time: Timestamp
     created_user_id: int | None
+    created_user_email: str | None = Field(default=None, description="E-mail of the user who created it.")
     removed_time: Timestamp | None = Field(description="When the backfill was cancelled.")
     removed_user_id: int | None = Field(description="Who cancelled the backfill.")
+    removed_user_email: str | None = Field(default=None, description="E-mail of the user who cancelled it.")
     start_time: Timestamp | None = Field(description="When the first run began.")
     end_time: Timestamp | None = Field(description="When the backfill finished or was cancelled.")
     status: BackfillStatusName
@@ -179,6 +162,10 @@ class Backfill(BaseModel):
     transfer_runs_cancelled: int
     metrics: BackfillMetrics
     updated_time: Timestamp
+    allowed_actions: list[UserAction] = Field(
+        description="What may be done to the backfill now (start, retry, cancel, pause, resume, edit, delete): "
+        "the server's transition rules, so a client need not keep its own copy."
+    )
 
 
 class BackfillResponse(BaseModel):
@@ -307,20 +294,8 @@ class TransferBlock(BaseModel):
     connection: str | None
 
 
-class Transfer(BaseModel):
-    id: int
-    uuid: str
-    name: str
-    timezone: str | None
-    variables: dict[str, Any]
-    retries: int
-    retry_delay_seconds: float
-    timeout_seconds: float | None
+class Transfer(PipelineAttributes):
     blocks: list[TransferBlock]
-    version: str | None = Field(description="Digest of pipeline.yaml and its block files, as synced.")
-    load_error: str | None = Field(
-        description="Why the files on disk do not load now; the last good version (this one) keeps running."
-    )
     created_time: Timestamp
     updated_time: Timestamp
 

@@ -381,4 +381,13 @@ class IntervalSeries:
         k = self._n_le(t) - 1
         if k < 0:
             return None
-        return k if self[k].start == t else None
+        return k if self._steps.boundary(k) == t else None
+
+    def boundary(self, k: int) -> datetime:
+        """The k-th boundary, ``0 <= k <= count``: the start of interval k, which is the
+        end of interval k - 1 (``boundary(count)`` is ``last_end``). O(1) for fixed steps."""
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= self._count:
+            raise IndexError(f"boundary {k!r} out of range for {self._count} intervals")
+        if k == self._count:
+            return self._last_end
+        return self._steps.boundary(k)

@@ -68,12 +68,12 @@ class FixedSteps:
     def boundary(self, k: int) -> datetime:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def walk_up(self, k: int, hint: datetime | None) -> Iterator[datetime]:
+    def walk_up(self, k: int, hint: datetime | None) -> Iterator[datetime]:  # noqa: ARG002 (O(1) boundaries need no hint)
         while True:
             yield self.boundary(k)
             k += 1
 
-    def walk_down(self, k: int, hint: datetime | None) -> Iterator[datetime]:
+    def walk_down(self, k: int, hint: datetime | None) -> Iterator[datetime]:  # noqa: ARG002
         while k >= 0:
             yield self.boundary(k)
             k -= 1

@@ -6,6 +6,9 @@
 // #/new (create with a dry-run preview). Data from the server is only ever inserted as
 // text (textContent / text nodes / attributes), never as HTML.
 
+import { aggregatable, renderAggregated } from "./grid_aggregate.js";
+import { makePipelineViews } from "./pipelines.js";
+
 const REFRESH_MS = 2000;
 const RUNS_FORCE_REFRESH_MS = 10000;
 const SESSION_KEY = "backfill.session";
@@ -16,17 +19,21 @@ const MAX_CELLS = 10000;
 const DENSE_CELLS = 400;
 const PREVIEW_SHOWN = 50;
 
-const FINAL = new Set(["COMPLETED", "CANCELLED"]);
-const CANCELLABLE = new Set(["CREATED", "SCHEDULED", "RUNNING", "FAILED"]);
 const ALL_STATUSES = "CREATED,SCHEDULED,RUNNING,COMPLETED,FAILED,CANCELLED";
 const GLYPHS = { COMPLETED: "✓", FAILED: "✕", RUNNING: "▶", QUEUED: "•", CANCELLED: "⊘", PENDING: "" };
 const GRID_STATUSES = ["COMPLETED", "FAILED", "RUNNING", "QUEUED", "CANCELLED", "PENDING"];
 const FORM_FIELDS = [
   "transfer_id", "name", "interval_type", "interval_units", "cron", "range_start", "range_end",
-  "timezone", "max_active_runs", "run_order", "reprocess", "variables",
+  "timezone", "max_active_runs", "retries", "run_order", "reprocess", "variables", "block_uuids",
 ];
 
 const $ = (id) => document.getElementById(id);
+
+// What may be done to a backfill comes from the server (`allowed_actions`, derived from
+// its transition rules): the page keeps no copy of the state machine.
+const can = (bf, action) => Boolean(bf) && bf.allowed_actions.includes(action);
+// Final (completed, cancelled): it can neither be paused nor resumed any more.
+const isFinal = (bf) => !can(bf, "pause") && !can(bf, "resume");
 
 // ---- DOM helpers (text only) -------------------------------------------------------------
 
@@ -241,6 +248,13 @@ async function ensureTransfers(force = false) {
   return state.transfers;
 }
 
+/** A person by e-mail: the signed-in user's own; another member's when the API gives it. */
+function userName(id, email = null) {
+  if (email) return email;
+  if (state.session && state.session.user_id === id) return state.session.email;
+  return `user ${id}`;
+}
+
 function transferName(id) {
   const t = state.transfers.get(id);
   return t ? t.name : `transfer ${id}`;
@@ -258,6 +272,9 @@ function parseRoute() {
   const detail = path.match(/^\/backfills\/(\d+)\/?$/);
   if (detail) return { name: "detail", id: Number(detail[1]) };
   if (path === "/new") return { name: "new", params: new URLSearchParams(query || "") };
+  if (path === "/pipelines") return { name: "pipelines" };
+  const pipeline = path.match(/^\/pipelines\/(\d+)\/?$/);
+  if (pipeline) return { name: "pipeline", id: Number(pipeline[1]), params: new URLSearchParams(query || "") };
   return { name: "list" };
 }
 
@@ -491,10 +508,13 @@ const detailView = {
       selectedRunId: null,
       log: null,
       busy: false,
+      aggregate: {},
       chosen: new Set(), // run ids of failed intervals chosen to re-run
       transferCheckedAt: 0,
     };
     document.title = `Backfill #${route.id} · backfill`;
+    $("grid-zoom").hidden = true;
+    $("grid").classList.remove("aggregated");
     setText("detail-name", `Backfill #${route.id}`);
     setText("detail-id", "");
     setText("detail-summary", "Loading…");
@@ -541,7 +561,14 @@ const detailView = {
     if (!alive(gen)) return;
     const signature = [bf.status, bf.paused, bf.transfer_runs_created, bf.transfer_runs_completed, bf.transfer_runs_failed,
       bf.transfer_runs_running, bf.transfer_runs_cancelled, bf.updated_time].join("|");
-    if (signature !== d.runsSignature || Date.now() - d.runsFetchedAt > RUNS_FORCE_REFRESH_MS) {
+    const stale = signature !== d.runsSignature || Date.now() - d.runsFetchedAt > RUNS_FORCE_REFRESH_MS;
+    if (stale && aggregatable(bf)) {
+      const coverage = await api("GET", teamPath(`/backfills/${d.id}/coverage`));
+      if (!alive(gen)) return;
+      d.runsSignature = signature;
+      d.runsFetchedAt = Date.now();
+      this.renderAggregatedGrid(bf, coverage.data);
+    } else if (stale) {
       const runs = await api("GET",
         teamPath(`/backfills/${d.id}/runs?limit=${RUN_LIMIT}&sort_field=data_date&sort_direction=asc`));
       if (!alive(gen)) return;
@@ -580,15 +607,7 @@ const detailView = {
     setText("detail-summary", `${transferName(bf.transfer_id)} · ${fmtRangeValue(bf.range_start_date)} → `
       + `${fmtRangeValue(bf.range_end_date)} · ${intervalText(bf)} · ${bf.timezone}`);
 
-    const queued = Math.max(0, bf.transfer_runs_created - bf.transfer_runs_completed - bf.transfer_runs_failed
-      - bf.transfer_runs_cancelled - bf.transfer_runs_running);
-    setText("count-total", fmtNumber(bf.transfer_runs_total));
-    setText("count-completed", fmtNumber(bf.transfer_runs_completed));
-    setText("count-failed", fmtNumber(bf.transfer_runs_failed));
-    setText("count-running", fmtNumber(bf.transfer_runs_running));
-    setText("count-queued", fmtNumber(queued));
-    setText("count-cancelled", fmtNumber(bf.transfer_runs_cancelled));
-    setText("count-pending", fmtNumber(FINAL.has(bf.status) ? 0 : Math.max(0, bf.transfer_runs_total - bf.transfer_runs_created)));
+    this.renderCounts(bf);
 
     const m = bf.metrics;
     setText("metric-progress", `${(m.progress * 100).toFixed(m.progress > 0 && m.progress < 0.1 ? 1 : 0)} %`);
@@ -596,7 +615,7 @@ const detailView = {
     setText("metric-p95", fmtDuration(m.duration_p95_seconds));
     setText("metric-rows", fmtNumber(m.rows));
     let eta = "–";
-    if (FINAL.has(bf.status)) eta = "done";
+    if (isFinal(bf)) eta = "done";
     else if (bf.paused) eta = "paused";
     else if (m.estimated_seconds_remaining !== null) eta = fmtDuration(m.estimated_seconds_remaining);
     setText("metric-eta", eta);
@@ -617,12 +636,12 @@ const detailView = {
       ["Run order", bf.run_order.replace("_", " ")],
       ["Reprocess", bf.reprocess],
       ["Retries per interval", fmtNumber(bf.retries)],
-      ["Created", `${fmtTime(bf.created_time)}${bf.created_user_id ? ` by user ${bf.created_user_id}` : ""}`],
+      ["Created", `${fmtTime(bf.created_time)}${bf.created_user_id ? ` by ${userName(bf.created_user_id, bf.created_user_email)}` : ""}`],
       ["Started", fmtTime(bf.start_time)],
       ["Ended", fmtTime(bf.end_time)],
     ];
     if (bf.removed_time) {
-      items.push(["Cancelled", `${fmtTime(bf.removed_time)}${bf.removed_user_id ? ` by user ${bf.removed_user_id}` : ""}`]);
+      items.push(["Cancelled", `${fmtTime(bf.removed_time)}${bf.removed_user_id ? ` by ${userName(bf.removed_user_id, bf.removed_user_email)}` : ""}`]);
     }
     if (bf.block_uuids) items.push(["Blocks", bf.block_uuids.join(", ")]);
     if (bf.variables && Object.keys(bf.variables).length) items.push(["Variables", JSON.stringify(bf.variables)]);
@@ -643,21 +662,21 @@ const detailView = {
     const bf = this.d ? this.d.backfill : null;
     const busy = !bf || this.d.busy;
     const status = bf ? bf.status : null;
-    const final = bf ? FINAL.has(status) : true;
+    const final = isFinal(bf);
     const set = (id, enabled, why) => {
       const button = $(id);
       button.disabled = busy || !enabled;
       if (!enabled && why) button.title = why;
       else button.removeAttribute("title");
     };
-    $("action-start").hidden = status !== "CREATED";
-    set("action-start", status === "CREATED", "");
-    set("action-pause", !final && bf && !bf.paused,
+    $("action-start").hidden = !can(bf, "start");
+    set("action-start", can(bf, "start"), "");
+    set("action-pause", can(bf, "pause"),
       final ? `A ${status} backfill cannot be paused.` : "The backfill is paused.");
-    set("action-resume", !final && bf && bf.paused,
+    set("action-resume", can(bf, "resume"),
       final ? `A ${status} backfill cannot be resumed.` : "The backfill is not paused.");
-    set("action-retry", status === "FAILED", "Only a FAILED backfill can be retried.");
-    set("action-cancel", CANCELLABLE.has(status), `A ${status} backfill can no longer be cancelled.`);
+    set("action-retry", can(bf, "retry"), "Only a FAILED backfill can be retried.");
+    set("action-cancel", can(bf, "cancel"), `A ${status} backfill can no longer be cancelled.`);
     if ($("action-cancel").disabled) $("cancel-confirm").hidden = true;
     $("cancel-yes").disabled = busy;
   },
@@ -683,13 +702,49 @@ const detailView = {
     }
   },
 
+  /** Every count on the page (cards and grid legend) from one source: the backfill's
+   * counters, which are exact at every read. */
+  counts(bf) {
+    const queued = Math.max(0, bf.transfer_runs_created - bf.transfer_runs_completed - bf.transfer_runs_failed
+      - bf.transfer_runs_cancelled - bf.transfer_runs_running);
+    return {
+      COMPLETED: bf.transfer_runs_completed,
+      FAILED: bf.transfer_runs_failed,
+      RUNNING: bf.transfer_runs_running,
+      QUEUED: queued,
+      CANCELLED: bf.transfer_runs_cancelled,
+      PENDING: isFinal(bf) ? 0 : Math.max(0, bf.transfer_runs_total - bf.transfer_runs_created),
+    };
+  },
+
+  renderCounts(bf) {
+    const counts = this.counts(bf);
+    setText("count-total", fmtNumber(bf.transfer_runs_total));
+    for (const s of GRID_STATUSES) setText(`count-${s.toLowerCase()}`, fmtNumber(counts[s]));
+  },
+
+  renderLegend(bf) {
+    const counts = this.counts(bf);
+    replaceChildren($("grid-legend"), GRID_STATUSES.map((s) => el("li", { "data-status": s },
+      el("span", { class: `dot st-${s}`, "aria-hidden": "true" }), `${s.toLowerCase()} ${fmtNumber(counts[s])}`)));
+  },
+
+  renderAggregatedGrid(bf, coverage) {
+    renderAggregated(el, $("grid"), $("grid-zoom"), coverage, this.d.aggregate);
+    this.renderLegend(bf);
+    const pending = coverage.counts.MISSING;
+    $("grid-note").hidden = pending === 0;
+    setText("grid-note", !pending ? "" : isFinal(bf)
+      ? `${plural(pending, "interval")} never queued: the backfill is ${bf.status}.`
+      : `${plural(pending, "interval")} pending, not queued yet.`);
+  },
+
   renderGrid(bf, runs, materialized) {
     const d = this.d;
     const grid = $("grid");
-    const counts = Object.fromEntries(GRID_STATUSES.map((s) => [s, 0]));
-    for (const run of runs) counts[run.status] = (counts[run.status] || 0) + 1;
+    grid.classList.remove("aggregated");
+    $("grid-zoom").hidden = true;
     const pending = Math.max(0, bf.transfer_runs_total - materialized);
-    counts.PENDING = pending;
     const drawnPending = Math.min(pending, Math.max(0, MAX_CELLS - runs.length));
     // Runs are materialized in run order: newest first leaves the oldest intervals pending.
     const pendingFirst = bf.run_order === "newest_first";
@@ -729,15 +784,14 @@ const detailView = {
       }
     }
 
-    replaceChildren($("grid-legend"), GRID_STATUSES.map((s) => el("li", { "data-status": s },
-      el("span", { class: `dot st-${s}`, "aria-hidden": "true" }), `${s.toLowerCase()} ${fmtNumber(counts[s])}`)));
+    this.renderLegend(bf); // the same numbers as the cards
 
     const notes = [];
     if (materialized > runs.length) {
       notes.push(`Showing the first ${fmtNumber(runs.length)} of ${fmtNumber(materialized)} interval runs.`);
     }
     if (pending) {
-      notes.push(FINAL.has(bf.status)
+      notes.push(isFinal(bf)
         ? `${plural(pending, "interval")} never queued: the backfill is ${bf.status} (empty cells).`
         : `${plural(pending, "interval")} pending, not queued yet (empty cells).`);
     }
@@ -842,9 +896,9 @@ const detailView = {
     const bf = this.d.backfill;
     const rerun = $("run-rerun");
     rerun.dataset.runId = String(run.id);
-    rerun.disabled = this.d.busy || !bf || FINAL.has(bf.status) || !FINAL_RUN.has(run.status);
+    rerun.disabled = this.d.busy || !can(bf, "rerun") || !FINAL_RUN.has(run.status);
     rerun.title = rerun.disabled
-      ? (bf && FINAL.has(bf.status) ? `A ${bf.status} backfill cannot re-run intervals.` : "The interval is queued or running.")
+      ? (bf && !can(bf, "rerun") ? `A ${bf.status} backfill cannot re-run intervals.` : "The interval is queued or running.")
       : "Queue this interval again as a new attempt.";
     const log = this.d.log;
     let text = log.text;
@@ -911,7 +965,7 @@ const detailView = {
     if (!d) return;
     const n = d.chosen.size;
     const bf = d.backfill;
-    const allowed = bf && !FINAL.has(bf.status);
+    const allowed = can(bf, "rerun");
     $("rerun-bar").hidden = !allowed;
     $("rerun-selected").disabled = d.busy || !n;
     $("rerun-selected").textContent = n ? `Re-run ${plural(n, "interval")}` : "Re-run selected";
@@ -992,7 +1046,20 @@ const newView = {
     if (wanted && state.transfers.has(Number(wanted))) select.value = String(wanted);
     else if (options.length === 1) select.value = options[0].value;
     this.transferChanged();
+    this.prefill(route.params);
     this.formChanged();
+    if (route.params.get("preview") === "1") this.preview();
+  },
+
+  /** Values given in the address (the coverage page links here with a range and reprocess). */
+  prefill(params) {
+    if (params.has("interval_type")) {
+      $("f-interval_type").value = params.get("interval_type");
+      this.intervalChanged();
+    }
+    for (const field of ["range_start", "range_end", "reprocess", "timezone", "interval_units"]) {
+      if (params.has(field)) $(`f-${field}`).value = params.get(field);
+    }
   },
 
   fillTimezones() {
@@ -1005,9 +1072,16 @@ const newView = {
     const t = state.transfers.get(Number($("f-transfer").value));
     $("f-timezone").placeholder = t ? `${t.timezone || "UTC"} (the pipeline's)` : "the pipeline's";
     const hint = $("variables-hint");
-    hint.textContent = t && Object.keys(t.variables || {}).length
-      ? `Pipeline variables: ${JSON.stringify(t.variables)}`
-      : "";
+    const own = t && Object.keys(t.variables || {}).length ? t.variables : null;
+    hint.textContent = own ? `Pipeline variables: ${JSON.stringify(own)}` : "";
+    // The placeholder shows this pipeline's own variables (what an override looks like).
+    $("f-variables").placeholder = own ? JSON.stringify(own, null, 2) : t ? "this pipeline has no variables" : '{"key": "value"}';
+    $("f-retries").placeholder = t ? `${t.retries} (the pipeline's)` : "the pipeline's";
+    const blocks = t ? t.blocks : [];
+    $("f-blocks").hidden = blocks.length < 2;
+    replaceChildren($("f-block-list"), blocks.map((b) => el("label", { class: "block-choice" },
+      el("input", { type: "checkbox", name: "block", value: b.uuid, checked: true }), ` ${b.uuid} `,
+      el("span", { class: "muted" }, b.upstream.length ? `(${b.type}, after ${b.upstream.join(", ")})` : `(${b.type})`))));
   },
 
   intervalChanged() {
@@ -1045,7 +1119,11 @@ const newView = {
     const timezone = value("f-timezone");
     if (timezone) body.timezone = timezone;
     if (body.interval_type === "custom" && value("f-cron")) body.cron = value("f-cron");
-    for (const field of ["interval_units", "max_active_runs"]) {
+    const boxes = Array.from($("f-block-list").querySelectorAll("input[name=block]"));
+    const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+    if (boxes.length && chosen.length === 0) errors.block_uuids = "Select at least one block to run.";
+    else if (chosen.length < boxes.length) body.block_uuids = chosen;
+    for (const field of ["interval_units", "max_active_runs", "retries"]) {
       const input = $(`f-${field}`);
       const raw = input.value.trim();
       if (!raw) {
@@ -1220,7 +1298,16 @@ function setupNew() {
   });
 }
 
-const VIEWS = { list: listView, detail: detailView, new: newView };
+const pipelineViews = makePipelineViews({
+  $, el, api, teamPath, setText, showMessage, replaceChildren, ensureTransfers, state, alive, fmtNumber,
+});
+const VIEWS = {
+  list: listView,
+  detail: detailView,
+  new: newView,
+  pipelines: pipelineViews.pipelinesView,
+  pipeline: pipelineViews.pipelineView,
+};
 
 // ---- start -------------------------------------------------------------------------------
 
@@ -1228,5 +1315,6 @@ setupSignIn();
 setupList();
 setupDetail();
 setupNew();
+pipelineViews.setup();
 window.addEventListener("hashchange", render);
 render();

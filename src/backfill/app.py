@@ -1,8 +1,10 @@
-"""The FastAPI application factory.
+"""The composition root: the one place that builds the FastAPI application.
 
-Wiring only: the request-context middleware (request id, rate limit, last-resort
-errors, access log, latency), the exception handlers that turn every error into the
-envelope of the dialect owning the path, the operational routes and the dialect routers.
+It mounts the adapters side by side (team API, pipeline API, web page) and is the only
+module that imports several of them; no adapter imports another. Wiring only: the
+request-context middleware (request id, rate limit, last-resort errors, access log,
+latency), the exception handlers that turn every error into the envelope of the dialect
+owning the path, the operational routes, the dialect routers and the web page.
 
 Another dialect plugs in with ``app.include_router(router)`` and
 ``app.state.error_renderers.register("/api", its_renderer)``.
@@ -17,17 +19,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from backfill import __version__, web
+from backfill.api import coverage_routes, notification_routes, pipeline_api, pipeline_errors, security, team_api
 from backfill.api import metrics as metrics_api
-from backfill.api import pipeline_api, pipeline_errors, security, team_api
 from backfill.api.middleware import (
     ErrorRenderers,
     RateLimiter,
     RequestContextMiddleware,
     install_exception_handlers,
-    request_id_of,
 )
 from backfill.api.schemas import team as schemas
 from backfill.config import Settings
+from backfill.http.request_ids import request_id_of
 from backfill.store.db import Database
 
 DESCRIPTION = """\
@@ -102,6 +104,8 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
 
     app.include_router(metrics_api.router)
     app.include_router(team_api.router)
+    app.include_router(coverage_routes.router)
+    app.include_router(notification_routes.router)
     app.include_router(pipeline_api.router)
     app.include_router(web.router)
     return app

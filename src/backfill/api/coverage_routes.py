@@ -1,0 +1,112 @@
+"""``GET /v1/teams/{team_id}/transfers/{transfer_id}/coverage`` (SPEC §4): which intervals of
+a transfer are completed, failed, running, queued, cancelled or never ran, over all its
+backfills, as spans of equal status. Translation only; see ``services.coverage``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from backfill.api.middleware import ApiError
+from backfill.api.schemas import coverage as s
+from backfill.api.schemas.team import IntervalTypeName, Meta
+from backfill.api.team_api import ERROR_RESPONSES, BackfillId, Reader, TransferId
+from backfill.api.team_api import router as team_router
+from backfill.domain.errors import ValidationError
+from backfill.domain.timeparse import format_iso_z
+from backfill.http.request_ids import request_id_of
+from backfill.services import coverage
+from backfill.store.db import Database
+
+# The team in the path is checked once, by the team API's router dependency.
+router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES, dependencies=team_router.dependencies)
+
+QUERY_FIELDS = ("start", "end", "interval_type", "interval_units", "cron", "timezone")
+
+
+def render(result: coverage.Coverage) -> s.Coverage:
+    series = result.series
+    counts = result.totals()
+    return s.Coverage(
+        transfer_id=result.pipeline_id,
+        start=format_iso_z(series.first_start),
+        end=format_iso_z(series.last_end),
+        interval_type=series.interval_type.value,
+        interval_units=series.interval_units,
+        cron=series.cron,
+        timezone=series.timezone,
+        total=series.count,
+        counts={status.value.upper(): n for status, n in counts.items()},
+        spans=[
+            s.CoverageSpan(
+                start=format_iso_z(span.start),
+                end=format_iso_z(span.end),
+                last_start=format_iso_z(span.last_start),
+                status=span.status.value.upper(),
+                count=span.count,
+                backfill_id=span.backfill_id,
+            )
+            for span in result.spans
+        ],
+    )
+
+
+@router.get(
+    "/teams/{team_id}/transfers/{transfer_id}/coverage",
+    response_model=s.CoverageResponse,
+    summary="Coverage of a transfer: the status of every interval over all its backfills, as spans",
+    description="For every interval of the series `[start, end]` (both inclusive; default daily in the "
+    "transfer's timezone), the status of its latest run in any backfill of this transfer (the run queued "
+    "last), or MISSING when it never ran, compressed into spans of equal status. A run counts for an "
+    "interval when it starts exactly at the interval's start.",
+)
+async def get_coverage(
+    request: Request,
+    principal: Reader,
+    transfer_id: TransferId,
+    start: Annotated[str, Query(max_length=64, description="First interval start (inclusive): a date or datetime.")],
+    end: Annotated[str, Query(max_length=64, description="Last interval start (inclusive).")],
+    interval_type: Annotated[IntervalTypeName, Query()] = "day",
+    interval_units: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    cron: Annotated[str | None, Query(max_length=200, description="Cron expression (interval_type custom).")] = None,
+    timezone: Annotated[str | None, Query(max_length=64, description="IANA name; default the transfer's.")] = None,
+) -> Response:
+    db: Database = request.app.state.db
+    try:
+        # A whole range is worth a worker thread on either database: the event loop stays free.
+        result = await run_in_threadpool(
+            coverage.coverage,
+            db,
+            principal.actor,
+            transfer_id,
+            start,
+            end,
+            interval_type=interval_type,
+            interval_units=interval_units,
+            cron=cron,
+            timezone=timezone,
+        )
+    except ValidationError as exc:
+        if exc.field in QUERY_FIELDS:
+            raise ApiError(400, f"invalid query parameter {exc.field}: {exc.message}", field=exc.field) from exc
+        raise
+    body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
+    return Response(body.model_dump_json().encode(), media_type="application/json")
+
+
+@router.get(
+    "/teams/{team_id}/backfills/{backfill_id}/coverage",
+    response_model=s.CoverageResponse,
+    summary="The intervals of one backfill by the status of its own runs, as spans",
+    description="Every interval of the backfill's series with the status of its run in this backfill, or "
+    "MISSING when it has none yet (not queued yet, or skipped by `reprocess`), compressed into spans of equal "
+    "status: what the web page draws for a large backfill. `transfer_id` is the backfill's transfer.",
+)
+async def get_backfill_coverage(request: Request, principal: Reader, backfill_id: BackfillId) -> Response:
+    db: Database = request.app.state.db
+    result = await run_in_threadpool(coverage.of_backfill, db, principal.actor, backfill_id)
+    body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
+    return Response(body.model_dump_json().encode(), media_type="application/json")

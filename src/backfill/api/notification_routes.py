@@ -1,0 +1,64 @@
+"""``GET /v1/teams/{team_id}/backfills/{backfill_id}/notifications`` (SPEC §8): the webhook
+notifications of a backfill and their delivery attempts. Translation only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from backfill.api.schemas import notifications as s
+from backfill.api.schemas.team import Meta
+from backfill.api.team_api import ERROR_RESPONSES, BackfillId, Reader
+from backfill.api.team_api import router as team_router
+from backfill.domain.timeparse import format_iso_z
+from backfill.http.request_ids import request_id_of
+from backfill.services import notifications
+from backfill.store.db import Database
+
+# The team in the path is checked once, by the team API's router dependency.
+router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES, dependencies=team_router.dependencies)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return format_iso_z(value) if value is not None else None
+
+
+@router.get(
+    "/teams/{team_id}/backfills/{backfill_id}/notifications",
+    response_model=s.NotificationListResponse,
+    summary="Webhook notifications of a backfill with their delivery attempts",
+    description="One entry per (webhook, event): COMPLETED, FAILED and CANCELLED backfills notify the webhooks "
+    "of the backfill (`notify`) and of its transfer (`notify:` in pipeline.yaml) that asked for the event. "
+    "Retried 5 s after a failed attempt, then doubling, for 24 hours. Secrets are never shown.",
+)
+async def list_notifications(request: Request, principal: Reader, backfill_id: BackfillId) -> Response:
+    db: Database = request.app.state.db
+    found = await run_in_threadpool(notifications.of_backfill, db, principal.actor, backfill_id)
+    data = [
+        s.Notification(
+            id=row["id"],
+            transfer_backfill_id=row["backfill_id"],
+            event=row["event"],
+            url=row["url"],
+            status=row["status"].upper(),
+            attempts=[
+                s.NotificationAttempt(
+                    attempt=a["attempt"],
+                    started_time=format_iso_z(a["started_at"]),
+                    duration_seconds=round(a["duration"], 6),
+                    status_code=a["status_code"],
+                    error=a["error"],
+                )
+                for a in attempts
+            ],
+            created_time=format_iso_z(row["created_at"]),
+            delivered_time=_iso(row["delivered_at"]),
+            next_attempt_time=_iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        )
+        for row, attempts in found
+    ]
+    body = s.NotificationListResponse(meta=Meta(request_id=request_id_of(request)), data=data)
+    return Response(body.model_dump_json().encode(), media_type="application/json")

@@ -1,0 +1,28 @@
+"""The webhook of a backfill in request bodies of both dialects (SPEC §8)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EventName = Literal["completed", "failed", "cancelled"]
+
+
+def _every_event() -> list[EventName]:
+    return ["completed", "failed", "cancelled"]
+
+
+class WebhookAction(BaseModel):
+    """A webhook called when the backfill ends: ``POST url`` with a JSON summary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000, description="http or https URL.", examples=["https://hooks.example.com/x"])
+    events: list[EventName] = Field(default_factory=_every_event, min_length=1, max_length=3)
+    secret: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="When set, requests carry X-Backfill-Signature: sha256=<hex HMAC-SHA256 of the body>.",
+    )

@@ -1,0 +1,116 @@
+"""Coverage of a pipeline over an interval series: spans of equal status (SPEC §4).
+
+Pure arithmetic on interval *indices* of one series: the store says which intervals
+have a latest run and with which status (as :class:`Piece` runs of consecutive
+indices), this module fills the rest with ``missing`` and merges neighbours of equal
+status into :class:`Span` objects. Mapping indices to datetimes is the caller's job.
+
+``backfill_id`` of a span: the backfill whose runs gave the status to the most
+intervals of the span (on a tie, the newest backfill: the highest id); ``None`` for a
+``missing`` span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class CoverageStatus(StrEnum):
+    """The status of an interval: that of its latest run, or ``missing`` if never run."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RUNNING = "running"
+    QUEUED = "queued"
+    CANCELLED = "cancelled"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """``count`` consecutive intervals from index ``first`` whose latest runs share a status
+    and a backfill."""
+
+    first: int
+    count: int
+    status: CoverageStatus
+    backfill_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """``count`` consecutive intervals from index ``first`` of equal status."""
+
+    first: int
+    count: int
+    status: CoverageStatus
+    backfill_id: int | None
+
+    @property
+    def last(self) -> int:
+        return self.first + self.count - 1
+
+
+class _Open:
+    """A span being built: its extent and how many intervals each backfill gave it."""
+
+    __slots__ = ("by_backfill", "count", "first", "status")
+
+    def __init__(self, first: int, status: CoverageStatus) -> None:
+        self.first = first
+        self.count = 0
+        self.status = status
+        self.by_backfill: dict[int, int] = {}
+
+    def add(self, count: int, backfill_id: int | None) -> None:
+        self.count += count
+        if backfill_id is not None:
+            self.by_backfill[backfill_id] = self.by_backfill.get(backfill_id, 0) + count
+
+    def close(self) -> Span:
+        chosen = max(self.by_backfill.items(), key=lambda kv: (kv[1], kv[0]))[0] if self.by_backfill else None
+        return Span(self.first, self.count, self.status, chosen)
+
+
+def compress(total: int, pieces: Iterable[Piece]) -> list[Span]:
+    """The spans of a series of ``total`` intervals.
+
+    ``pieces`` must be in ascending index order, within ``[0, total)`` and must not
+    overlap (ValueError otherwise). Every index not in a piece is ``missing``. The spans
+    returned cover ``[0, total)`` exactly, in order, and no two neighbours share a status.
+    """
+    if total < 0:
+        raise ValueError("total must be >= 0")
+    spans: list[Span] = []
+    current: _Open | None = None
+    position = 0
+
+    def feed(first: int, count: int, status: CoverageStatus, backfill_id: int | None) -> None:
+        nonlocal current
+        if current is not None and current.status is status:
+            current.add(count, backfill_id)
+            return
+        if current is not None:
+            spans.append(current.close())
+        current = _Open(first, status)
+        current.add(count, backfill_id)
+
+    for piece in pieces:
+        if piece.count < 1 or piece.first < position or piece.first + piece.count > total:
+            raise ValueError(f"piece {piece} overlaps another or lies outside [0, {total})")
+        if piece.first > position:
+            feed(position, piece.first - position, CoverageStatus.MISSING, None)
+        feed(piece.first, piece.count, piece.status, piece.backfill_id)
+        position = piece.first + piece.count
+    if position < total:
+        feed(position, total - position, CoverageStatus.MISSING, None)
+    if current is not None:
+        spans.append(current.close())
+    return spans
+
+
+def expand(spans: Iterable[Span]) -> list[CoverageStatus]:
+    """The status of every interval, index by index (for tests and small series)."""
+    return [span.status for span in spans for _ in range(span.count)]
