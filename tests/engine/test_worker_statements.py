@@ -46,18 +46,18 @@ class InstantExecutor:
         assert len(self.submitted) < self.slots, "the worker claimed more runs than it has slots"
         self.submitted.append(request)
 
-    def poll(self, timeout: float) -> list[RunOutcome]:
+    def poll(self, _timeout: float) -> list[RunOutcome]:
         done, self.submitted = self.submitted, []
         self.executed.extend((r.run_id, r.attempt) for r in done)
         return [RunOutcome(r.run_id, r.attempt, True, None, False, False, 1, 0.001, (), "") for r in done]
 
-    def log_size(self, run_id: int) -> int:
+    def log_size(self, _run_id: int) -> int:
         return 0
 
-    def read_log(self, run_id: int) -> str:
+    def read_log(self, _run_id: int) -> str:
         return ""
 
-    def cancel(self, run_id: int) -> bool:
+    def cancel(self, _run_id: int) -> bool:
         return False
 
 

@@ -142,12 +142,12 @@ def test_cancel_cancels_every_queued_run(db: Database, team: Actor, pipeline_id:
     bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-12-31", max_active_runs=2)
     running = claim(db, n=2)
     before = row(db, bf)
-    queued = int(before["runs_created"]) - 2  # type: ignore[call-overload]
+    queued = int(before["runs_created"]) - 2
     assert queued > 0
     svc.cancel(db, team, bf)
     assert runs_by_status(db, bf) == {RunStatus.RUNNING.value: 2, RunStatus.CANCELLED.value: queued}
     after = row(db, bf)  # the cancelled counter also counts the intervals never materialized
-    assert after["runs_cancelled"] == after["runs_total"] - 2  # type: ignore[operator]
+    assert after["runs_cancelled"] == after["runs_total"] - 2
     for run in running:
         assert record(db, run)
     assert runs_by_status(db, bf) == {RunStatus.COMPLETED.value: 2, RunStatus.CANCELLED.value: queued}
@@ -229,3 +229,13 @@ def test_the_statuses_the_queue_writes_come_from_the_transitions() -> None:
         transitions.run_succeed(RunStatus.QUEUED)
     assert transitions.CLAIMABLE_BACKFILL_STATUSES == (BackfillStatus.SCHEDULED, BackfillStatus.RUNNING)
     assert queue.CLAIMABLE == ["scheduled", "running"]
+
+
+def test_materialize_creates_queued_runs_nobody_holds(db: Database, team: Actor, pipeline_id: int) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-10", max_active_runs=10)
+    with db.write() as conn:
+        assert queue.materialize(conn, store.get(conn, bf), 4, T0) == 4
+    assert runs_by_status(db, bf) == {RunStatus.QUEUED.value: 4}
+    r = row(db, bf)
+    assert (r["runs_created"], r["runs_running"], r["status"], r["exhausted"]) == (4, 0, "scheduled", False)
+    assert sorted(x.interval_start.day for x in claim(db, n=10)) == list(range(1, 11))  # then the other 6

@@ -153,8 +153,25 @@ def materialize_chunk_size(bf: Row) -> int:
     return max(32, 4 * int(bf["max_active_runs"]))
 
 
+def materialize(conn: Connection, bf: Row, limit: int, now: datetime) -> int:
+    """Create the next ``limit`` runs of a backfill (in run order) as queued runs, claimed
+    by nobody, and move its cursor and counters; returns how many it created."""
+    row = dict(bf)
+    created = row["runs_created"]
+    _materialize(conn, row, 0, "", now, now, size=limit)
+    _claim_bump(conn, row, now, running=0, created=row["runs_created"] - created, claimed_at=None)
+    return int(row["runs_created"] - created)
+
+
 def _materialize(
-    conn: Connection, bf: dict[str, Any], claim_n: int, owner: str, lease_until: datetime, now: datetime
+    conn: Connection,
+    bf: dict[str, Any],
+    claim_n: int,
+    owner: str,
+    lease_until: datetime,
+    now: datetime,
+    *,
+    size: int | None = None,
 ) -> list[RowMapping]:
     """Create the next chunk of interval runs (in run order) after the backfill's cursor,
     the first ``claim_n`` of them already claimed by ``owner`` — one INSERT … RETURNING.
@@ -162,11 +179,12 @@ def _materialize(
     Intervals skipped by ``reprocess`` advance the cursor without a run. The new cursor,
     ``exhausted`` and ``runs_created`` are left in ``bf`` for the caller's one counter
     update of this backfill (same transaction; the unique (backfill, interval_start)
-    constraint refuses a duplicate anyway). Returns the claimed runs.
+    constraint refuses a duplicate anyway). ``size``: how many runs to create (default:
+    ``materialize_chunk_size``, at least ``claim_n``). Returns the claimed runs.
     """
     series = series_of(bf)
     descending = RunOrder(bf["run_order"]) is RunOrder.NEWEST_FIRST
-    want = max(materialize_chunk_size(bf), claim_n)
+    want = max(materialize_chunk_size(bf) if size is None else size, claim_n)
     rows: list[dict[str, Any]] = []
     cursor = bf["cursor"]
     exhausted = False
