@@ -94,8 +94,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "claim-cancelled",
         "no run of a cancelled backfill is ever claimed",
         T,
-        "    return status in (B.SCHEDULED, B.RUNNING) and not paused\n",
-        "    return status in (B.SCHEDULED, B.RUNNING, B.CANCELLED) and not paused\n",
+        "    return status in ACTIVE_BACKFILL_STATUSES and not paused\n",
+        "    return (status in ACTIVE_BACKFILL_STATUSES or status is B.CANCELLED) and not paused\n",
         STORE_QUEUE,
     ),
     Mutant(
