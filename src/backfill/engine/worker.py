@@ -173,13 +173,20 @@ class Worker:
         )
 
     def _record(self, conn: Connection, outcomes: list[RunOutcome], now: datetime) -> None:
+        finished: list[tuple[queue.ClaimedRun, RunOutcome, str | None]] = []
         for outcome in outcomes:
             run = self._running.pop(outcome.run_id, None)
             self._flushed.pop(outcome.run_id, None)
             version = self._versions.pop(outcome.run_id, None)
             if run is None or run.attempt != outcome.attempt:
                 continue  # lost its lease earlier; the result is not ours to record
-            if not queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome, version), now):
+            finished.append((run, outcome, version))
+        if not finished:
+            return
+        results = [(run.key, attempt_result(outcome, version)) for run, outcome, version in finished]
+        recorded = queue.record_many(conn, self.owner, results, now)
+        for run, outcome, _ in finished:
+            if run.key not in recorded:
                 log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
                 continue
             RUN_DURATION.labels("completed" if outcome.ok else "failed").observe(outcome.duration)
