@@ -82,6 +82,11 @@ test: lint typecheck test-sqlite test-postgres
 test-e2e: install chromium
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
+# Mutation check of the engine's correctness rules (not part of `make test`; minutes).
+.PHONY: mutants
+mutants: install
+	$(BIN)/python scripts/mutants.py
+
 bench: install
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/api.py

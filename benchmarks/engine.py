@@ -1,40 +1,55 @@
-"""Engine figures (issue: engine). Prints, does not assert.
+"""Engine figures. Prints, does not assert.
 
 - no-op interval runs completed per second, end to end (claim → child process →
-  record), SQLite and PostgreSQL;
-- time to create (and start) and to cancel a backfill of 87,600 hourly intervals;
-- peak memory (RSS) of the process while doing so, for 87,600 and 876,000 intervals
-  (flat in the range size means lazy materialization works).
+  record), one in-process worker, SQLite and PostgreSQL, with the worker process's CPU
+  per run (claim, record, executor parent);
+- PostgreSQL: 1, 2 and 4 worker processes (concurrency 8 each) against one backfill and
+  against 8 competing backfills: runs/s, CPU per run of the worker processes, of their
+  executor children and of the PostgreSQL server; every interval checked completed once;
+- time to create (and start) and to cancel a backfill of 87,600 hourly intervals, and
+  the peak memory while doing so, for 87,600 and 876,000 intervals;
+- the memory of a `backfill serve` process (RSS sampled every second) while it works
+  through a backfill of 1,000,000 one-minute intervals for --soak-seconds.
 
 Usage: python benchmarks/engine.py [--runs 3000] [--concurrency 8] [--pg URL|--no-pg]
+       [--processes 1,2,4] [--soak-seconds 60] [--only throughput,processes,create,soak]
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import gc
+import multiprocessing
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import sqlalchemy as sa
+from sqlalchemy import func, select
 
 from backfill.domain.model import BlockType, Role
 from backfill.domain.pipeline import Block, PipelineDefinition
+from backfill.engine.scheduler import Scheduler
 from backfill.engine.worker import Worker, WorkerSettings
 from backfill.services import backfills as svc
+from backfill.services import bootstrap
 from backfill.services.actor import Actor
 from backfill.store import auth
 from backfill.store import backfills as store
 from backfill.store import pipelines as pipeline_store
 from backfill.store.db import Database, normalize_url
-from backfill.store.tables import metadata
+from backfill.store.tables import interval_runs, metadata
 
 NOOP = PipelineDefinition(
     uuid="noop",
@@ -54,35 +69,232 @@ def setup(url: str) -> tuple[Database, Actor, int]:
     return db, Actor(team, user), pid
 
 
-def throughput(url: str, runs: int, concurrency: int) -> float:
-    db, actor, pid = setup(url)
-    spec = svc.BackfillSpec(
-        start="2020-01-01T00:00:00",
-        end="2020-12-31T23:00:00",
+def hours_spec(first_year: int, runs: int, max_active_runs: int) -> svc.BackfillSpec:
+    """A backfill of ``runs`` hourly intervals from the start of ``first_year``."""
+    start = calendar.timegm((first_year, 1, 1, 0, 0, 0))
+    return svc.BackfillSpec(
+        start=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start)),
+        end=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start + (runs - 1) * 3600)),
         interval_type="hour",
-        max_active_runs=concurrency * 2,
+        max_active_runs=max_active_runs,
         run_order="oldest_first",
     )
-    spec.end = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1577836800 + (runs - 1) * 3600))  # `runs` intervals
+
+
+class WorkerDied(Exception):
+    pass
+
+
+def wait_final(db: Database, ids: list[int], alive: Callable[[], bool] = lambda: True) -> None:
+    while True:
+        with db.read() as conn:
+            statuses = [store.get(conn, i)["status"] for i in ids]
+        if all(s in ("completed", "failed") for s in statuses):
+            assert set(statuses) == {"completed"}, statuses
+            return
+        if not alive():
+            raise WorkerDied("a worker process died (its traceback is above)")
+        time.sleep(0.02)
+
+
+def check_once(db: Database, ids: list[int], runs: int) -> None:
+    """Every interval completed exactly once: one run row each, all completed, attempt 1
+    unless a lease expired (none should here)."""
+    with db.read() as conn:
+        q = select(
+            func.count(), func.count(interval_runs.c.interval_start.distinct()), func.max(interval_runs.c.attempt)
+        )
+        rows, distinct, attempts = conn.execute(
+            q.where(interval_runs.c.backfill_id.in_(ids), interval_runs.c.status == "completed")
+        ).one()
+    assert (rows, distinct) == (runs, runs) and attempts == 1, (rows, distinct, attempts, runs)
+
+
+def throughput(url: str, runs: int, concurrency: int) -> tuple[float, float]:
+    """Runs/s and this process's CPU per run (µs) with one in-process worker."""
+    db, actor, pid = setup(url)
     stop = threading.Event()
     worker = Worker(db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05))
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
     time.sleep(2.0)  # let the child processes start: measure steady state, not start-up
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
-    bf = svc.create(db, actor, pid, spec, start=True)
-    while True:
-        with db.read() as conn:
-            row = store.get(conn, bf)
-        if row["status"] in ("completed", "failed"):
-            break
-        time.sleep(0.02)
+    bf = svc.create(db, actor, pid, hours_spec(2020, runs, concurrency * 2), start=True)
+    wait_final(db, [bf])
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     stop.set()
     thread.join()
-    assert row["status"] == "completed", row["status"]
+    check_once(db, [bf], runs)
     db.dispose()
-    return runs / elapsed
+    return runs / elapsed, cpu / runs * 1e6
+
+
+# ---- several worker processes ----------------------------------------------------------
+
+
+def worker_process(url: str, concurrency: int, stop: Any) -> None:
+    """One worker process, as `backfill worker` runs it: a scheduler thread (lease
+    expiry) and the worker (its poll interval shortened as in the in-process figure, so
+    an idle worker notices new work within 50 ms)."""
+    db = Database(url)
+    done = threading.Event()
+    scheduler = threading.Thread(target=Scheduler(db).run, args=(done,), daemon=True)
+    scheduler.start()
+    try:
+        Worker(db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05)).run(stop)
+    finally:
+        done.set()
+        scheduler.join(5)
+        db.dispose()
+
+
+def cpu_of(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def backends(db: Database, application: str) -> list[psutil.Process]:
+    """The PostgreSQL server processes serving connections named ``application``."""
+    with db.read() as conn:
+        pids = conn.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"), {"name": application}
+        ).scalars()
+        return [psutil.Process(pid) for pid in pids]
+
+
+def processes_run(url: str, processes: int, backfills: int, runs: int, concurrency: int) -> dict[str, float]:
+    db, actor, pid = setup(url)
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    application = f"bench-{uuid.uuid4().hex[:8]}"
+    worker_url = f"{url}&application_name={application}"  # their server processes, found by name
+    workers = [ctx.Process(target=worker_process, args=(worker_url, concurrency, stop)) for _ in range(processes)]
+    for w in workers:
+        w.start()
+    time.sleep(3.0 + processes)  # imports and child pools started: steady state
+    parents = [psutil.Process(w.pid) for w in workers]
+    children = [c for p in parents for c in p.children(recursive=True)]
+    server_before = {p.pid: cpu_of([p]) for p in backends(db, application)}
+    before = (cpu_of(parents), cpu_of(children))
+    slots = processes * concurrency
+    per = runs // backfills
+    t0 = time.perf_counter()
+    ids = [
+        svc.create(db, actor, pid, hours_spec(2000 + 2 * i, per, max(2 * slots // backfills, 4)), start=True)
+        for i in range(backfills)
+    ]
+    try:
+        wait_final(db, ids, alive=lambda: all(w.is_alive() for w in workers))
+    except WorkerDied:
+        stop.set()
+        for w in workers:
+            w.join(60)
+        raise
+    elapsed = time.perf_counter() - t0
+    after = (cpu_of(parents), cpu_of(children))
+    # connections the workers opened meanwhile count in full; none closes (pooled)
+    server = sum(cpu_of([p]) - server_before.get(p.pid, 0.0) for p in backends(db, application))
+    stop.set()
+    for w in workers:
+        w.join(60)
+    check_once(db, ids, per * backfills)
+    db.dispose()
+    done = per * backfills
+    return {
+        "rate": done / elapsed,
+        "worker_us": (after[0] - before[0]) / done * 1e6,
+        "children_us": (after[1] - before[1]) / done * 1e6,
+        "server_us": server / done * 1e6,
+    }
+
+
+# ---- memory of a server working through 1,000,000 intervals -------------------------
+
+NOOP_YAML = """uuid: noop
+name: noop
+blocks:
+  - uuid: main
+    type: python
+    file: main.py
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def soak(url: str, seconds: float, workers: int) -> None:
+    """`backfill serve` (API, scheduler, worker slots) on ``url`` works through a backfill
+    of 1,000,000 one-minute intervals; its RSS is sampled every second."""
+    home = Path(tempfile.mkdtemp(prefix="backfill-soak-"))
+    pipeline_dir = home / "project" / "pipelines" / "noop"
+    pipeline_dir.mkdir(parents=True)
+    (pipeline_dir / "pipeline.yaml").write_text(NOOP_YAML)
+    (pipeline_dir / "main.py").write_text("def run(context):\n    return None\n")
+    exe = Path(sys.executable).with_name("backfill")
+    cmd = [
+        str(exe),
+        "serve",
+        "--project",
+        "project",
+        "--db",
+        url,
+        "--port",
+        str(free_port()),
+        "--workers",
+        str(workers),
+    ]
+    server = subprocess.Popen(cmd, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        db = Database(url)
+        deadline = time.monotonic() + 60
+        pid = None
+        while pid is None:
+            assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+            try:
+                team = bootstrap.default_team_id(db)
+                with db.read() as conn:
+                    pid = int(pipeline_store.get_in_team(conn, team or 0, uuid="noop")["id"])
+            except Exception:  # tables or pipeline not there yet
+                continue
+        spec = svc.BackfillSpec(start="2020-01-01T00:00:00", end="2021-11-25T10:39:00", interval_type="minute")
+        spec.max_active_runs = workers
+        bf = svc.create(db, Actor(team or 0, None), pid, spec, start=True)
+        proc = psutil.Process(server.pid)
+        samples: list[tuple[float, float, int]] = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            time.sleep(1.0)
+            with db.read() as conn:
+                row = store.get(conn, bf)
+            samples.append((time.monotonic() - t0, proc.memory_info().rss / 2**20, int(row["runs_completed"])))
+        assert row["runs_total"] == 1_000_000, row["runs_total"]
+        rss = [m for _, m, _ in samples]
+        done = samples[-1][2]
+        print(
+            f"soak ({url.split(':')[0]}): serve --workers {workers}, 1,000,000 one-minute intervals, "
+            f"{seconds:.0f} s: {done:,} runs completed ({done / seconds:.0f}/s); server RSS MiB "
+            f"first {rss[0]:.1f}, last {rss[-1]:.1f}, min {min(rss):.1f}, max {max(rss):.1f}"
+        )
+        print("soak RSS samples (s, MiB, runs completed): " + ", ".join(f"{t:.0f}:{m:.1f}:{n}" for t, m, n in samples))
+        db.dispose()
+    finally:
+        server.terminate()
+        try:
+            server.wait(40)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 class RssSampler(threading.Thread):
@@ -147,23 +359,49 @@ def main() -> None:
         "--pg", default=os.environ.get("BACKFILL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
     )
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--processes", default="1,2,4", help="worker process counts on PostgreSQL")
+    parser.add_argument("--process-runs", type=int, default=6000, help="runs per multi-process measurement")
+    parser.add_argument("--soak-seconds", type=float, default=60.0)
+    parser.add_argument("--only", default="throughput,processes,create,soak")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="backfill-bench-"))
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}")
     targets = [("sqlite", lambda: f"sqlite:///{tmp / uuid.uuid4().hex}.db")]
     if not args.no_pg:
         targets.append(("postgresql", lambda: pg_schema_url(args.pg)))
     for name, make_url in targets:
-        rate = throughput(make_url(), args.runs, args.concurrency)
-        print(f"{name}: no-op runs/s end to end ({args.runs} runs, concurrency {args.concurrency}): {rate:.0f}")
-        for hours in (87_600, 876_000):
-            c, k, mem, _ = create_cancel(make_url(), hours, trace=False)
-            _, _, _, alloc = create_cancel(make_url(), hours, trace=True)
-            figures = (
-                f"create+start {c:.1f} ms, cancel {k:.1f} ms, "
-                f"peak RSS growth {mem:.1f} MiB, peak Python allocations {alloc:.2f} MiB"
+        if "throughput" in parts:
+            rate, cpu = throughput(make_url(), args.runs, args.concurrency)
+            print(
+                f"{name}: no-op runs/s end to end ({args.runs} runs, concurrency {args.concurrency}): {rate:.0f}; "
+                f"worker process CPU {cpu:.0f} us/run"
             )
-            print(f"{name}: {hours} hourly intervals: {figures}")
+        if "create" in parts:
+            for hours in (87_600, 876_000):
+                c, k, mem, _ = create_cancel(make_url(), hours, trace=False)
+                _, _, _, alloc = create_cancel(make_url(), hours, trace=True)
+                figures = (
+                    f"create+start {c:.1f} ms, cancel {k:.1f} ms, "
+                    f"peak RSS growth {mem:.1f} MiB, peak Python allocations {alloc:.2f} MiB"
+                )
+                print(f"{name}: {hours} hourly intervals: {figures}")
+    if not args.no_pg and "processes" in parts:
+        for backfills in (1, 8):
+            for n in (int(x) for x in args.processes.split(",")):
+                try:
+                    r = processes_run(pg_schema_url(args.pg), n, backfills, args.process_runs, args.concurrency)
+                except WorkerDied as exc:
+                    print(f"postgresql: {n} worker process(es), {backfills} backfill(s): FAILED, {exc}")
+                    continue
+                print(
+                    f"postgresql: {n} worker process(es) x concurrency {args.concurrency}, {backfills} backfill(s), "
+                    f"{args.process_runs} runs: {r['rate']:.0f} runs/s; CPU per run: workers {r['worker_us']:.0f} us, "
+                    f"their executor children {r['children_us']:.0f} us, PostgreSQL server {r['server_us']:.0f} us"
+                )
+    if "soak" in parts and args.soak_seconds > 0:
+        url = pg_schema_url(args.pg) if not args.no_pg else f"sqlite:///{tmp / 'soak.db'}"
+        soak(url, args.soak_seconds, args.concurrency)
 
 
 if __name__ == "__main__":

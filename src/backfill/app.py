@@ -22,17 +22,16 @@ from backfill.api import (
     notification_routes,
     pipeline_api,
     pipeline_errors,
-    security,
+    pipeline_sessions,
     team_api,
+    token_api,
 )
 from backfill.api import metrics as metrics_api
-from backfill.api.middleware import (
-    ErrorRenderers,
-    RateLimiter,
-    RequestContextMiddleware,
-    install_exception_handlers,
-)
+from backfill.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from backfill.api.problems import ErrorRenderers, install_exception_handlers
+from backfill.api.ratelimit import RateLimiter, RequestIdentity, SignInLimiter, window_store
 from backfill.config import Settings
+from backfill.services import auth
 from backfill.store.db import Database
 
 DESCRIPTION = """\
@@ -65,17 +64,35 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     renderers = ErrorRenderers(default=team_api.render_error)
     renderers.register("/api", pipeline_errors.render_problem)  # /api/... errors in the pipeline dialect
     app.state.error_renderers = renderers
-    app.state.principal_cache = security.PrincipalCache(ttl_seconds=AUTH_CACHE_SECONDS)
-    limiter = RateLimiter(settings.rate_limit)
+    principal_cache = auth.PrincipalCache(ttl_seconds=AUTH_CACHE_SECONDS)
+    app.state.principal_cache = principal_cache
+    signing_secret = settings.resolved_secret()
+    app.state.pipeline_session_secret = signing_secret
+    windows = window_store(settings.rate_limit_storage, settings.rate_limit_key_prefix)
+    limiter = RateLimiter(settings.rate_limit, windows)
     app.state.rate_limiter = limiter
+    app.state.sign_in_throttle = SignInLimiter(
+        RateLimiter(settings.sign_in_rate_limit, windows, setting="BACKFILL_SIGN_IN_RATE_LIMIT")
+    )
     install_exception_handlers(app, renderers)
-    app.add_middleware(RequestContextMiddleware, limiter=limiter, renderers=renderers)
+    # Added last = outermost: the request context wraps the body limit, so a 413 carries
+    # the request id and the rate-limit headers like every other answer.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, renderers=renderers)
+    app.add_middleware(
+        RequestContextMiddleware,
+        limiter=limiter,
+        identity=RequestIdentity(db, principal_cache, signing_secret),
+        renderers=renderers,
+    )
 
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(team_api.router)
+    app.include_router(token_api.router)
+    app.include_router(token_api.team_router)
     app.include_router(coverage_routes.router)
     app.include_router(notification_routes.router)
     app.include_router(pipeline_api.router)
+    app.include_router(pipeline_sessions.router)
     app.include_router(web.router)
     return app

@@ -7,7 +7,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from limits import parse as parse_limit
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -17,6 +18,8 @@ from pydantic_settings import (
 )
 
 STATE_DIR = Path(".backfill")
+# Schemes of a Redis rate_limit_storage (memory:// is the other choice).
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 
 
 class Settings(BaseSettings):
@@ -33,6 +36,13 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = 1.0
     secret_key: str | None = None
     rate_limit: str = "1200/minute"
+    # Failed sign-ins allowed per client address and per e-mail.
+    sign_in_rate_limit: str = "10/minute"
+    # memory:// (one process) or redis://host:port/db (shared by every API process).
+    rate_limit_storage: str = "memory://"
+    rate_limit_key_prefix: str = "backfill"
+    # Request bodies larger than this are refused with 413 while they stream in.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_log_bytes: int = 1_000_000
     log_level: str = "INFO"
     log_format: Literal["auto", "text", "json"] = "auto"
@@ -51,6 +61,22 @@ class Settings(BaseSettings):
     # requests in flight get this long.
     http_keep_alive_seconds: PositiveInt = 5
     http_graceful_shutdown_seconds: PositiveInt = 10
+
+    @field_validator("rate_limit", "sign_in_rate_limit")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        try:
+            parse_limit(value)
+        except ValueError:
+            raise ValueError("must look like 1200/minute or 10/second") from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _a_storage(cls, value: str) -> str:
+        if value != "memory://" and not value.startswith(REDIS_SCHEMES):
+            raise ValueError("must be memory:// or redis://host:port/db")
+        return value
 
     @classmethod
     def settings_customise_sources(

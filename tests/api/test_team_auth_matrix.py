@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 
-from backfill.api import security
 from backfill.app import AUTH_CACHE_SECONDS, create_app
 from backfill.domain.model import Permission, Role, Scope
+from backfill.services import auth as auth_service
 from backfill.store import auth
 from backfill.store.db import Database
 from backfill.store.tables import memberships, tokens
@@ -97,6 +97,13 @@ ROUTES = [
 WRITE_ROUTES = [r for r in ROUTES if r.access == "write"]
 READ_ROUTES = [r for r in ROUTES if r.access == "read"]
 ids = pytest.mark.parametrize("route", ROUTES, ids=[r.name for r in ROUTES])
+# Routes of any valid token or of admin + team.manage: their own matrix is in test_me_tokens.py.
+TOKEN_ROUTES = {
+    ("GET", "/v1/me"),
+    ("DELETE", "/v1/me/token"),
+    ("GET", "/v1/teams/{team_id}/tokens"),
+    ("DELETE", "/v1/teams/{team_id}/tokens/{token_id}"),
+}
 
 
 def test_the_matrix_covers_every_team_api_operation(shared_client: TestClient) -> None:
@@ -118,7 +125,7 @@ def test_the_matrix_covers_every_team_api_operation(shared_client: TestClient) -
         )
         for r in ROUTES
     }
-    assert declared == covered
+    assert declared == covered | TOKEN_ROUTES
 
 
 # ---- 401 ------------------------------------------------------------------------------------------
@@ -308,14 +315,14 @@ def test_role_change_applies_with_the_cache_off(db: Database, fresh: tuple[TestC
 
 
 def test_expired_token_is_refused_even_when_cached() -> None:
-    cache = security.PrincipalCache(ttl_seconds=60)
+    cache = auth_service.PrincipalCache(ttl_seconds=60)
     soon = datetime.now(UTC) + timedelta(milliseconds=50)
-    principal = security.Principal(1, 1, frozenset({"admin"}), 1, Role.OWNER, expires_at=soon)
+    principal = auth_service.Principal(1, 1, frozenset({"admin"}), 1, Role.OWNER, expires_at=soon)
     cache.put("secret", 1, principal)
     assert cache.get("secret", 1) is principal
     assert cache.get("secret", 2) is None
     time.sleep(0.06)
-    with pytest.raises(security.TokenExpired):
+    with pytest.raises(auth_service.TokenExpired):
         cache.get("secret", 1)
 
 
@@ -324,36 +331,36 @@ def test_expired_token_is_refused_even_when_cached() -> None:
 
 def test_security_module_is_dialect_neutral(module_db: Database, world: World) -> None:
     db = module_db
-    principal = security.resolve(db, world.tokens["viewer"], team_id=world.team_id)
+    principal = auth_service.resolve(db, world.tokens["viewer"], team_id=world.team_id)
     assert principal.role is Role.VIEWER
-    assert security.authorize(principal, security.READ) is principal
-    with pytest.raises(security.PermissionDenied):
-        security.authorize(principal, security.WRITE)
-    default = security.resolve(db, world.tokens["outsider"], team_id=None, default_team=True)
+    assert auth_service.authorize(principal, auth_service.READ) is principal
+    with pytest.raises(auth_service.PermissionDenied):
+        auth_service.authorize(principal, auth_service.WRITE)
+    default = auth_service.resolve(db, world.tokens["outsider"], team_id=None, default_team=True)
     assert default.team_id == world.other_team_id
     assert default.role is Role.OWNER
-    with pytest.raises(security.TokenExpired):
-        security.resolve(db, world.tokens["expired"], team_id=world.team_id)
-    with pytest.raises(security.TokenInvalid):
-        security.resolve(db, "nope", team_id=world.team_id)
-    with pytest.raises(security.TokenMissing):
-        security.resolve(db, None, team_id=world.team_id)
-    assert security.bearer_secret("bearer abc ") == "abc"
-    assert security.bearer_secret("Token abc") is None
+    with pytest.raises(auth_service.TokenExpired):
+        auth_service.resolve(db, world.tokens["expired"], team_id=world.team_id)
+    with pytest.raises(auth_service.TokenInvalid):
+        auth_service.resolve(db, "nope", team_id=world.team_id)
+    with pytest.raises(auth_service.TokenMissing):
+        auth_service.resolve(db, None, team_id=world.team_id)
+    assert auth_service.bearer_secret("bearer abc ") == "abc"
+    assert auth_service.bearer_secret("Token abc") is None
 
 
 def test_session_jwt_roundtrip() -> None:
     future = datetime.now(UTC) + timedelta(hours=1)
-    jwt_value = security.issue_session_jwt("raw-token", "s3cret-s3cret-s3cret-s3cret-s3cret", future)
-    assert security.token_from_session(jwt_value, "s3cret-s3cret-s3cret-s3cret-s3cret") == "raw-token"
-    assert security.token_from_session("raw-token", "s3cret-s3cret-s3cret-s3cret-s3cret") == "raw-token"
-    with pytest.raises(security.TokenInvalid):
-        security.token_from_session(jwt_value, "other-secret-other-secret-other-secret")
-    past = security.issue_session_jwt(
-        "raw-token", "s3cret-s3cret-s3cret-s3cret-s3cret", datetime.now(UTC) - timedelta(seconds=1)
+    jwt_value = auth_service.session_jwt("raw-token", future.timestamp(), "s3cret-s3cret-s3cret-s3cret-s3cret")
+    assert auth_service.token_from_session(jwt_value, "s3cret-s3cret-s3cret-s3cret-s3cret") == "raw-token"
+    assert auth_service.token_from_session("raw-token", "s3cret-s3cret-s3cret-s3cret-s3cret") == "raw-token"
+    with pytest.raises(auth_service.TokenInvalid):
+        auth_service.token_from_session(jwt_value, "other-secret-other-secret-other-secret")
+    past = auth_service.session_jwt(
+        "raw-token", (datetime.now(UTC) - timedelta(seconds=1)).timestamp(), "s3cret-s3cret-s3cret-s3cret-s3cret"
     )
-    with pytest.raises(security.TokenExpired):
-        security.token_from_session(past, "s3cret-s3cret-s3cret-s3cret-s3cret")
+    with pytest.raises(auth_service.TokenExpired):
+        auth_service.token_from_session(past, "s3cret-s3cret-s3cret-s3cret-s3cret")
 
 
 def security_token(conn: Any, user_id: int, *, expires_in: timedelta | None = None) -> str:

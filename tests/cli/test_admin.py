@@ -7,6 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from backfill.cli.main import app
+from backfill.domain.model import Role
 from backfill.store import auth
 from backfill.store.db import Database
 from backfill.store.migrate import upgrade
@@ -74,3 +75,30 @@ def test_migrate_command(db_url: str) -> None:
     code, out = invoke("migrate", "--db", db_url)
     assert code == 0, out
     assert "up to date" in out
+
+
+def test_revoke_token_and_api_key(db_url: str) -> None:
+    db = Database(db_url)
+    upgrade(db)
+    with db.write() as conn:
+        team = auth.create_team(conn, "Analytics")
+        user = auth.create_user(conn, "ana@example.com", team_id=team, role=Role.EDITOR)
+        token = auth.create_token(conn, user)
+        other = auth.create_token(conn, user)
+        key = auth.create_api_key(conn, team)
+    code, out = invoke("admin", "revoke-token", "--id", str(token.id), "--db", db_url, "--json")
+    assert code == 0, out
+    assert json.loads(out) == {"id": token.id, "revoked": True}
+    code, out = invoke("admin", "revoke-api-key", "--id", str(key.id), "--db", db_url)
+    assert code == 0, out
+    assert f"API key {key.id} revoked" in out
+    with db.read() as conn:
+        assert auth.lookup_token(conn, token.secret) is None
+        assert auth.lookup_token(conn, other.secret) is not None
+        assert auth.lookup_api_key(conn, key.secret) is None
+    # again: still revoked, still fine; an unknown id is a clear error, not a traceback
+    assert invoke("admin", "revoke-token", "--id", str(token.id), "--db", db_url)[0] == 0
+    code, out = invoke("admin", "revoke-token", "--id", "999", "--db", db_url)
+    assert code == 1 and "token 999 not found" in out and "Traceback" not in out
+    code, out = invoke("admin", "revoke-api-key", "--id", "999", "--db", db_url)
+    assert code == 1 and "API key 999 not found" in out

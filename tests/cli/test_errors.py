@@ -32,6 +32,8 @@ ARGS: dict[str, list[str]] = {
     "admin create-user": ["admin", "create-user", "--email", "ana@example.com", "--team", "1"],
     "admin create-token": ["admin", "create-token", "--user", "1"],
     "admin create-api-key": ["admin", "create-api-key", "--team", "1"],
+    "admin revoke-token": ["admin", "revoke-token", "--id", "1"],
+    "admin revoke-api-key": ["admin", "revoke-api-key", "--id", "1"],
     "pipelines sync": ["pipelines", "sync", "--project", EXAMPLE],
     "pipelines list": ["pipelines", "list"],
     "pipelines validate": ["pipelines", "validate", "--project", EXAMPLE],

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from backfill.api.middleware import ApiError
+from backfill.api.problems import ApiError
 from backfill.api.schemas import coverage as s
 from backfill.api.schemas.team import IntervalTypeName, Meta
 from backfill.api.team_api import ERROR_RESPONSES, BackfillId, Reader, TransferId

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from backfill.api.middleware import ApiError
+from backfill.api.problems import ApiError
 from backfill.api.schemas import team as schemas
 from backfill.http.request_ids import request_id_of
 from backfill.services.health import HealthRegistry

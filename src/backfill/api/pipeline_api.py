@@ -1,7 +1,7 @@
 """The pipeline API (``/api/...``, SPEC §5): the dialect of seed ``000_…``.
 
 Routes are translation only, over the same services as the team API: authenticate
-(``X-API-KEY`` client key + the user's token), authorize with ``security`` (same scopes,
+(``X-API-KEY`` client key + the user's token), authorize with ``services.auth`` (same scopes,
 roles and permissions as ``/v1``), call the services, render rows as
 ``{"backfill": {...}}`` objects with lowercase statuses and ``"YYYY-MM-DD HH:MM:SS"`` UTC
 datetimes. Errors are rendered by :mod:`backfill.api.pipeline_errors` (the router's
@@ -35,7 +35,6 @@ from pydantic import BaseModel
 from sqlalchemy import RowMapping
 from starlette.responses import Response
 
-from backfill.api import security
 from backfill.api.pipeline_errors import ERROR_RESPONSES, PipelineRoute
 from backfill.api.rendering import RUN_SETTINGS, columns, data_date, error_text, pipeline_settings, run_counts
 from backfill.api.schemas import pipeline as s
@@ -52,7 +51,7 @@ from backfill.domain.pipeline import (
 )
 from backfill.domain.spec import DEFAULT_UNITS, BackfillSpec
 from backfill.domain.timeparse import format_pipeline, parse_instant
-from backfill.services import backfills, pipelines, runs, sessions
+from backfill.services import auth, backfills, pipelines, runs
 from backfill.services.actor import Actor
 from backfill.services.backfills import BackfillDetail
 from backfill.store import pipelines as pipeline_store
@@ -133,14 +132,14 @@ def _signing_secret(request: Request) -> str:
     return secret
 
 
-def _principal_cache(request: Request) -> security.PrincipalCache:
+def _principal_cache(request: Request) -> auth.PrincipalCache:
     """This dialect's own cache: its key ``(secret, None)`` means "the default team"."""
     state = request.app.state
     cache = getattr(state, "pipeline_principal_cache", None)
-    if not isinstance(cache, security.PrincipalCache):
+    if not isinstance(cache, auth.PrincipalCache):
         shared = getattr(state, "principal_cache", None)
-        ttl = shared.ttl_seconds if isinstance(shared, security.PrincipalCache) else 1.0
-        cache = security.PrincipalCache(ttl_seconds=ttl)
+        ttl = shared.ttl_seconds if isinstance(shared, auth.PrincipalCache) else 1.0
+        cache = auth.PrincipalCache(ttl_seconds=ttl)
         state.pipeline_principal_cache = cache
     return cache
 
@@ -150,13 +149,13 @@ def check_api_key(db: Database, key: str | None) -> int | None:
     key is required). Missing or unknown while keys exist → ``ApiKeyInvalid``."""
     if key:
         try:
-            return security.resolve_api_key(db, key)
-        except security.ApiKeyInvalid:
-            if not security.server_has_api_keys(db):
+            return auth.resolve_api_key(db, key)
+        except auth.ApiKeyInvalid:
+            if not auth.server_has_api_keys(db):
                 return None
             raise
-    if security.server_has_api_keys(db):
-        raise security.ApiKeyInvalid("the X-API-KEY header is required: send your team's client key")
+    if auth.server_has_api_keys(db):
+        raise auth.ApiKeyInvalid("the X-API-KEY header is required: send your team's client key")
     return None
 
 
@@ -167,9 +166,9 @@ def user_secret(request: Request, bearer: str | None, header: str | None, cookie
     if value is None:
         return None
     if len(value) > 4096:
-        raise security.TokenInvalid("the token is not valid")
+        raise auth.TokenInvalid("the token is not valid")
     if value.count(".") == 2:
-        return security.token_from_session(value, _signing_secret(request))
+        return auth.token_from_session(value, _signing_secret(request))
     return value
 
 
@@ -179,7 +178,7 @@ TeamQuery = Annotated[
 ]
 
 
-def require(access: security.Access) -> Callable[..., security.Principal]:
+def require(access: auth.Access) -> Callable[..., auth.Principal]:
     """Dependency: client key, then user token, then scope → membership → permission."""
 
     def dependency(
@@ -189,31 +188,31 @@ def require(access: security.Access) -> Callable[..., security.Principal]:
         header: Annotated[str | None, Depends(header_scheme)],
         cookie: Annotated[str | None, Depends(cookie_scheme)],
         team_id: TeamQuery = None,
-    ) -> security.Principal:
+    ) -> auth.Principal:
         db = _db(request)
         key_team = check_api_key(db, api_key)
         secret = user_secret(request, bearer.credentials if bearer else None, header, cookie)
         if not secret:
-            raise security.TokenMissing(
+            raise auth.TokenMissing(
                 "authentication is required: sign in with POST /api/sessions and send the oauth_token cookie, "
                 "the OAUTH-TOKEN header or Authorization: Bearer <token>"
             )
         cache = _principal_cache(request)
         principal = cache.get(secret, team_id)
         if principal is None:
-            principal = security.resolve(db, secret, team_id=team_id, default_team=True)
+            principal = auth.resolve(db, secret, team_id=team_id, default_team=True)
             cache.put(secret, team_id, principal)
         if principal.team_id is None:
-            raise security.NotMember("you have no default team: choose one with ?team_id=")
+            raise auth.NotMember("you have no default team: choose one with ?team_id=")
         if key_team is not None and key_team != principal.team_id:
-            raise security.ApiKeyInvalid(f"the X-API-KEY is not a key of team {principal.team_id}")
-        return security.authorize(principal, access)
+            raise auth.ApiKeyInvalid(f"the X-API-KEY is not a key of team {principal.team_id}")
+        return auth.authorize(principal, access)
 
     return dependency
 
 
-Reader = Annotated[security.Principal, Depends(require(security.READ))]
-Writer = Annotated[security.Principal, Depends(require(security.WRITE))]
+Reader = Annotated[auth.Principal, Depends(require(auth.READ))]
+Writer = Annotated[auth.Principal, Depends(require(auth.WRITE))]
 
 BackfillId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the backfill.")]
 NO_NUL = r"^[^\x00]+$"  # PostgreSQL cannot compare text with NUL characters
@@ -660,7 +659,7 @@ def spec_from_body(body: s.PipelineBackfillAction, pipeline: RowMapping) -> tupl
 
 def _list(
     request: Request,
-    principal: security.Principal,
+    principal: auth.Principal,
     pipeline_uuid: str | None,
     limit: int,
     offset: int,
@@ -729,7 +728,7 @@ def list_backfills(
     'with `PUT {"backfill": {"status": "initial"}}` (or send `status: "initial"` here to start at once).',
 )
 def create_backfill(
-    request: Request, principal: Writer, pipeline_uuid: PipelineUuid, body: s.PipelineBackfillBody
+    request: Request, principal: Writer, pipeline_uuid: PipelineUuid, body: s.PipelineBackfillCreateBody
 ) -> Response:
     db = _db(request)
     actor = principal.actor
@@ -742,7 +741,7 @@ def create_backfill(
 
 def _get(
     request: Request,
-    principal: security.Principal,
+    principal: auth.Principal,
     backfill_id: int,
     pipeline_uuid: str | None,
     run_count: bool,
@@ -798,7 +797,7 @@ Any attribute of the backfill, in `{"backfill": {...}}`; only what differs from 
 
 def _put(
     request: Request,
-    principal: security.Principal,
+    principal: auth.Principal,
     backfill_id: int,
     pipeline_uuid: str | None,
     body: s.PipelineBackfillBody,
@@ -840,7 +839,7 @@ def update_backfill(
     return _put(request, principal, backfill_id, None, body)
 
 
-def _delete(request: Request, principal: security.Principal, backfill_id: int, pipeline_uuid: str | None) -> Response:
+def _delete(request: Request, principal: auth.Principal, backfill_id: int, pipeline_uuid: str | None) -> Response:
     db = _db(request)
     actor = principal.actor
     d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
@@ -935,34 +934,3 @@ def list_pipeline_runs(
     page = runs.list_backfill_runs(db, actor, backfill_id, query)
     items = [_run(r, d.row["pipeline_uuid"], variables) for r in page.items]
     return _ok(s.PipelineRunListResponse(pipeline_runs=items, metadata=_metadata(page.total, offset, len(items))))
-
-
-# ---- sessions -------------------------------------------------------------------------------------------
-
-
-@router.post(
-    "/sessions",
-    response_model=s.PipelineSessionResponse,
-    summary="Sign in: email + password → the session token (send it as the oauth_token cookie)",
-    description="Needs the `X-API-KEY` client key when the server has any; no user token. Every sign-in issues "
-    "a new token of the user (read + write scopes, 30 days), wrapped in an HS256 JWT "
-    '`{"expires", "token"}` signed with the server secret.',
-)
-def create_session(
-    request: Request,
-    body: s.PipelineSessionBody,
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
-) -> Response:
-    db = _db(request)
-    check_api_key(db, api_key)
-    session = sessions.login(db, body.session.email, body.session.password, signing_secret=_signing_secret(request))
-    user = session.user
-    return _ok(
-        s.PipelineSessionResponse(
-            session=s.PipelineSession(
-                token=session.jwt,
-                expires=session.expires,
-                user=s.PipelineSessionUser(id=user["id"], email=user["email"], default_team_id=user["default_team_id"]),
-            )
-        )
-    )

@@ -4,7 +4,7 @@
 Two entry points:
 
 - :class:`PipelineRoute`, the ``route_class`` of the ``/api`` router: whatever a request
-  raises once it reached an ``/api`` route (domain errors, ``security.AuthError``,
+  raises once it reached an ``/api`` route (domain errors, ``auth.AuthError``,
   ``RequestValidationError`` / malformed JSON, anything unexpected → 500, logged with the
   request id, no stack trace in the body) is rendered here;
 - :func:`render_problem` (an ``ErrorRenderer`` for ``app.state.error_renderers``) and
@@ -29,11 +29,11 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from backfill.api import security
-from backfill.api.middleware import Problem, problem_from_exception
+from backfill.api.problems import Problem, problem_from_exception
 from backfill.api.schemas.pipeline import PipelineErrorEnvelope
 from backfill.domain.errors import DomainError, Wording
 from backfill.http.request_ids import request_id_of
+from backfill.services import auth
 
 log = logging.getLogger("backfill.api")
 
@@ -45,6 +45,7 @@ EXPIRED_OAUTH_TOKEN = "expired_oauth_token"
 RECORD_INVALID = "record_invalid"
 CONFLICT = "conflict"
 RATE_LIMITED = "rate_limited"
+PAYLOAD_TOO_LARGE = "payload_too_large"
 SERVER_ERROR = "server_error"
 
 # Canonical (service) field names → names in this dialect.
@@ -83,6 +84,8 @@ def error_type_for_status(status: int) -> str:
         return RECORD_NOT_FOUND
     if status == 409:
         return CONFLICT
+    if status == 413:
+        return PAYLOAD_TOO_LARGE
     if status == 429:
         return RATE_LIMITED
     if status >= 500:
@@ -111,11 +114,11 @@ def pipeline_error_response(
 
 def _type_of(problem: Problem) -> str:
     cause = problem.cause
-    if isinstance(cause, security.TokenExpired):
+    if isinstance(cause, auth.TokenExpired):
         return EXPIRED_OAUTH_TOKEN
-    if isinstance(cause, security.TokenInvalid):
+    if isinstance(cause, auth.TokenInvalid):
         return INVALID_OAUTH_TOKEN
-    if isinstance(cause, security.ApiKeyInvalid):
+    if isinstance(cause, auth.ApiKeyInvalid):
         return INVALID_API_KEY
     return error_type_for_status(problem.status)
 
@@ -203,6 +206,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _doc("Not a member of the team, token scope or role permission missing (unauthorized_access)."),
     404: _doc("Absent, or in another team (record_not_found)."),
     409: _doc("Overlaps an unfinished backfill of the same pipeline (conflict)."),
+    413: _doc("The request body is larger than the server accepts (payload_too_large)."),
     422: _doc("Invalid values, unknown fields or an invalid status change; the message names them (record_invalid)."),
     429: _doc("Rate limit exceeded; see Retry-After (rate_limited)."),
     500: _doc("Unexpected error (server_error)."),

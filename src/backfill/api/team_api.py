@@ -1,6 +1,6 @@
 """The team API (``/v1/teams/{team_id}/...``, SPEC §4): the canonical HTTP dialect.
 
-Routes are translation only: authenticate and authorize (``security``), call one
+Routes are translation only: authenticate and authorize (``services.auth``), call one
 service, render rows as the response models of ``schemas.team`` inside the
 ``{"meta":{"request_id"},"data":...}`` envelope. Rules live in services and domain.
 """
@@ -19,8 +19,7 @@ from sqlalchemy import RowMapping
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from backfill.api import security
-from backfill.api.middleware import ApiError, Problem, default_error_response
+from backfill.api.problems import ApiError, Problem, default_error_response
 from backfill.api.rendering import RUN_SETTINGS, columns, data_date, error_text, pipeline_settings, run_counts
 from backfill.api.schemas import team as s
 from backfill.domain.errors import DomainError, ValidationError, Wording
@@ -28,7 +27,7 @@ from backfill.domain.model import UNFINISHED_BACKFILL_STATUSES, BackfillStatus, 
 from backfill.domain.spec import BackfillSpec
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
-from backfill.services import backfills, pipelines, runs
+from backfill.services import auth, backfills, pipelines, runs
 from backfill.services.backfills import BackfillDetail
 from backfill.services.pages import Page
 from backfill.services.row_memo import RowVersionMemo
@@ -59,6 +58,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("Absent, or in another team (NOT_FOUND)."),
     405: _error("Method not allowed (METHOD_NOT_ALLOWED)."),
     409: _error("Overlaps an unfinished backfill of the same transfer (CONFLICT_ERROR)."),
+    413: _error("The request body is larger than the server accepts (PAYLOAD_TOO_LARGE)."),
     422: _error("Valid JSON with invalid values or an invalid transition (UNPROCESSABLE_ENTITY)."),
     429: _error("Rate limit exceeded; see Retry-After (TOO_MANY_REQUESTS)."),
     500: _error("Unexpected error (INTERNAL_SERVER_ERROR)."),
@@ -66,12 +66,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _team_in_path(team_id: TeamId) -> int:
+def team_in_path(team_id: TeamId) -> int:
     """Declares and validates the ``{team_id}`` of every route (authorization reads it too)."""
     return team_id
 
 
-router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES, dependencies=[Depends(_team_in_path)])
+router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES, dependencies=[Depends(team_in_path)])
 
 # ---- errors in this dialect --------------------------------------------------------------
 
@@ -110,14 +110,14 @@ def _db(request: Request) -> Database:
 
 class BearerAuth(HTTPBearer):
     """Dependency: authenticate the bearer token, then scope → membership → permission
-    (in that order). An ``HTTPBearer``, so OpenAPI declares the scheme on every route;
+    (in that order; ``access`` None: any valid token). An ``HTTPBearer``, so OpenAPI declares the scheme on every route;
     one dependency rather than two (FastAPI solves each per request).
 
     A resolution is reused for at most a second (``app.state.principal_cache``); on a miss
     the one read transaction runs inline on SQLite, in the thread pool on PostgreSQL.
     """
 
-    def __init__(self, access: security.Access) -> None:
+    def __init__(self, access: auth.Access | None) -> None:
         super().__init__(
             auto_error=False,
             scheme_name="BearerToken",
@@ -126,17 +126,23 @@ class BearerAuth(HTTPBearer):
         )
         self.access = access
 
-    async def __call__(self, request: Request) -> security.Principal:  # type: ignore[override]
-        secret = security.bearer_secret(request.headers.get("authorization"))
-        if not secret:
-            raise security.TokenMissing("authentication is required: send Authorization: Bearer <token>")
-        team_id = _path_team_id(request)
-        cache: security.PrincipalCache = request.app.state.principal_cache
-        principal = cache.get(secret, team_id)
-        if principal is None:
-            principal = await _read(request, security.resolve, _db(request), secret, team_id=team_id)
-            cache.put(secret, team_id, principal)
-        return security.authorize(principal, self.access)
+    async def __call__(self, request: Request) -> auth.Principal:  # type: ignore[override]
+        principal = await authenticate(request)
+        return principal if self.access is None else auth.authorize(principal, self.access)
+
+
+async def authenticate(request: Request) -> auth.Principal:
+    """The principal of the bearer token (any valid token; the path's team, if any)."""
+    secret = auth.bearer_secret(request.headers.get("authorization"))
+    if not secret:
+        raise auth.TokenMissing("authentication is required: send Authorization: Bearer <token>")
+    team_id = _path_team_id(request)
+    cache: auth.PrincipalCache = request.app.state.principal_cache
+    principal = cache.get(secret, team_id)
+    if principal is None:
+        principal = await _read(request, auth.resolve, _db(request), secret, team_id=team_id)
+        cache.put(secret, team_id, principal)
+    return principal
 
 
 async def _read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -148,8 +154,8 @@ async def _read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: An
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
-Reader = Annotated[security.Principal, Depends(BearerAuth(security.READ))]
-Writer = Annotated[security.Principal, Depends(BearerAuth(security.WRITE))]
+Reader = Annotated[auth.Principal, Depends(BearerAuth(auth.READ))]
+Writer = Annotated[auth.Principal, Depends(BearerAuth(auth.WRITE))]
 
 TeamId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the team.")]
 BackfillId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the backfill.")]
@@ -316,6 +322,12 @@ def _transfer(row: RowMapping) -> s.Transfer:
 # ---- query parameters ----------------------------------------------------------------------
 
 
+def status_list_pattern(names: tuple[str, ...]) -> str:
+    """The document's pattern of ``?status=A,B``: names in either case, comma-separated."""
+    one = "(" + "|".join([*names, *(n.lower() for n in names)]) + ")"
+    return f"^ *{one}( *, *{one})* *$"
+
+
 def _statuses(value: str | None, names: tuple[str, ...], default: tuple[str, ...] | None) -> list[str] | None:
     """``?status=A,B`` (case-insensitive) as canonical lowercase values; 400 if unknown."""
     if value is None:
@@ -345,6 +357,7 @@ RunStatusQuery = Annotated[
     Query(
         max_length=200,
         description="One or more (comma-separated) of QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED.",
+        json_schema_extra={"pattern": status_list_pattern(RUN_STATUS_NAMES)},
     ),
 ]
 IssuesOnly = Annotated[bool, Query(description="Only FAILED and CANCELLED runs.")]
@@ -490,6 +503,7 @@ async def list_backfills(
             max_length=200,
             description="One or more (comma-separated) of CREATED, SCHEDULED, RUNNING, COMPLETED, FAILED, "
             "CANCELLED; default the unfinished ones (CREATED, SCHEDULED, RUNNING, FAILED).",
+            json_schema_extra={"pattern": status_list_pattern(BACKFILL_STATUS_NAMES)},
         ),
     ] = None,
     transfer_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
@@ -626,9 +640,16 @@ async def list_transfer_runs(
     principal: Reader,
     transfer_id: TransferId,
     start_date: Annotated[
-        str, Query(max_length=64, description="First data date (inclusive), in the transfer's timezone.")
+        str,
+        Query(
+            max_length=64,
+            description="First data date (inclusive), in the transfer's timezone.",
+            json_schema_extra={"format": "date"},
+        ),
     ],
-    end_date: Annotated[str, Query(max_length=64, description="Last data date (inclusive).")],
+    end_date: Annotated[
+        str, Query(max_length=64, description="Last data date (inclusive).", json_schema_extra={"format": "date"})
+    ],
     query: RunFilters,
 ) -> Response:
     try:

@@ -10,7 +10,7 @@ import typer
 from backfill.cli.common import DbOption, JsonOption, emit, fail, open_existing_db
 from backfill.domain.errors import DomainError
 from backfill.domain.model import Role, Scope
-from backfill.services import admin
+from backfill.services import admin, tokens
 
 app = typer.Typer(help="Manage teams, users, tokens and API keys (writes the database directly).", no_args_is_help=True)
 
@@ -86,3 +86,31 @@ def create_api_key(
     except DomainError as exc:
         fail(exc.message)
     emit({"id": issued.id, "key": issued.secret}, as_json, issued.secret)
+
+
+@app.command("revoke-token")
+def revoke_token(
+    token_id: Annotated[int, typer.Option("--id", help="token id (GET /v1/teams/{team_id}/tokens lists them)")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a bearer token: requests with it are refused from now on."""
+    try:
+        tokens.revoke_token(open_existing_db(db), token_id)
+    except DomainError as exc:
+        fail(exc.message)
+    emit({"id": token_id, "revoked": True}, as_json, f"token {token_id} revoked")
+
+
+@app.command("revoke-api-key")
+def revoke_api_key(
+    key_id: Annotated[int, typer.Option("--id", help="API key id (printed by create-api-key --json)")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a pipeline-API client key (X-API-KEY)."""
+    try:
+        tokens.revoke_api_key(open_existing_db(db), key_id)
+    except DomainError as exc:
+        fail(exc.message)
+    emit({"id": key_id, "revoked": True}, as_json, f"API key {key_id} revoked")

@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from backfill.domain import limits
 from backfill.domain.errors import ValidationError
 from backfill.domain.intervals import IntervalSeries
 from backfill.domain.model import IntervalType, Reprocess, RunOrder, is_calendar
 from backfill.domain.notifications import Webhook, parse_webhooks
 from backfill.domain.pipeline import PipelineDefinition, validate_selection
-from backfill.domain.timeparse import parse_instant
+from backfill.domain.timeparse import load_zone, parse_instant
 
 DEFAULT_MAX_ACTIVE_RUNS = 4
 MAX_MAX_ACTIVE_RUNS = 1000
 MAX_RETRIES = 100
-MAX_NAME_LENGTH = 500
+MAX_NAME_LENGTH = limits.MAX_NAME_LENGTH
 Naive = Literal["utc", "local"]
 
 # Settings that shape the intervals or what a run does: editable only before the start.
@@ -159,12 +159,7 @@ class ValidBackfill:
 
 def _timezone(name: str | None, pipeline: PipelineDefaults) -> str:
     tz = name or pipeline.timezone or "UTC"
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(
-            f"unknown time zone {tz!r}; use an IANA name such as Europe/Berlin", field="timezone"
-        ) from exc
+    load_zone(tz)  # a name of the IANA database, not any file under zoneinfo/
     return tz
 
 
@@ -245,6 +240,7 @@ def validate(spec: BackfillSpec, pipeline: PipelineDefaults) -> ValidBackfill:
     if spec.variables is not None and not isinstance(spec.variables, Mapping):
         raise ValidationError("variables must be an object", field="variables")
     reject_nul(spec.variables, "variables")
+    limits.check_variables(spec.variables)
     selection = _selection(pipeline.definition, spec.block_uuids)
     retries = (
         pipeline.retries if spec.retries is None else check_int(spec.retries, "retries", minimum=0, maximum=MAX_RETRIES)
@@ -258,7 +254,11 @@ def validate(spec: BackfillSpec, pipeline: PipelineDefaults) -> ValidBackfill:
     if timeout is not None and (_non_negative(timeout, "timeout_seconds") <= 0):
         raise ValidationError("timeout_seconds must be > 0", field="timeout_seconds")
     calendar = is_calendar(interval_type, spec.cron)
-    name = check_name(spec.name) if spec.name is not None else _default_name(pipeline.uuid, calendar, start, end)
+    name = (
+        check_name(spec.name)
+        if spec.name is not None
+        else _default_name(pipeline.uuid, calendar, start, end)[:MAX_NAME_LENGTH]
+    )
     return ValidBackfill(
         name=name,
         start=start,

@@ -14,11 +14,12 @@ Every function returns or expects aware datetimes in UTC. The rules:
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import timezone as fixed_offset
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from backfill.domain.errors import ValidationError
 
@@ -51,20 +52,38 @@ _DATETIME_RE = re.compile(
 )
 
 
+# Files of a zoneinfo directory that are not zones of the IANA database: the host's own
+# zone (``localtime``), a template (``posixrules``) and a placeholder (``Factory``).
+NOT_IANA_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@functools.cache
+def iana_zone_names() -> frozenset[str]:
+    """Every zone name of the IANA database (the tzdata package or the system's)."""
+    return frozenset(available_timezones()) - NOT_IANA_ZONES
+
+
 def load_zone(name: object, *, field: str = "timezone") -> ZoneInfo:
-    """Return the IANA zone ``name`` or raise ValidationError naming ``field``."""
+    """Return the IANA zone ``name`` or raise ValidationError naming ``field``.
+
+    Only names of the IANA database count: ``ZoneInfo`` would also open any file under
+    the zoneinfo directory (``localtime`` — whatever zone the server happens to run in —
+    ``posixrules``, ``Factory``, ``posix/...``)."""
     if not isinstance(name, str) or not name.strip():
         raise ValidationError(
             f"timezone must be an IANA zone name such as 'Europe/Berlin' or 'UTC', got {name!r}",
             field=field,
         )
+    unknown = ValidationError(
+        f"unknown timezone {name!r}; use an IANA zone name such as 'Europe/Berlin' or 'UTC'",
+        field=field,
+    )
+    if name.strip() not in iana_zone_names():
+        raise unknown
     try:
         return ZoneInfo(name.strip())
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValidationError(
-            f"unknown timezone {name!r}; use an IANA zone name such as 'Europe/Berlin' or 'UTC'",
-            field=field,
-        ) from None
+        raise unknown from None
 
 
 def resolve_wall_time(wall: datetime, zone: tzinfo) -> datetime:

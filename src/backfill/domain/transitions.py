@@ -178,6 +178,10 @@ def can_claim(status: BackfillStatus, *, paused: bool) -> bool:
     return status in ACTIVE_BACKFILL_STATUSES and not paused
 
 
+# The statuses whose runs a worker may claim (the claim query filters on these).
+CLAIMABLE_BACKFILL_STATUSES = tuple(s for s in BackfillStatus if can_claim(s, paused=False))
+
+
 # ---- interval runs -------------------------------------------------------------------
 
 
@@ -187,10 +191,17 @@ def run_claim(current: RunStatus) -> RunStatus:
     return RunStatus.RUNNING
 
 
+def run_succeed(current: RunStatus) -> RunStatus:
+    """A running attempt that succeeded completes its run."""
+    if current is not RunStatus.RUNNING:
+        raise InvalidTransition(f"run is {current.value}; only running runs complete")
+    return RunStatus.COMPLETED
+
+
 def run_after_attempt(*, ok: bool, tries: int, retries: int) -> RunStatus:
     """Outcome of an attempt: completed, re-queued while retries remain, else failed."""
     if ok:
-        return RunStatus.COMPLETED
+        return run_succeed(RunStatus.RUNNING)
     return RunStatus.QUEUED if tries <= retries else RunStatus.FAILED
 
 

@@ -224,15 +224,23 @@ class Worker:
         )
 
     def _record(self, conn: Connection, outcomes: list[RunOutcome], now: datetime) -> list[RunOutcome]:
-        """Record the outcomes of attempts this worker still holds; returns those recorded.
-        Changes nothing in memory: the transaction may still fail (see ``_forget``)."""
-        recorded = []
+        """Record the outcomes of attempts this worker still holds (one batched, fenced
+        write); returns those recorded. Changes nothing in memory: the transaction may
+        still fail (see ``_forget``)."""
+        finished: list[tuple[queue.ClaimedRun, RunOutcome, str | None]] = []
         for outcome in outcomes:
             run = self._running.get(outcome.run_id)
             version = self._versions.get(outcome.run_id)
             if run is None or run.attempt != outcome.attempt:
                 continue  # lost its lease earlier; the result is not ours to record
-            if not queue.record_attempt(conn, run.key, self.owner, attempt_result(outcome, version), now):
+            finished.append((run, outcome, version))
+        if not finished:
+            return []
+        results = [(run.key, attempt_result(outcome, version)) for run, outcome, version in finished]
+        keys = queue.record_many(conn, self.owner, results, now)
+        recorded = []
+        for run, outcome, _ in finished:
+            if run.key not in keys:
                 log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
                 continue
             recorded.append(outcome)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, RowMapping, insert, select
+from sqlalchemy import Connection, RowMapping, delete, insert, select, update
 
 from backfill.domain.errors import NotFound, ValidationError
 from backfill.domain.model import Role, Scope
@@ -189,3 +189,70 @@ def lookup_api_key(conn: Connection, secret: str) -> int | None:
 
 def any_api_key(conn: Connection) -> bool:
     return conn.execute(select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)).first() is not None
+
+
+def revoke_token(conn: Connection, token_id: int) -> bool:
+    """Mark the token revoked (idempotent); False when no such token exists."""
+    exists = conn.execute(select(tokens.c.id).where(tokens.c.id == token_id)).first() is not None
+    if exists:
+        conn.execute(
+            update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=utcnow())
+        )
+    return exists
+
+
+def revoke_api_key(conn: Connection, key_id: int) -> bool:
+    """Mark the client key revoked (idempotent); False when no such key exists."""
+    exists = conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id)).first() is not None
+    if exists:
+        conn.execute(
+            update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=utcnow())
+        )
+    return exists
+
+
+def delete_expired_tokens(conn: Connection, user_id: int, *, before: datetime) -> int:
+    """Delete the user's tokens that expired before ``before``; how many were deleted."""
+    result = conn.execute(delete(tokens).where(tokens.c.user_id == user_id, tokens.c.expires_at < before))
+    return int(result.rowcount or 0)
+
+
+def live_tokens_of_team(conn: Connection, team_id: int, now: datetime) -> list[RowMapping]:
+    """The usable (not revoked, not expired) tokens of the team's members, oldest first;
+    never the secret or its hash."""
+    query = (
+        select(
+            tokens.c.id,
+            tokens.c.user_id,
+            users.c.email,
+            tokens.c.scopes,
+            tokens.c.created_at,
+            tokens.c.expires_at,
+        )
+        .join(users, users.c.id == tokens.c.user_id)
+        .join(memberships, (memberships.c.user_id == tokens.c.user_id) & (memberships.c.team_id == team_id))
+        .where(tokens.c.revoked_at.is_(None), (tokens.c.expires_at.is_(None)) | (tokens.c.expires_at > now))
+        .order_by(tokens.c.id)
+    )
+    return list(conn.execute(query).mappings())
+
+
+def token_of_team(conn: Connection, token_id: int, team_id: int) -> bool:
+    """Whether the token belongs to a member of the team."""
+    query = (
+        select(tokens.c.id)
+        .join(memberships, (memberships.c.user_id == tokens.c.user_id) & (memberships.c.team_id == team_id))
+        .where(tokens.c.id == token_id)
+    )
+    return conn.execute(query).first() is not None
+
+
+def teams_of_user(conn: Connection, user_id: int) -> list[RowMapping]:
+    """The user's memberships: team id, name and role, by team id."""
+    query = (
+        select(teams.c.id, teams.c.name, memberships.c.role)
+        .join(memberships, memberships.c.team_id == teams.c.id)
+        .where(memberships.c.user_id == user_id)
+        .order_by(teams.c.id)
+    )
+    return list(conn.execute(query).mappings())

@@ -6,6 +6,11 @@ expiry, cancelling queued runs and re-queueing for a retry — and keeps the bac
 counters and status consistent with its runs in the same transaction. Decisions
 (what status comes next) are taken by ``domain.transitions``.
 
+The hot path is batched: a claim takes each backfill's share of runs in one statement
+(or materializes the next chunk already claimed, in one INSERT) and moves that
+backfill's counters in one UPDATE; a worker step records all its successes in one
+fenced UPDATE and moves each backfill's counters once.
+
 Locking: on PostgreSQL, claimers lock the backfill row ``FOR UPDATE SKIP LOCKED``, so
 ``max_active_runs`` holds with any number of workers; on SQLite every write
 transaction is ``BEGIN IMMEDIATE`` (see ``store.db``), which serializes writers.
@@ -14,13 +19,27 @@ transaction is ``BEGIN IMMEDIATE`` (see ``store.db``), which serializes writers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Float,
+    RowMapping,
+    String,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from backfill.domain import transitions
 from backfill.domain.intervals import IntervalSeries
@@ -31,7 +50,6 @@ from backfill.store.tables import backfills, interval_runs, run_logs
 from backfill.store.types import UTCDateTime, json_type
 
 ERROR_LIMIT = 10_000
-ACTIVE = [s.value for s in ACTIVE_BACKFILL_STATUSES]
 Row = Mapping[Any, Any]  # a backfill row, or a dict copy of one
 
 
@@ -73,15 +91,6 @@ class AttemptResult:
     log: str | None = None
     started_at: datetime | None = None
     pipeline_version: str | None = None  # the version the attempt ran (None: unknown)
-
-
-@dataclass
-class Materialized:
-    inserted: int = 0
-    skipped: int = 0
-    exhausted: bool = False
-    cursor: datetime | None = None
-    starts: list[datetime] = field(default_factory=list)
 
 
 # ---- series and reprocess ------------------------------------------------------------
@@ -139,94 +148,140 @@ def done_intervals(conn: Connection, bf: Row, starts: Sequence[datetime] | None 
 # ---- materialization -----------------------------------------------------------------
 
 
-def materialize(conn: Connection, bf: Row, limit: int, now: datetime) -> Materialized:
-    """Create the next ``limit`` interval runs (in run order) after the backfill's cursor.
+def materialize_chunk_size(bf: Row) -> int:
+    """How many runs to create at once: enough to keep the slots busy, never the range."""
+    return max(32, 4 * int(bf["max_active_runs"]))
 
-    Idempotent after a crash: the cursor and the runs commit together, and the unique
-    (backfill, interval_start) constraint would refuse a duplicate anyway. Intervals
-    skipped by ``reprocess`` advance the cursor without a run.
+
+def materialize(conn: Connection, bf: Row, limit: int, now: datetime) -> int:
+    """Create the next ``limit`` runs of a backfill (in run order) as queued runs, claimed
+    by nobody, and move its cursor and counters; returns how many it created."""
+    row = dict(bf)
+    created = row["runs_created"]
+    _materialize(conn, row, 0, "", now, now, size=limit)
+    _claim_bump(conn, row, now, running=0, created=row["runs_created"] - created, claimed_at=None)
+    return int(row["runs_created"] - created)
+
+
+def _materialize(
+    conn: Connection,
+    bf: dict[str, Any],
+    claim_n: int,
+    owner: str,
+    lease_until: datetime,
+    now: datetime,
+    *,
+    size: int | None = None,
+) -> list[RowMapping]:
+    """Create the next chunk of interval runs (in run order) after the backfill's cursor,
+    the first ``claim_n`` of them already claimed by ``owner`` — one INSERT … RETURNING.
+
+    Intervals skipped by ``reprocess`` advance the cursor without a run. The new cursor,
+    ``exhausted`` and ``runs_created`` are left in ``bf`` for the caller's one counter
+    update of this backfill (same transaction; the unique (backfill, interval_start)
+    constraint refuses a duplicate anyway). ``size``: how many runs to create (default:
+    ``materialize_chunk_size``, at least ``claim_n``). Returns the claimed runs.
     """
     series = series_of(bf)
     descending = RunOrder(bf["run_order"]) is RunOrder.NEWEST_FIRST
-    result = Materialized(cursor=bf["cursor"])
-    pending = series.iter_from(bf["cursor"], descending=descending)
-    while result.inserted < limit:
-        chunk = list(islice(pending, limit - result.inserted + 1))
-        more = len(chunk) > limit - result.inserted
-        chunk = chunk[: limit - result.inserted]
+    want = max(materialize_chunk_size(bf) if size is None else size, claim_n)
+    rows: list[dict[str, Any]] = []
+    cursor = bf["cursor"]
+    exhausted = False
+    while len(rows) < want:
+        # one look-ahead interval tells whether the series ends with this chunk
+        chunk = list(islice(series.iter_from(cursor, descending=descending), want - len(rows) + 1))
+        more = len(chunk) > want - len(rows)
+        chunk = chunk[: want - len(rows)]
         if not chunk:
-            result.exhausted = True
+            exhausted = True
             break
         done = done_intervals(conn, bf, [iv.start for iv in chunk])
-        rows = [
-            {
-                "backfill_id": bf["id"],
-                "pipeline_id": bf["pipeline_id"],
-                "interval_start": iv.start,
-                "interval_end": iv.end,
-                "status": RunStatus.QUEUED.value,
-                "attempt": 0,
-                "tries": 0,
-                "created_at": now,
-                "queued_at": now,
-            }
-            for iv in chunk
-            if iv.start not in done
-        ]
-        if rows:
-            conn.execute(insert(interval_runs), rows)
-        result.inserted += len(rows)
-        result.skipped += len(chunk) - len(rows)
-        result.starts.extend(r["interval_start"] for r in rows)
-        result.cursor = chunk[-1].start
+        rows.extend(_new_run(bf, iv.start, iv.end, now) for iv in chunk if iv.start not in done)
+        cursor = chunk[-1].start
         if not more:
-            result.exhausted = True
+            exhausted = True
             break
-        # Put back the look-ahead item: continue after the cursor.
-        pending = series.iter_from(result.cursor, descending=descending)
-    conn.execute(
-        update(backfills)
-        .where(backfills.c.id == bf["id"])
-        .values(
-            cursor=result.cursor,
-            exhausted=result.exhausted,
-            runs_created=backfills.c.runs_created + result.inserted,
-            updated_at=now,
-        )
-    )
-    return result
+    running = transitions.run_claim(RunStatus.QUEUED).value
+    for r in rows[:claim_n]:
+        r.update(status=running, attempt=1, tries=1, lease_owner=owner, lease_expires_at=lease_until, started_at=now)
+    bf["cursor"] = cursor
+    bf["exhausted"] = exhausted
+    bf["runs_created"] += len(rows)
+    if not rows:
+        return []
+    inserted = conn.execute(_INSERT_RUNS, rows).mappings().all()
+    return [r for r in inserted if r["status"] == running]
+
+
+def _new_run(bf: Row, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
+    return {
+        "backfill_id": bf["id"],
+        "pipeline_id": bf["pipeline_id"],
+        "interval_start": start,
+        "interval_end": end,
+        "status": RunStatus.QUEUED.value,
+        "attempt": 0,
+        "tries": 0,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "started_at": None,
+        "created_at": now,
+        "queued_at": now,
+    }
+
+
+_INSERT_RUNS = insert(interval_runs).returning(
+    interval_runs.c.id,
+    interval_runs.c.status,
+    interval_runs.c.attempt,
+    interval_runs.c.tries,
+    interval_runs.c.interval_start,
+    interval_runs.c.interval_end,
+)
 
 
 # ---- claiming ------------------------------------------------------------------------
 
+CLAIMABLE = [s.value for s in transitions.CLAIMABLE_BACKFILL_STATUSES]
+_QUEUED = (
+    backfills.c.runs_created
+    - backfills.c.runs_completed
+    - backfills.c.runs_failed
+    - backfills.c.runs_cancelled
+    - backfills.c.runs_running
+)
 
-def _claim_candidates(conn: Connection, limit: int) -> list[RowMapping]:
-    queued = (
-        backfills.c.runs_created
-        - backfills.c.runs_completed
-        - backfills.c.runs_failed
-        - backfills.c.runs_cancelled
-        - backfills.c.runs_running
-    )
+
+@lru_cache(maxsize=2)
+def _candidates_statement(postgres: bool) -> Any:
+    """Backfills with room and work, least recently claimed first (locked on PostgreSQL,
+    skipping those another claimer holds), each with the newest claim stamp of all."""
+    newest = select(func.max(backfills.c.last_claimed_at)).where(backfills.c.status.in_(CLAIMABLE)).scalar_subquery()
     q = (
-        select(backfills)
+        select(backfills, newest.label("newest_claim"))
         .where(
-            backfills.c.status.in_(ACTIVE),
+            backfills.c.status.in_(CLAIMABLE),
             backfills.c.paused.is_(False),
             backfills.c.runs_running < backfills.c.max_active_runs,
-            or_(backfills.c.exhausted.is_(False), queued > 0),
+            or_(backfills.c.exhausted.is_(False), _QUEUED > 0),
         )
         .order_by(backfills.c.last_claimed_at.asc().nulls_first(), backfills.c.id)
-        .limit(limit)
+        .limit(bindparam("p_limit"))
     )
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    return list(conn.execute(q).mappings())
+    if postgres:
+        q = q.with_for_update(of=backfills, skip_locked=True)
+    return q
+
+
+def _claim_candidates(conn: Connection, limit: int) -> list[RowMapping]:
+    stmt = _candidates_statement(conn.dialect.name == "postgresql")
+    return list(conn.execute(stmt, {"p_limit": limit}).mappings())
 
 
 @lru_cache(maxsize=8)
-def _take_next_statement(descending: bool, postgres: bool) -> Any:
-    """Claim the next ready queued run of a backfill in one statement (built once)."""
+def _take_statement(descending: bool, postgres: bool) -> Any:
+    """Claim up to ``p_limit`` ready queued runs of one backfill in one statement."""
     order = interval_runs.c.interval_start.desc() if descending else interval_runs.c.interval_start.asc()
     pick = (
         select(interval_runs.c.id)
@@ -236,13 +291,14 @@ def _take_next_statement(descending: bool, postgres: bool) -> Any:
             or_(interval_runs.c.not_before.is_(None), interval_runs.c.not_before <= bindparam("p_now")),
         )
         .order_by(order)
-        .limit(1)
+        .limit(bindparam("p_limit"))
     )
     if postgres:
         pick = pick.with_for_update(skip_locked=True)
+    picked = pick.cte("picked")  # evaluated once: never more than p_limit rows
     return (
         update(interval_runs)
-        .where(interval_runs.c.id == pick.scalar_subquery())
+        .where(interval_runs.c.id.in_(select(picked.c.id)))
         .values(
             status=transitions.run_claim(RunStatus.QUEUED).value,
             attempt=interval_runs.c.attempt + 1,
@@ -264,70 +320,124 @@ def _take_next_statement(descending: bool, postgres: bool) -> Any:
     )
 
 
-def _take_next(conn: Connection, bf: Row, owner: str, lease_until: datetime, now: datetime) -> RowMapping | None:
-    stmt = _take_next_statement(bf["run_order"] == RunOrder.NEWEST_FIRST.value, conn.dialect.name == "postgresql")
-    params = {"p_backfill": bf["id"], "p_now": now, "p_owner": owner, "p_lease": lease_until}
-    return conn.execute(stmt, params).mappings().first()
+def _take(conn: Connection, bf: Row, k: int, owner: str, lease_until: datetime, now: datetime) -> Sequence[RowMapping]:
+    descending = bf["run_order"] == RunOrder.NEWEST_FIRST.value
+    stmt = _take_statement(descending, conn.dialect.name == "postgresql")
+    params = {"p_backfill": bf["id"], "p_now": now, "p_owner": owner, "p_lease": lease_until, "p_limit": k}
+    runs = conn.execute(stmt, params).mappings().all()
+    return sorted(runs, key=lambda r: r["interval_start"], reverse=descending)
 
 
-def materialize_chunk_size(bf: Row) -> int:
-    """How many runs to create at once: enough to keep the slots busy, never the range."""
-    return max(32, 4 * int(bf["max_active_runs"]))
+def _room(bf: Row) -> int:
+    """Runs this backfill may still start now: its free active slots, and for a fully
+    materialized one no more than it has queued."""
+    room = int(bf["max_active_runs"]) - int(bf["runs_running"])
+    if bf["exhausted"]:
+        room = min(room, counts_of(bf).queued)
+    return max(0, room)
+
+
+def _shares(slots: int, rooms: Sequence[int]) -> list[int]:
+    """Deal ``slots`` one at a time over the backfills in order, each up to its room."""
+    shares = [0] * len(rooms)
+    while slots > 0:
+        dealt = False
+        for i, room in enumerate(rooms):
+            if slots > 0 and shares[i] < room:
+                shares[i] += 1
+                slots -= 1
+                dealt = True
+        if not dealt:
+            break
+    return shares
+
+
+def _claim_from(
+    conn: Connection, bf: dict[str, Any], k: int, owner: str, lease_until: datetime, now: datetime
+) -> list[RowMapping]:
+    """Up to ``k`` runs of one backfill: queued ones first, then freshly materialized."""
+    runs: list[RowMapping] = []
+    if counts_of(bf).queued > 0:
+        runs.extend(_take(conn, bf, k, owner, lease_until, now))
+    if len(runs) < k and not bf["exhausted"]:
+        runs.extend(_materialize(conn, bf, k - len(runs), owner, lease_until, now))
+    bf["runs_running"] += len(runs)
+    return runs
 
 
 def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now: datetime) -> list[ClaimedRun]:
-    """Claim up to ``limit`` runs for worker ``owner``, rotating over competing backfills.
+    """Claim up to ``limit`` runs for worker ``owner``, sharing the slots fairly over
+    competing backfills.
 
-    Backfills are served least-recently-claimed first, one run per backfill per round,
-    so a large backfill cannot starve the others. Runs are materialized on demand.
+    Backfills are served least-recently-claimed first, the slots dealt one per backfill
+    per round, so a large backfill cannot starve the others; ``last_claimed_at`` carries
+    that order to the next claim of any worker. Per backfill: one statement takes its
+    share of queued runs, one INSERT materializes (and claims) the next chunk when the
+    queue runs dry, one UPDATE moves its counters and cursor.
     """
     if limit <= 0:
         return []
-    claimed: list[ClaimedRun] = []
     candidates = [dict(c) for c in _claim_candidates(conn, limit=max(limit, 16))]
     lease_until = now + timedelta(seconds=lease_seconds)
-    tick = 0
-    while candidates and len(claimed) < limit:
-        for bf in list(candidates):
-            if len(claimed) >= limit:
-                break
-            if bf["runs_running"] >= bf["max_active_runs"]:
-                candidates.remove(bf)
+    stamp = _claim_stamp_base(candidates, now)
+    before = {bf["id"]: (bf["runs_running"], bf["runs_created"], bf["cursor"], bf["exhausted"]) for bf in candidates}
+    taken: dict[int, list[RowMapping]] = {}
+    left = limit
+    pending = [bf for bf in candidates if _room(bf) > 0]
+    while left > 0 and pending:
+        shares = _shares(left, [_room(bf) for bf in pending])
+        again = []
+        for bf, k in zip(pending, shares, strict=True):
+            if k == 0:
+                again.append(bf)  # not dealt this round: still in the running
                 continue
-            run = _take_next(conn, bf, owner, lease_until, now)
-            if run is None and not bf["exhausted"]:
-                made = materialize(conn, bf, materialize_chunk_size(bf), now)
-                bf["runs_created"] += made.inserted
-                bf["exhausted"] = made.exhausted
-                bf["cursor"] = made.cursor
-                if made.inserted:
-                    run = _take_next(conn, bf, owner, lease_until, now)
-                elif made.exhausted:
-                    _settle(conn, bf["id"], now)
-            if run is None:
-                candidates.remove(bf)
-                continue
-            tick += 1
-            # Distinct, increasing stamps keep the round-robin order inside one claim.
-            counters = _bump(conn, bf["id"], now, running=1, claimed_at=now + timedelta(microseconds=tick))
-            bf.update(counters)
-            claimed.append(
-                ClaimedRun(
-                    run_id=run["id"],
-                    attempt=run["attempt"],
-                    tries=run["tries"],
-                    backfill_id=bf["id"],
-                    pipeline_id=bf["pipeline_id"],
-                    interval_start=run["interval_start"],
-                    interval_end=run["interval_end"],
-                    timezone=bf["timezone"],
-                    block_uuids=tuple(bf["block_uuids"]) if bf["block_uuids"] is not None else None,
-                    variables=dict(bf["variables"] or {}),
-                    retries=bf["retries"],
-                    timeout_seconds=bf["timeout_seconds"],
-                )
-            )
+            runs = _claim_from(conn, bf, k, owner, lease_until, now)
+            left -= len(runs)
+            if runs:
+                taken.setdefault(bf["id"], []).extend(runs)
+            if len(runs) == k and _room(bf) > 0:
+                again.append(bf)  # got its full share: may take more in the next round
+        pending = again
+    claimed: list[ClaimedRun] = []
+    served = 0
+    for bf in candidates:
+        runs = taken.get(bf["id"], [])
+        running, created, cursor, exhausted = before[bf["id"]]
+        if not runs and (bf["runs_created"], bf["cursor"], bf["exhausted"]) == (created, cursor, exhausted):
+            continue  # untouched
+        claimed_at = None
+        if runs:
+            served += 1  # distinct, increasing stamps: this claim's order carries over
+            claimed_at = stamp + timedelta(microseconds=served)
+        deltas = (bf["runs_running"] - running, bf["runs_created"] - created)
+        _claim_bump(conn, bf, now, running=deltas[0], created=deltas[1], claimed_at=claimed_at)
+        claimed.extend(_claimed_run(bf, r) for r in runs)
     return claimed
+
+
+def _claimed_run(bf: Row, run: RowMapping) -> ClaimedRun:
+    return ClaimedRun(
+        run_id=run["id"],
+        attempt=run["attempt"],
+        tries=run["tries"],
+        backfill_id=bf["id"],
+        pipeline_id=bf["pipeline_id"],
+        interval_start=run["interval_start"],
+        interval_end=run["interval_end"],
+        timezone=bf["timezone"],
+        block_uuids=tuple(bf["block_uuids"]) if bf["block_uuids"] is not None else None,
+        variables=dict(bf["variables"] or {}),
+        retries=bf["retries"],
+        timeout_seconds=bf["timeout_seconds"],
+    )
+
+
+def _claim_stamp_base(candidates: Sequence[Row], now: datetime) -> datetime:
+    """Where this claim's ``last_claimed_at`` stamps start: after every stamp given so
+    far, so the backfills served now go behind all others even when the clock reads the
+    same (or, on another host, an earlier) time as at the previous claim."""
+    newest = candidates[0]["newest_claim"] if candidates else None
+    return now if newest is None or newest < now else newest
 
 
 def counts_of(bf: Row) -> RunCounts:
@@ -375,13 +485,15 @@ def expire_leases(conn: Connection, now: datetime, *, limit: int = 500) -> list[
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     expired: list[RunKey] = []
+    deltas: dict[int, _Deltas] = {}
     for row in conn.execute(q).all():
         key = RunKey(int(row.id), int(row.attempt))
         message = (
             f"worker {row.lease_owner} stopped renewing its lease (killed or lost); attempt {row.attempt} abandoned"
         )
-        if record_attempt(conn, key, None, AttemptResult(ok=False, error=message), now, expired_before=now):
+        if _finish_one(conn, key, None, AttemptResult(ok=False, error=message), now, now, deltas):
             expired.append(key)
+    _bump_finished(conn, deltas, now)
     return expired
 
 
@@ -417,29 +529,27 @@ def expire_owners(conn: Connection, owners: Sequence[str], now: datetime, *, rea
 
 # ---- finishing -----------------------------------------------------------------------
 
+COMPLETE_BATCH = 64  # successes recorded per statement (one prepared shape per size)
 
-_COMPLETE = (
-    update(interval_runs)
-    .where(
-        interval_runs.c.id == bindparam("p_run"),
-        interval_runs.c.attempt == bindparam("p_attempt"),
-        interval_runs.c.status == RunStatus.RUNNING.value,
-        interval_runs.c.lease_owner == bindparam("p_owner"),
-    )
-    .values(
-        status=RunStatus.COMPLETED.value,
-        ended_at=bindparam("p_now", type_=UTCDateTime()),
-        duration=bindparam("p_duration"),
-        rows=bindparam("p_rows"),
-        error=None,
-        block_results=bindparam("p_blocks", type_=json_type()),
-        pipeline_version=bindparam("p_version"),
-        lease_owner=None,
-        lease_expires_at=None,
-        not_before=None,
-    )
-    .returning(interval_runs.c.backfill_id)
-)
+
+@dataclass
+class _Deltas:
+    """How one backfill's counters move with the runs finished in this transaction."""
+
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    rows: int = 0
+    duration: float = 0.0
+
+    def add(self, status: RunStatus, rows: int, duration: float) -> None:
+        self.running -= 1
+        if status is RunStatus.COMPLETED:
+            self.completed += 1
+            self.rows += rows
+            self.duration += duration
+        elif status is RunStatus.FAILED:
+            self.failed += 1
 
 
 def record_attempt(
@@ -457,7 +567,109 @@ def record_attempt(
     a worker that lost its lease cannot overwrite a newer attempt.
     """
     if result.ok and owner is not None and expired_before is None:
-        return _record_success(conn, key, owner, result, now)
+        return key in record_many(conn, owner, [(key, result)], now)
+    deltas: dict[int, _Deltas] = {}
+    recorded = _finish_one(conn, key, owner, result, now, expired_before, deltas)
+    _bump_finished(conn, deltas, now)
+    return recorded
+
+
+def record_many(
+    conn: Connection, owner: str, finished: Sequence[tuple[RunKey, AttemptResult]], now: datetime
+) -> set[RunKey]:
+    """Record the attempts a worker step saw end, fenced like ``record_attempt``: the
+    successes in one UPDATE (per ``COMPLETE_BATCH``), each failure on its own (it needs
+    the retry decision), then one counter update per backfill. Returns the keys
+    recorded; the others were no longer held by ``owner`` and wrote nothing."""
+    if len({key.run_id for key, _ in finished}) != len(finished):
+        raise ValueError("record_many: a run appears twice in one batch")
+    deltas: dict[int, _Deltas] = {}
+    recorded: set[RunKey] = set()
+    successes = [(key, result) for key, result in finished if result.ok]
+    for i in range(0, len(successes), COMPLETE_BATCH):
+        recorded |= _complete(conn, owner, successes[i : i + COMPLETE_BATCH], now, deltas)
+    for key, result in finished:
+        if not result.ok and _finish_one(conn, key, owner, result, now, None, deltas):
+            recorded.add(key)
+    _bump_finished(conn, deltas, now)
+    return recorded
+
+
+@lru_cache(maxsize=COMPLETE_BATCH)
+def _complete_statement(n: int) -> Any:
+    """Complete ``n`` running attempts in one UPDATE, each fenced on its own attempt
+    and the common lease owner (``r{i}``: run id, ``a{i}`` attempt, ``d{i}`` duration,
+    ``n{i}`` rows, ``b{i}`` block results, ``v{i}`` pipeline version)."""
+
+    def per_run(name: str, type_: Any = None) -> Any:
+        whens = [(interval_runs.c.id == bindparam(f"r{i}"), bindparam(f"{name}{i}", type_=type_)) for i in range(n)]
+        return case(*whens)
+
+    return (
+        update(interval_runs)
+        .where(
+            interval_runs.c.id.in_([bindparam(f"r{i}") for i in range(n)]),
+            interval_runs.c.attempt == per_run("a"),
+            interval_runs.c.status == RunStatus.RUNNING.value,
+            interval_runs.c.lease_owner == bindparam("p_owner"),
+        )
+        .values(
+            status=transitions.run_succeed(RunStatus.RUNNING).value,
+            ended_at=bindparam("p_now", type_=UTCDateTime()),
+            duration=per_run("d", Float()),
+            rows=per_run("n", BigInteger()),
+            error=None,
+            block_results=per_run("b", json_type()),
+            pipeline_version=per_run("v", String()),
+            lease_owner=None,
+            lease_expires_at=None,
+            not_before=None,
+        )
+        .returning(interval_runs.c.id, interval_runs.c.backfill_id)
+    )
+
+
+def _complete(
+    conn: Connection,
+    owner: str,
+    successes: Sequence[tuple[RunKey, AttemptResult]],
+    now: datetime,
+    deltas: dict[int, _Deltas],
+) -> set[RunKey]:
+    if not successes:
+        return set()
+    params: dict[str, Any] = {"p_owner": owner, "p_now": now}
+    for i, (key, result) in enumerate(successes):
+        params.update(
+            {
+                f"r{i}": key.run_id,
+                f"a{i}": key.attempt,
+                f"d{i}": result.duration or 0.0,
+                f"n{i}": result.rows,
+                f"b{i}": result.block_results,
+                f"v{i}": result.pipeline_version,
+            }
+        )
+    done = dict(conn.execute(_complete_statement(len(successes)), params).all())
+    recorded: set[RunKey] = set()
+    for key, result in successes:
+        if key.run_id in done:
+            recorded.add(key)
+            deltas.setdefault(done[key.run_id], _Deltas()).add(RunStatus.COMPLETED, result.rows, result.duration or 0.0)
+            _save_log(conn, key, result, now)
+    return recorded
+
+
+def _finish_one(
+    conn: Connection,
+    key: RunKey,
+    owner: str | None,
+    result: AttemptResult,
+    now: datetime,
+    expired_before: datetime | None,
+    deltas: dict[int, _Deltas],
+) -> bool:
+    """The end of one attempt with the retry decision (failures, expiry)."""
     fence = [
         interval_runs.c.id == key.run_id,
         interval_runs.c.attempt == key.attempt,
@@ -514,38 +726,7 @@ def record_attempt(
         )
     )
     _save_log(conn, key, result, now)
-    completed = status is RunStatus.COMPLETED
-    _bump(
-        conn,
-        row.backfill_id,
-        now,
-        running=-1,
-        completed=1 if completed else 0,
-        failed=1 if status is RunStatus.FAILED else 0,
-        rows=result.rows if completed else 0,
-        duration=(duration or 0.0) if completed else 0.0,
-    )
-    return True
-
-
-def _record_success(conn: Connection, key: RunKey, owner: str, result: AttemptResult, now: datetime) -> bool:
-    """The hot path: a worker reports a completed attempt (two statements)."""
-    duration = result.duration or 0.0
-    params = {
-        "p_run": key.run_id,
-        "p_attempt": key.attempt,
-        "p_owner": owner,
-        "p_now": now,
-        "p_duration": duration,
-        "p_rows": result.rows,
-        "p_blocks": result.block_results,
-        "p_version": result.pipeline_version,
-    }
-    backfill_id = conn.execute(_COMPLETE, params).scalar()
-    if backfill_id is None:
-        return False
-    _save_log(conn, key, result, now)
-    _bump(conn, backfill_id, now, running=-1, completed=1, rows=result.rows, duration=duration)
+    deltas.setdefault(row.backfill_id, _Deltas()).add(status, result.rows, duration or 0.0)
     return True
 
 
@@ -596,6 +777,8 @@ def write_partial_log(conn: Connection, key: RunKey, owner: str, content: str, n
     return True
 
 
+# ---- counters and status ---------------------------------------------------------------
+
 _COUNTERS = (
     backfills.c.status,
     backfills.c.exhausted,
@@ -606,7 +789,7 @@ _COUNTERS = (
     backfills.c.runs_running,
 )
 
-_BUMP = (
+_FINISH_BUMP = (
     update(backfills)
     .where(backfills.c.id == bindparam("p_backfill"))
     .values(
@@ -625,50 +808,51 @@ _CLAIM_BUMP = (
     .where(backfills.c.id == bindparam("p_backfill"))
     .values(
         runs_running=backfills.c.runs_running + bindparam("d_running"),
-        started_at=func.coalesce(backfills.c.started_at, bindparam("p_now", type_=UTCDateTime())),
-        last_claimed_at=bindparam("p_claimed", type_=UTCDateTime()),
+        runs_created=backfills.c.runs_created + bindparam("d_created"),
+        cursor=bindparam("p_cursor", type_=UTCDateTime()),
+        exhausted=bindparam("p_exhausted"),
+        started_at=func.coalesce(backfills.c.started_at, bindparam("p_started", type_=UTCDateTime())),
+        last_claimed_at=func.coalesce(bindparam("p_claimed", type_=UTCDateTime()), backfills.c.last_claimed_at),
         updated_at=bindparam("p_now", type_=UTCDateTime()),
     )
     .returning(*_COUNTERS)
 )
 
 
-def _bump(
-    conn: Connection,
-    backfill_id: int,
-    now: datetime,
-    *,
-    running: int = 0,
-    completed: int = 0,
-    failed: int = 0,
-    rows: int = 0,
-    duration: float = 0.0,
-    claimed_at: datetime | None = None,
-) -> dict[str, Any]:
-    """Move the backfill's counters with its runs, then settle its status — one
-    statement plus, only when the status changes, a second."""
-    if claimed_at is not None:
-        params: dict[str, Any] = {
-            "p_backfill": backfill_id,
-            "d_running": running,
-            "p_now": now,
-            "p_claimed": claimed_at,
-        }
-        row = conn.execute(_CLAIM_BUMP, params).mappings().one()
-    else:
+def _bump_finished(conn: Connection, deltas: Mapping[int, _Deltas], now: datetime) -> None:
+    """One counter update per backfill (in id order: two workers on PostgreSQL lock
+    the backfill rows they both touch in the same order), then its status settles."""
+    for backfill_id in sorted(deltas):
+        d = deltas[backfill_id]
         params = {
             "p_backfill": backfill_id,
-            "d_running": running,
-            "d_completed": completed,
-            "d_failed": failed,
-            "d_rows": rows,
-            "d_duration": duration,
+            "d_running": d.running,
+            "d_completed": d.completed,
+            "d_failed": d.failed,
+            "d_rows": d.rows,
+            "d_duration": d.duration,
             "p_now": now,
         }
-        row = conn.execute(_BUMP, params).mappings().one()
-    counters = dict(row)
-    counters["status"] = _apply_settle(conn, backfill_id, counters, now).value
-    return counters
+        _apply_settle(conn, backfill_id, conn.execute(_FINISH_BUMP, params).mappings().one(), now)
+
+
+def _claim_bump(
+    conn: Connection, bf: dict[str, Any], now: datetime, *, running: int, created: int, claimed_at: datetime | None
+) -> None:
+    """The one counter update of a backfill a claim touched: runs started and created,
+    the materialization cursor, the claim stamp; then its status settles."""
+    params = {
+        "p_backfill": bf["id"],
+        "d_running": running,
+        "d_created": created,
+        "p_cursor": bf["cursor"],
+        "p_exhausted": bf["exhausted"],
+        "p_started": now if running else None,
+        "p_claimed": claimed_at,
+        "p_now": now,
+    }
+    counters = conn.execute(_CLAIM_BUMP, params).mappings().one()
+    bf["status"] = _apply_settle(conn, bf["id"], counters, now).value
 
 
 def _apply_settle(conn: Connection, backfill_id: int, bf: Row, now: datetime) -> BackfillStatus:
@@ -732,33 +916,29 @@ def cancel_queued(conn: Connection, backfill_id: int, now: datetime) -> int:
 def requeue_for_retry(conn: Connection, backfill_id: int, now: datetime) -> int:
     """Re-queue the failed and cancelled runs of a backfill (a manual retry); the
     completed ones are left alone. Their retry budget starts afresh."""
+    retryable = [s.value for s in transitions.RETRYABLE_RUN_STATUSES]
     by_status: dict[str, int] = dict(
         conn.execute(
             select(interval_runs.c.status, func.count())
-            .where(
-                interval_runs.c.backfill_id == backfill_id,
-                interval_runs.c.status.in_([s.value for s in transitions.RETRYABLE_RUN_STATUSES]),
-            )
+            .where(interval_runs.c.backfill_id == backfill_id, interval_runs.c.status.in_(retryable))
             .group_by(interval_runs.c.status)
         ).all()
     )
-    for status in by_status:
-        transitions.run_retry(RunStatus(status))
-    conn.execute(
-        update(interval_runs)
-        .where(
-            interval_runs.c.backfill_id == backfill_id,
-            interval_runs.c.status.in_([s.value for s in transitions.RETRYABLE_RUN_STATUSES]),
+    for source in transitions.RETRYABLE_RUN_STATUSES:
+        if not by_status.get(source.value):
+            continue
+        conn.execute(
+            update(interval_runs)
+            .where(interval_runs.c.backfill_id == backfill_id, interval_runs.c.status == source.value)
+            .values(
+                status=transitions.run_retry(source).value,
+                tries=0,
+                not_before=None,
+                error=None,
+                ended_at=None,
+                queued_at=now,
+            )
         )
-        .values(
-            status=RunStatus.QUEUED.value,
-            tries=0,
-            not_before=None,
-            error=None,
-            ended_at=None,
-            queued_at=now,
-        )
-    )
     failed = int(by_status.get(RunStatus.FAILED.value, 0))
     cancelled = int(by_status.get(RunStatus.CANCELLED.value, 0))
     conn.execute(

@@ -2,8 +2,9 @@
 
 The page is a small client (vanilla ES module, no build step) of the team API: it signs
 in with ``POST /web/session`` (email + password → a raw API token of the user, kept in
-the tab's ``sessionStorage``) and then talks to ``/v1/teams/{team_id}/...`` with
-``Authorization: Bearer <token>`` like any other client. Nothing here knows about
+the tab's ``sessionStorage``), then talks to ``/v1/teams/{team_id}/...`` with
+``Authorization: Bearer <token>`` like any other client; its Sign out button revokes the
+token with ``DELETE /v1/me/token``. Nothing here knows about
 backfills: the routes only render the page, serve files, and translate the sign-in.
 
 - ``GET /``                 the page (not in the OpenAPI document)
@@ -98,8 +99,8 @@ class SignInAction(BaseModel):
 
 class WebSession(BaseModel):
     token: str = Field(
-        description="A new API token of the user (scopes dwh_transfers_read and dwh_transfers_write): "
-        "send it as `Authorization: Bearer <token>` to the team API."
+        description="A new API token of the user (scopes dwh_transfers_read and dwh_transfers_write, 12 hours): "
+        "send it as `Authorization: Bearer <token>` to the team API; `DELETE /v1/me/token` revokes it."
     )
     expires_time: schemas.Timestamp = Field(description="When the token expires.")
     user_id: int
@@ -118,19 +119,26 @@ class WebSessionResponse(BaseModel):
     responses={
         400: _error("The body is not valid JSON (BAD_REQUEST)."),
         401: _error("Unknown email or wrong password (UNAUTHORIZED)."),
+        413: _error("The request body is larger than the server accepts (PAYLOAD_TOO_LARGE)."),
         422: _error("Missing or invalid email or password (UNPROCESSABLE_ENTITY)."),
-        429: _error("Rate limit exceeded; see Retry-After (TOO_MANY_REQUESTS)."),
+        429: _error("Rate limit or failed sign-ins exceeded; see Retry-After (TOO_MANY_REQUESTS)."),
     },
     summary="Sign in to the web page: email + password → a bearer token for the team API",
-    description="Every sign-in issues a new token of the user (read + write scopes, 30 days), as "
+    description="Every sign-in issues a new token of the user (read + write scopes, 12 hours), as "
     "`POST /api/sessions` does; this route returns the raw token instead of the session JWT, because the "
-    "team API takes `Authorization: Bearer <token>`. Errors use the team API envelope.",
+    "team API takes `Authorization: Bearer <token>`. Sign out with `DELETE /v1/me/token` (the page's "
+    "Sign out button does), which revokes it. Failed sign-ins are limited per client address and per "
+    "e-mail (429). Errors use the team API envelope.",
 )
-def web_create_session(request: Request, body: SignInAction) -> Response:
+async def web_create_session(request: Request, body: SignInAction) -> Response:
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
+    throttle: sessions.SignInThrottle = request.app.state.sign_in_throttle
+    address = request.client.host if request.client else "unknown"
     # Refused credentials raise ``InvalidCredentials``: the app renders it as a 401 in the team API envelope.
-    session = sessions.login(db, body.email, body.password, signing_secret=settings.resolved_secret())
+    session = await sessions.sign_in(
+        db, throttle, address, body.email, body.password, signing_secret=settings.resolved_secret()
+    )
     user = session.user
     team_id = user["default_team_id"]
     data = WebSession(

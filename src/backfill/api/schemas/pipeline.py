@@ -12,9 +12,20 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 
-from backfill.api.schemas.common import BackfillMetrics, ErrorText, PipelineAttributes
+from backfill.api.schemas.common import (
+    INSTANT_PATTERN,
+    BackfillMetrics,
+    ErrorText,
+    JsonAction,
+    PipelineAttributes,
+    ZoneName,
+    cron_needs_custom,
+)
 from backfill.api.schemas.webhooks import WebhookAction
+from backfill.domain.limits import MAX_NAME_LENGTH
 from backfill.domain.transitions import UserAction
 
 PIPELINE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
@@ -32,12 +43,14 @@ DateTimeInput = Annotated[
     Field(
         min_length=1,
         max_length=64,
+        json_schema_extra={"pattern": INSTANT_PATTERN},
         description='"YYYY-MM-DD HH:MM:SS", ISO 8601 or a plain date. A time without offset is UTC; '
         "a plain date is 00:00 in the backfill's timezone; an offset wins.",
         examples=["2023-07-17 23:56:05"],
     ),
 ]
 BlockUuid = Annotated[str, Field(min_length=1, max_length=200)]
+READ_ONLY: JsonDict = {"readOnly": True}
 
 PipelineBackfillStatus = Literal["initial", "running", "completed", "failed", "cancelled"]
 PipelineRunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -54,6 +67,7 @@ ErrorTypeName = Literal[
     "record_invalid",
     "conflict",
     "rate_limited",
+    "payload_too_large",
     "server_error",
 ]
 ERROR_TYPE_NAMES: tuple[str, ...] = get_args(ErrorTypeName)
@@ -95,9 +109,7 @@ def reject_nul(value: Any, where: str) -> None:
             reject_nul(item, f"{where}[{index}]")
 
 
-class _Action(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class _Action(JsonAction):
     @model_validator(mode="after")
     def _no_nul_characters(self) -> Self:
         for name in type(self).model_fields:
@@ -109,22 +121,23 @@ class _Action(BaseModel):
 
 class PipelineBackfillSettingsAction(_Action):
     """``settings`` of a backfill. Everything but ``max_active_runs`` and ``paused`` may
-    change only before the backfill starts."""
+    change only before the backfill starts. Only ``cron``, ``timeout_seconds`` and
+    ``block_uuids`` may be null."""
 
-    max_active_runs: int | None = Field(default=None, ge=1, le=1000)
-    run_order: RunOrderName | None = None
-    reprocess: ReprocessName | None = None
-    timezone: str | None = Field(default=None, min_length=1, max_length=64, description="IANA name.")
+    max_active_runs: Annotated[int, Field(ge=1, le=1000)] | SkipJsonSchema[None] = None
+    run_order: RunOrderName | SkipJsonSchema[None] = None
+    reprocess: ReprocessName | SkipJsonSchema[None] = None
+    timezone: ZoneName | SkipJsonSchema[None] = None
     cron: str | None = Field(default=None, max_length=200, description="Cron expression (interval_type custom).")
-    retries: int | None = Field(default=None, ge=0, le=100)
-    retry_delay_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    retries: Annotated[int, Field(ge=0, le=100)] | SkipJsonSchema[None] = None
+    retry_delay_seconds: Annotated[float, Field(ge=0, le=86_400)] | SkipJsonSchema[None] = None
     timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
-    paused: bool | None = Field(default=None, description="A paused backfill starts no new runs.")
+    paused: bool | SkipJsonSchema[None] = Field(default=None, description="A paused backfill starts no new runs.")
     block_uuids: list[BlockUuid] | None = Field(
         default=None, max_length=1000, description="The exact block selection; null = every block."
     )
-    notify: list[WebhookAction] | None = Field(
-        default=None, max_length=20, description="Webhooks called when the backfill completes, fails or is cancelled."
+    notify: Annotated[list[WebhookAction], Field(max_length=20)] | SkipJsonSchema[None] = Field(
+        default=None, description="Webhooks called when the backfill completes, fails or is cancelled."
     )
 
 
@@ -136,47 +149,86 @@ class PipelineBackfillAction(_Action):
     ``pipeline_uuid`` must then match the addressed backfill, the others are ignored.
     """
 
-    name: str | None = Field(default=None, max_length=500)
-    start_datetime: DateTimeInput | None = None
-    end_datetime: DateTimeInput | None = None
-    interval_type: IntervalTypeName | None = None
-    interval_units: int | None = Field(default=None, ge=1, le=1_000_000)
+    schema_rules = cron_needs_custom("settings")
+
+    name: Annotated[str, Field(max_length=MAX_NAME_LENGTH)] | SkipJsonSchema[None] = None
+    start_datetime: DateTimeInput | SkipJsonSchema[None] = None
+    end_datetime: DateTimeInput | SkipJsonSchema[None] = None
+    interval_type: IntervalTypeName | SkipJsonSchema[None] = None
+    interval_units: Annotated[int, Field(ge=1, le=1_000_000)] | SkipJsonSchema[None] = None
     variables: dict[str, Any] | None = Field(
-        default=None, description="Overrides of the pipeline's global variables for every run."
+        default=None,
+        description="Overrides of the pipeline's global variables for every run: at most 64 KiB of JSON, "
+        "32 levels deep, no NUL characters.",
     )
-    settings: PipelineBackfillSettingsAction | None = None
+    settings: PipelineBackfillSettingsAction | SkipJsonSchema[None] = None
     block_uuid: BlockUuid | None = Field(
         default=None, description="Run this block and everything downstream of it (null = every block)."
     )
     add_upstream_for_block_uuid: BlockUuid | None = Field(
         default=None, description="Add this block and all its ancestors to the selection."
     )
-    status: str | None = Field(
+    status: Annotated[str, Field(max_length=32)] | SkipJsonSchema[None] = Field(
         default=None,
-        max_length=32,
+        json_schema_extra={"enum": ["initial", "running", "completed", "failed", "cancelled"]},
         description='"initial" or "running" starts a not-started backfill or retries the failed intervals of a '
         'failed one; "cancelled" cancels. Sending the current status changes nothing.',
     )
-    # read-only attributes of the object, accepted for round trips
-    id: int | None = None
-    pipeline_uuid: str | None = Field(default=None, max_length=200)
-    pipeline_schedule_id: int | None = None
-    created_at: str | None = Field(default=None, max_length=64)
-    updated_at: str | None = Field(default=None, max_length=64)
-    started_at: str | None = Field(default=None, max_length=64)
-    completed_at: str | None = Field(default=None, max_length=64)
-    failed_at: str | None = Field(default=None, max_length=64)
-    metrics: dict[str, Any] | None = None
-    total_run_count: int | None = None
-    run_status_counts: dict[str, Any] | None = None
-    preview_runs: list[Any] | None = None
-    allowed_actions: list[Any] | None = None
+    # read-only attributes of the object, accepted for round trips (readOnly in the document)
+    id: int | None = Field(default=None, json_schema_extra=READ_ONLY)
+    pipeline_uuid: str | None = Field(default=None, max_length=200, json_schema_extra=READ_ONLY)
+    pipeline_schedule_id: int | None = Field(default=None, json_schema_extra=READ_ONLY)
+    created_at: str | None = Field(default=None, max_length=64, json_schema_extra=READ_ONLY)
+    updated_at: str | None = Field(default=None, max_length=64, json_schema_extra=READ_ONLY)
+    started_at: str | None = Field(default=None, max_length=64, json_schema_extra=READ_ONLY)
+    completed_at: str | None = Field(default=None, max_length=64, json_schema_extra=READ_ONLY)
+    failed_at: str | None = Field(default=None, max_length=64, json_schema_extra=READ_ONLY)
+    metrics: dict[str, Any] | None = Field(default=None, json_schema_extra=READ_ONLY)
+    total_run_count: int | None = Field(default=None, json_schema_extra=READ_ONLY)
+    run_status_counts: dict[str, Any] | None = Field(default=None, json_schema_extra=READ_ONLY)
+    preview_runs: list[Any] | None = Field(default=None, json_schema_extra=READ_ONLY)
+    allowed_actions: list[Any] | None = Field(default=None, json_schema_extra=READ_ONLY)
+
+
+class PipelineBackfillCreateAction(PipelineBackfillAction):
+    """The attributes of a new backfill (POST): ``start_datetime`` and ``end_datetime``
+    required, no read-only attribute (refused, except the addressed ``pipeline_uuid``)."""
+
+    schema_rules = cron_needs_custom("settings", implied=True)
+
+    start_datetime: DateTimeInput
+    end_datetime: DateTimeInput
+    status: str | None = Field(
+        default=None,
+        max_length=32,
+        json_schema_extra={"enum": ["initial", "running"]},
+        description='null: saved, not started; "initial" or "running": started at once.',
+    )
+    id: SkipJsonSchema[int | None] = None
+    pipeline_uuid: SkipJsonSchema[str | None] = Field(default=None, max_length=200)
+    pipeline_schedule_id: SkipJsonSchema[int | None] = None
+    created_at: SkipJsonSchema[str | None] = None
+    updated_at: SkipJsonSchema[str | None] = None
+    started_at: SkipJsonSchema[str | None] = None
+    completed_at: SkipJsonSchema[str | None] = None
+    failed_at: SkipJsonSchema[str | None] = None
+    metrics: SkipJsonSchema[dict[str, Any] | None] = None
+    total_run_count: SkipJsonSchema[int | None] = None
+    run_status_counts: SkipJsonSchema[dict[str, Any] | None] = None
+    preview_runs: SkipJsonSchema[list[Any] | None] = None
+    allowed_actions: SkipJsonSchema[list[Any] | None] = None
 
 
 class PipelineBackfillBody(_Action):
-    """``{"backfill": {...}}``."""
+    """``{"backfill": {...}}`` of a PUT."""
 
     backfill: PipelineBackfillAction
+
+
+class PipelineBackfillCreateBody(_Action):
+    """``{"backfill": {...}}`` of a POST."""
+
+    backfill: PipelineBackfillCreateAction
 
 
 class PipelineSessionAction(_Action):
@@ -351,3 +403,12 @@ class PipelineSession(BaseModel):
 
 class PipelineSessionResponse(BaseModel):
     session: PipelineSession
+
+
+class PipelineSignOut(BaseModel):
+    token_id: int = Field(description="The revoked token: requests with it (or its session JWT) now get 401.")
+    revoked: bool = True
+
+
+class PipelineSignOutResponse(BaseModel):
+    session: PipelineSignOut

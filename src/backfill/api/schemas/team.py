@@ -8,13 +8,22 @@ for day-or-longer intervals and ISO datetimes otherwise, so they are plain strin
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
+from backfill.api.schemas.common import (
+    INSTANT_PATTERN,
+    ErrorText,
+    JsonAction,
+    PipelineAttributes,
+    ZoneName,
+    cron_needs_custom,
+)
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
-from backfill.api.schemas.common import ErrorText, PipelineAttributes
 from backfill.api.schemas.webhooks import WebhookAction
+from backfill.domain.limits import MAX_NAME_LENGTH
 from backfill.domain.transitions import UserAction
 from backfill.http.envelope import ErrorDetail as ErrorDetail
 from backfill.http.envelope import ErrorEnvelope as ErrorEnvelope
@@ -48,30 +57,38 @@ class PageMeta(Meta):
 # ---- actions (request bodies) ----------------------------------------------------------------
 
 
-class _Action(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class _Action(JsonAction):
+    """Base of this dialect's request bodies."""
 
 
 class CreateBackfillAction(_Action):
     """Body of ``POST .../transfers/{transfer_id}/backfills`` (and ``:dry_run``)."""
 
+    schema_rules = cron_needs_custom()
+
     range_start: str = Field(
         max_length=64,
+        json_schema_extra={"pattern": INSTANT_PATTERN},
         description="First interval start, inclusive: a date (00:00 in the backfill's timezone) or an ISO "
         "datetime (an offset wins; without one it is wall-clock time in the backfill's timezone).",
         examples=["2024-01-01"],
     )
     range_end: str = Field(
-        max_length=64, description="Last interval start, inclusive; same format.", examples=["2024-01-31"]
+        max_length=64,
+        json_schema_extra={"pattern": INSTANT_PATTERN},
+        description="Last interval start, inclusive; same format.",
+        examples=["2024-01-31"],
     )
-    name: str | None = Field(default=None, max_length=500)
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     interval_type: IntervalTypeName = "day"
     interval_units: int | None = Field(
         default=1, ge=1, le=1_000_000, description="Units per interval; seconds for `custom` without cron."
     )
     cron: str | None = Field(default=None, max_length=200, description="Cron expression (interval_type custom).")
-    timezone: str | None = Field(default=None, max_length=64, description="IANA name; default the transfer's.")
-    variables: dict[str, Any] | None = None
+    timezone: ZoneName | None = Field(default=None, description="IANA name; default the transfer's.")
+    variables: dict[str, Any] | None = Field(
+        default=None, description="At most 64 KiB of JSON, 32 levels deep, no NUL characters."
+    )
     max_active_runs: int = Field(default=4, ge=1, le=1000)
     run_order: RunOrderName = "newest_first"
     reprocess: ReprocessName = "all"
@@ -81,8 +98,8 @@ class CreateBackfillAction(_Action):
     block_uuids: list[Annotated[str, Field(max_length=200)]] | None = Field(
         default=None, max_length=1000, description="Blocks to run; null = all."
     )
-    notify: list[WebhookAction] | None = Field(
-        default=None, max_length=20, description="Webhooks called when the backfill completes, fails or is cancelled."
+    notify: Annotated[list[WebhookAction], Field(max_length=20)] | None = Field(
+        default=None, description="Webhooks called when the backfill completes, fails or is cancelled."
     )
 
 
@@ -93,28 +110,36 @@ class UpdateBackfillAction(_Action):
     SCHEDULED starts a CREATED backfill or retries the failed intervals of a FAILED one.
     """
 
-    status: BackfillStatusName | None = None
-    paused: bool | None = None
-    max_active_runs: int | None = Field(default=None, ge=1, le=1000)
-    name: str | None = Field(default=None, min_length=1, max_length=500)
+    schema_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
+
+    status: BackfillStatusName | SkipJsonSchema[None] = None
+    paused: bool | SkipJsonSchema[None] = None
+    max_active_runs: Annotated[int, Field(ge=1, le=1000)] | SkipJsonSchema[None] = None
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] | SkipJsonSchema[None] = None
 
 
 class RerunAction(_Action):
     """Body of ``POST /v1/teams/{team_id}/backfills/{backfill_id}/runs:rerun``: exactly one
     of the three selections."""
 
-    run_ids: list[Annotated[int, Field(ge=1)]] | None = Field(
-        default=None, min_length=1, max_length=10_000, description="Runs of this backfill."
-    )
-    data_dates: list[Annotated[str, Field(max_length=64)]] | None = Field(
+    schema_rules: ClassVar[dict[str, Any]] = {
+        "oneOf": [{"required": ["run_ids"]}, {"required": ["data_dates"]}, {"required": ["statuses"]}]
+    }
+
+    run_ids: (
+        Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=10_000)] | SkipJsonSchema[None]
+    ) = Field(default=None, description="Runs of this backfill.")
+    data_dates: (
+        Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=10_000)]
+        | SkipJsonSchema[None]
+    ) = Field(
         default=None,
-        min_length=1,
-        max_length=10_000,
         description="Data dates of intervals of this backfill (dates, or ISO datetimes in its timezone).",
     )
-    statuses: list[Literal["COMPLETED", "FAILED", "CANCELLED"]] | None = Field(
-        default=None, min_length=1, max_length=3, description="Every run of the backfill in these statuses."
-    )
+    statuses: (
+        Annotated[list[Literal["COMPLETED", "FAILED", "CANCELLED"]], Field(min_length=1, max_length=3)]
+        | SkipJsonSchema[None]
+    ) = Field(default=None, description="Every run of the backfill in these statuses.")
 
 
 # ---- responses -------------------------------------------------------------------------------

@@ -364,7 +364,16 @@ function setupSignIn() {
       button.disabled = false;
     }
   });
-  $("sign-out").addEventListener("click", () => signOut(""));
+  $("sign-out").addEventListener("click", async () => {
+    // Revoke the token on the server (DELETE /v1/me/token), then forget it here whatever
+    // the answer: an unreachable server must not keep the user signed in on this page.
+    try {
+      await api("DELETE", "/v1/me/token");
+    } catch {
+      // already revoked or expired (401), or offline: nothing more to do
+    }
+    signOut("");
+  });
 }
 
 // ---- progress bars -----------------------------------------------------------------------

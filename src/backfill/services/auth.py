@@ -15,7 +15,8 @@ the result for at most ``PrincipalCache.ttl_seconds`` (1 s by default) in a
 request; revoking a token, removing a membership or changing a role therefore takes
 effect within that second (expiry is checked on every request). Nothing here knows
 about HTTP frameworks; the dialects extract the secret (bearer header, ``OAUTH-TOKEN``
-header, ``oauth_token`` cookie) and call :func:`resolve`.
+header, ``oauth_token`` cookie) and call :func:`resolve`. The session JWT that wraps a
+sign-in token (the ``oauth_token`` cookie) is encoded and decoded here and nowhere else.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import ClassVar
 
 import jwt
 
 from backfill.domain.model import ROLE_PERMISSIONS, Permission, Role, Scope
 from backfill.services.actor import Actor
-from backfill.store import auth
+from backfill.store import auth as auth_store
 from backfill.store.clock import utcnow
 from backfill.store.db import Database
 
@@ -167,15 +168,15 @@ def resolve(
     if len(secret) > 512:
         raise TokenInvalid("the token is not valid")
     with db.read() as conn:
-        info = auth.lookup_token(conn, secret)
+        info = auth_store.lookup_token(conn, secret)
         if info is None:
             raise TokenInvalid("the token is not valid (unknown or revoked)")
         if info.expired(now or utcnow()):
             raise TokenExpired("the token has expired")
         if team_id is None and default_team:
-            found = auth.get_user(conn, info.user_id)["default_team_id"]
+            found = auth_store.get_user(conn, info.user_id)["default_team_id"]
             team_id = int(found) if found is not None else None
-        role = auth.role_in_team(conn, info.user_id, team_id) if team_id is not None else None
+        role = auth_store.role_in_team(conn, info.user_id, team_id) if team_id is not None else None
     return Principal(
         user_id=info.user_id,
         token_id=info.token_id,
@@ -251,7 +252,7 @@ def authorize(principal: Principal, access: Access) -> Principal:
 def server_has_api_keys(db: Database) -> bool:
     """Whether any client key exists (then the pipeline dialect requires one)."""
     with db.read() as conn:
-        return auth.any_api_key(conn)
+        return auth_store.any_api_key(conn)
 
 
 def resolve_api_key(db: Database, key: str | None) -> int:
@@ -259,7 +260,7 @@ def resolve_api_key(db: Database, key: str | None) -> int:
     if not key or len(key) > 512:
         raise ApiKeyInvalid("a valid X-API-KEY is required")
     with db.read() as conn:
-        team_id = auth.lookup_api_key(conn, key)
+        team_id = auth_store.lookup_api_key(conn, key)
     if team_id is None:
         raise ApiKeyInvalid("the API key is not valid (unknown or revoked)")
     return team_id
@@ -268,10 +269,10 @@ def resolve_api_key(db: Database, key: str | None) -> int:
 # ---- session JWT (the pipeline dialect's ``oauth_token`` cookie) ----------------------
 
 
-def issue_session_jwt(token_secret: str, signing_secret: str, expires_at: datetime) -> str:
-    """An HS256 JWT ``{"token": <raw>, "expires": <unix seconds>}`` (SPEC §5)."""
-    payload = {"token": token_secret, "expires": int(expires_at.astimezone(UTC).timestamp())}
-    return jwt.encode(payload, signing_secret, algorithm=SESSION_JWT_ALGORITHM)
+def session_jwt(raw_token: str, expires: float, signing_secret: str) -> str:
+    """An HS256 JWT ``{"expires": <unix seconds>, "token": <raw>}`` signed with the server
+    secret (SPEC §5; key order as the seed's)."""
+    return jwt.encode({"expires": expires, "token": raw_token}, signing_secret, algorithm=SESSION_JWT_ALGORITHM)
 
 
 def token_from_session(value: str, signing_secret: str, *, now: datetime | None = None) -> str:

@@ -1,0 +1,107 @@
+"""Sign-in and sign-out of the pipeline API (``/api/sessions``, SPEC §5).
+
+- ``POST /api/sessions`` ``{"session": {"email", "password"}}`` → the session JWT (the
+  ``oauth_token`` cookie value) of a new 12-hour token; failed attempts are limited per
+  client address and per e-mail (429 ``rate_limited``);
+- ``DELETE /api/sessions`` revokes the token of the calling session, whichever way it is
+  sent (cookie, ``OAUTH-TOKEN`` header or Bearer); later requests with it get 401.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from backfill.api.pipeline_api import (
+    api_key_scheme,
+    bearer_scheme,
+    check_api_key,
+    cookie_scheme,
+    header_scheme,
+    user_secret,
+)
+from backfill.api.pipeline_errors import ERROR_RESPONSES, PipelineRoute
+from backfill.api.ratelimit import client_address
+from backfill.api.schemas import pipeline as s
+from backfill.api.token_api import drop_cached_principals
+from backfill.services import auth, sessions
+from backfill.store.db import Database
+
+router = APIRouter(prefix="/api", tags=["pipeline API"], route_class=PipelineRoute, responses=ERROR_RESPONSES)
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _signing_secret(request: Request) -> str:
+    secret: str = request.app.state.pipeline_session_secret
+    return secret
+
+
+def _ok(model: BaseModel) -> Response:
+    return Response(model.model_dump_json().encode(), media_type="application/json")
+
+
+@router.post(
+    "/sessions",
+    response_model=s.PipelineSessionResponse,
+    summary="Sign in: email + password → the session token (send it as the oauth_token cookie)",
+    description="Needs the `X-API-KEY` client key when the server has any; no user token. Every sign-in issues "
+    "a new token of the user (read + write scopes, 12 hours; `DELETE /api/sessions` revokes it), wrapped in an "
+    'HS256 JWT `{"expires", "token"}` signed with the server secret. Failed sign-ins are limited per client '
+    "address and per e-mail (429).",
+)
+async def create_session(
+    request: Request,
+    body: s.PipelineSessionBody,
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Response:
+    db = _db(request)
+    await run_in_threadpool(check_api_key, db, api_key)
+    # Refused credentials raise ``InvalidCredentials``, a 401 in this dialect's words.
+    session = await sessions.sign_in(
+        db,
+        request.app.state.sign_in_throttle,
+        client_address(request.scope),
+        body.session.email,
+        body.session.password,
+        signing_secret=_signing_secret(request),
+    )
+    user = session.user
+    return _ok(
+        s.PipelineSessionResponse(
+            session=s.PipelineSession(
+                token=session.jwt,
+                expires=session.expires,
+                user=s.PipelineSessionUser(id=user["id"], email=user["email"], default_team_id=user["default_team_id"]),
+            )
+        )
+    )
+
+
+@router.delete(
+    "/sessions",
+    response_model=s.PipelineSignOutResponse,
+    summary="Sign out: revoke the token of this session (cookie, OAUTH-TOKEN header or Bearer)",
+)
+def delete_session(
+    request: Request,
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    header: Annotated[str | None, Depends(header_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
+) -> Response:
+    db = _db(request)
+    check_api_key(db, api_key)
+    secret = user_secret(request, bearer.credentials if bearer else None, header, cookie)
+    principal = auth.resolve(db, secret, team_id=None)
+    sessions.logout(db, principal.token_id)
+    drop_cached_principals(request.app)
+    return _ok(s.PipelineSignOutResponse(session=s.PipelineSignOut(token_id=principal.token_id)))

@@ -1,0 +1,241 @@
+"""The engine's correctness rules at the store level, one test per rule a mutation run
+found unguarded: fencing on attempt and owner (success and failure paths), no claim
+from a cancelled or paused backfill, fair share across claim calls, cancel of queued
+runs. Each test fails against the mutant ``make mutants`` names next to it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from tests.store.test_queue import T0, claim, make, record, row
+
+from backfill.domain import transitions
+from backfill.domain.errors import InvalidTransition
+from backfill.domain.model import BackfillStatus, RunStatus
+from backfill.services import backfills as svc
+from backfill.services.actor import Actor
+from backfill.store import backfills as store
+from backfill.store import queue
+from backfill.store.db import Database
+from backfill.store.tables import interval_runs
+
+
+def run_row(db: Database, run_id: int) -> dict[str, object]:
+    with db.read() as conn:
+        return dict(conn.execute(select(interval_runs).where(interval_runs.c.id == run_id)).mappings().one())
+
+
+def runs_by_status(db: Database, backfill_id: int) -> dict[str, int]:
+    with db.read() as conn:
+        q = (
+            select(interval_runs.c.status, func.count())
+            .where(interval_runs.c.backfill_id == backfill_id)
+            .group_by(interval_runs.c.status)
+        )
+        return {str(s): int(n) for s, n in conn.execute(q).all()}
+
+
+Reclaimed = tuple[int, queue.ClaimedRun, queue.ClaimedRun]
+
+
+def reclaimed_by_same_owner(db: Database, team: Actor, pipeline_id: int) -> Reclaimed:
+    """One interval whose attempt 1 (worker w1) lost its lease and whose attempt 2 went
+    to the same worker w1 again: only the attempt tells the two apart."""
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-01", retries=3, retry_delay_seconds=0)
+    (old,) = claim(db, owner="w1", lease=10)
+    with db.write() as conn:
+        assert queue.expire_leases(conn, T0 + timedelta(seconds=11)) == [old.key]
+    (new,) = claim(db, owner="w1", now=T0 + timedelta(seconds=12))
+    assert (new.run_id, new.attempt) == (old.run_id, old.attempt + 1)
+    return bf, old, new
+
+
+# mutant: fence-success-attempt
+def test_stale_attempt_success_of_the_same_owner_is_refused(db: Database, team: Actor, pipeline_id: int) -> None:
+    bf, old, new = reclaimed_by_same_owner(db, team, pipeline_id)
+    assert not record(db, old, owner="w1", now=T0 + timedelta(seconds=13))
+    assert run_row(db, new.run_id)["status"] == RunStatus.RUNNING.value
+    assert row(db, bf)["runs_completed"] == 0
+    assert record(db, new, owner="w1", now=T0 + timedelta(seconds=14))
+    assert row(db, bf)["status"] == BackfillStatus.COMPLETED.value
+
+
+# mutant: fence-failure-attempt
+def test_stale_attempt_failure_of_the_same_owner_is_refused(db: Database, team: Actor, pipeline_id: int) -> None:
+    bf, old, new = reclaimed_by_same_owner(db, team, pipeline_id)
+    assert not record(db, old, ok=False, owner="w1", error="late", now=T0 + timedelta(seconds=13))
+    current = run_row(db, new.run_id)
+    assert (current["status"], current["attempt"]) == (RunStatus.RUNNING.value, 2)
+    assert current["error"] != "late"
+    assert row(db, bf)["runs_running"] == 1
+
+
+# mutant: fence-failure-owner
+def test_failure_reported_by_a_worker_that_never_held_the_run_is_refused(
+    db: Database, team: Actor, pipeline_id: int
+) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-01", retries=0)
+    (run,) = claim(db, owner="w1")
+    assert not record(db, run, ok=False, owner="w2", error="not mine")
+    assert run_row(db, run.run_id)["status"] == RunStatus.RUNNING.value
+    assert row(db, bf)["status"] == BackfillStatus.RUNNING.value
+    assert record(db, run, owner="w1")
+    assert row(db, bf)["status"] == BackfillStatus.COMPLETED.value
+
+
+# mutant: fence-success-owner
+def test_success_reported_by_a_worker_that_never_held_the_run_is_refused(
+    db: Database, team: Actor, pipeline_id: int
+) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-01")
+    (run,) = claim(db, owner="w1")
+    assert not record(db, run, owner="w2")
+    assert row(db, bf)["runs_completed"] == 0
+
+
+# mutant: claim-cancelled
+def test_no_run_of_a_cancelled_backfill_is_claimed(db: Database, team: Actor, pipeline_id: int) -> None:
+    """Even with queued runs and intervals left to materialize (a cancel racing a claim
+    leaves exactly this state on PostgreSQL if the status filter were missing)."""
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-12-31", max_active_runs=2)
+    first = claim(db, n=2)
+    for run in first:
+        assert record(db, run)
+    with db.read() as conn:
+        assert queue.recount(conn, bf).queued > 0  # materialized ahead, still queued
+    with db.write() as conn:
+        store.update_backfill(conn, bf, status=BackfillStatus.CANCELLED.value)
+    assert claim(db, n=5) == []
+    assert RunStatus.RUNNING.value not in runs_by_status(db, bf)
+
+
+# mutant: claim-paused
+def test_no_run_of_a_paused_backfill_is_claimed_with_runs_queued(db: Database, team: Actor, pipeline_id: int) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-12-31", max_active_runs=2)
+    for run in claim(db, n=2):
+        assert record(db, run)
+    svc.set_paused(db, team, bf, True)
+    assert claim(db, n=5) == []
+    svc.set_paused(db, team, bf, False)
+    assert len(claim(db, n=5)) == 2
+
+
+# mutant: fair-share-across-calls
+def test_fair_share_holds_across_claim_calls(db: Database, team: Actor, pipeline_id: int) -> None:
+    """One slot at a time (a worker whose runs finish one by one), same clock reading
+    every time: the backfills take turns, least recently claimed first — the lowest id
+    does not win every call."""
+    a = make(db, team, pipeline_id, start="2020-01-01", end="2020-12-31", max_active_runs=50)
+    b = make(db, team, pipeline_id, start="2021-01-01", end="2021-12-31", max_active_runs=50)
+    served = [claim(db, owner=f"w{i % 3}", n=1)[0].backfill_id for i in range(6)]
+    assert served == [a, b, a, b, a, b]
+    c = make(db, team, pipeline_id, start="2022-01-01", end="2022-12-31", max_active_runs=50)
+    later = T0 + timedelta(seconds=1)
+    served = [r.backfill_id for _ in range(3) for r in claim(db, n=1, now=later)]
+    assert served == [c, a, b]  # a new backfill is served first, then the rotation goes on
+
+
+# mutant: cancel-queued
+def test_cancel_cancels_every_queued_run(db: Database, team: Actor, pipeline_id: int) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-12-31", max_active_runs=2)
+    running = claim(db, n=2)
+    before = row(db, bf)
+    queued = int(before["runs_created"]) - 2
+    assert queued > 0
+    svc.cancel(db, team, bf)
+    assert runs_by_status(db, bf) == {RunStatus.RUNNING.value: 2, RunStatus.CANCELLED.value: queued}
+    after = row(db, bf)  # the cancelled counter also counts the intervals never materialized
+    assert after["runs_cancelled"] == after["runs_total"] - 2
+    for run in running:
+        assert record(db, run)
+    assert runs_by_status(db, bf) == {RunStatus.COMPLETED.value: 2, RunStatus.CANCELLED.value: queued}
+
+
+# ---- the batched hot path keeps the rules ---------------------------------------------
+
+
+def test_record_many_fences_each_run_and_moves_counters_once(db: Database, team: Actor, pipeline_id: int) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-04", max_active_runs=4, retries=1)
+    runs = claim(db, owner="w1", n=4)
+    assert len(runs) == 4
+    ok = queue.AttemptResult(ok=True, rows=3, duration=0.5)
+    stale = queue.RunKey(runs[2].run_id, runs[2].attempt + 1)  # an attempt that does not exist
+    finished = [
+        (runs[0].key, ok),
+        (runs[1].key, queue.AttemptResult(ok=False, error="boom")),
+        (stale, ok),
+        (runs[3].key, ok),
+    ]
+    with db.write() as conn:
+        recorded = queue.record_many(conn, "w1", finished, T0)
+    assert recorded == {runs[0].key, runs[1].key, runs[3].key}
+    r = row(db, bf)
+    assert (r["runs_completed"], r["runs_running"], r["rows_total"]) == (2, 1, 6)
+    assert r["duration_total"] == 1.0
+    assert runs_by_status(db, bf) == {"completed": 2, "queued": 1, "running": 1}  # the failure is retried
+    with db.write() as conn:
+        assert queue.record_many(conn, "w2", [(runs[2].key, ok)], T0) == set()  # not its run
+        assert queue.record_many(conn, "w1", [(runs[2].key, ok)], T0) == {runs[2].key}
+
+
+def test_record_many_refuses_a_run_twice_in_one_batch(db: Database, team: Actor, pipeline_id: int) -> None:
+    make(db, team, pipeline_id, start="2024-01-01", end="2024-01-01")
+    (run,) = claim(db)
+    ok = queue.AttemptResult(ok=True)
+    with db.write() as conn, pytest.raises(ValueError, match="twice"):
+        queue.record_many(conn, "w1", [(run.key, ok), (run.key, ok)], T0)
+
+
+def test_a_batched_claim_deals_slots_over_backfills_within_their_room(
+    db: Database, team: Actor, pipeline_id: int
+) -> None:
+    a = make(db, team, pipeline_id, start="2020-01-01", end="2020-12-31", max_active_runs=2)
+    b = make(db, team, pipeline_id, start="2021-01-01", end="2021-12-31", max_active_runs=50)
+    c = make(db, team, pipeline_id, start="2022-01-01", end="2022-01-03", max_active_runs=50)
+    runs = claim(db, n=12)
+    by_backfill = {x: sum(1 for r in runs if r.backfill_id == x) for x in (a, b, c)}
+    assert by_backfill == {a: 2, b: 7, c: 3}  # a at its max_active_runs, c has only 3 intervals
+    assert len({r.run_id for r in runs}) == 12
+    assert [row(db, x)["runs_running"] for x in (a, b, c)] == [2, 7, 3]
+    assert claim(db, n=12, owner="w2", now=T0 + timedelta(seconds=1))  # b still has room
+    assert row(db, a)["runs_running"] == 2
+
+
+def test_claimed_runs_come_in_run_order(db: Database, team: Actor, pipeline_id: int) -> None:
+    make(db, team, pipeline_id, start="2024-01-01", end="2024-03-31", max_active_runs=40)
+    first = claim(db, n=5)
+    assert [r.interval_start.day for r in first] == [31, 30, 29, 28, 27]  # newest first (default)
+    second = claim(db, n=50)  # 35: the rest of its max_active_runs
+    starts = [r.interval_start for r in first + second]
+    assert starts == sorted(starts, reverse=True) and len(set(starts)) == 40
+
+
+# mutant: fence-heartbeat-owner
+def test_a_heartbeat_of_another_worker_does_not_extend_the_lease(db: Database, team: Actor, pipeline_id: int) -> None:
+    make(db, team, pipeline_id, start="2024-01-01", end="2024-01-01", retries=0)
+    (run,) = claim(db, owner="w1", lease=10)
+    with db.write() as conn:
+        assert queue.heartbeat(conn, "w2", [run.key], lease_seconds=3600, now=T0 + timedelta(seconds=5)) == set()
+    assert run_row(db, run.run_id)["lease_expires_at"] == T0 + timedelta(seconds=10)
+    with db.write() as conn:
+        assert queue.expire_leases(conn, T0 + timedelta(seconds=11)) == [run.key]
+
+
+def test_the_statuses_the_queue_writes_come_from_the_transitions() -> None:
+    assert transitions.run_succeed(RunStatus.RUNNING) is RunStatus.COMPLETED
+    with pytest.raises(InvalidTransition, match="only running runs complete"):
+        transitions.run_succeed(RunStatus.QUEUED)
+    assert transitions.CLAIMABLE_BACKFILL_STATUSES == (BackfillStatus.SCHEDULED, BackfillStatus.RUNNING)
+    assert queue.CLAIMABLE == ["scheduled", "running"]
+
+
+def test_materialize_creates_queued_runs_nobody_holds(db: Database, team: Actor, pipeline_id: int) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-10", max_active_runs=10)
+    with db.write() as conn:
+        assert queue.materialize(conn, store.get(conn, bf), 4, T0) == 4
+    assert runs_by_status(db, bf) == {RunStatus.QUEUED.value: 4}
+    r = row(db, bf)
+    assert (r["runs_created"], r["runs_running"], r["status"], r["exhausted"]) == (4, 0, "scheduled", False)
+    assert sorted(x.interval_start.day for x in claim(db, n=10)) == list(range(1, 11))  # then the other 6
