@@ -5,7 +5,9 @@ new pages go to docs/img/."""
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,10 @@ from tests.e2e.test_web import (  # noqa: F401  (fixtures by name)
 )
 
 REPO = Path(__file__).resolve().parents[2]
-IMG = REPO / "docs" / "img"
+# The screenshots in docs/img/ are made by these tests: `BACKFILL_SCREENSHOTS=docs/img
+# make test-e2e` renews them; otherwise they go to a temporary folder, so a test run
+# leaves the working tree as it found it.
+IMG = Path(os.environ.get("BACKFILL_SCREENSHOTS") or tempfile.mkdtemp(prefix="backfill-screens-"))
 
 
 def test_find_the_gaps_backfill_them_and_watch_them_fill(tab: Tab, server: Server) -> None:  # noqa: F811
