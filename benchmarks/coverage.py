@@ -1,4 +1,4 @@
-"""Coverage figures (SPEC §4: 87,600 intervals answer in < 200 ms). Prints, does not assert.
+"""Coverage figures (docs/api.md: 87,600 intervals answer in < 200 ms). Prints, does not assert.
 
 Seeds one pipeline with 87,600 hourly intervals (2016-01-01 to 2025-12-30) covered by
 four backfills the way a real history looks: years of completed runs with about 1% of

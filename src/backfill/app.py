@@ -48,7 +48,7 @@ every response is `{"meta":{"request_id"},"data":...}`, every error
 `OAUTH-TOKEN` or `Authorization: Bearer`; errors `{"error": {"code", "message", "type"}}`.
 """
 
-# How long a token + membership resolution may be reused (SPEC: a revoked token or a
+# How long a token + membership resolution may be reused (docs/api.md: a revoked token or a
 # removed membership must stop working within a couple of seconds).
 AUTH_CACHE_SECONDS = 1.0
 

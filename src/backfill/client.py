@@ -1,4 +1,4 @@
-"""Python client of the team API (``/v1``, SPEC §4).
+"""Python client of the team API (``/v1``, docs/api.md).
 
     from backfill.client import BackfillClient
 

@@ -1,4 +1,4 @@
-"""Fixtures and helpers of the pipeline API tests (``/api``, SPEC §5).
+"""Fixtures and helpers of the pipeline API tests (``/api``, docs/api.md).
 
 Kept apart from ``tests/api/conftest.py`` (the team API's): every fixture here is prefixed
 ``papi_`` and imported explicitly by the test modules that use it.

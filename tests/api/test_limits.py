@@ -1,4 +1,4 @@
-"""SPEC §4 "Limits": body size (413 while streaming, both dialects, unauthenticated routes
+"""docs/api.md "Limits": body size (413 while streaming, both dialects, unauthenticated routes
 too), variables size and depth, NaN/Infinity anywhere in a body, names, IANA timezones."""
 
 # ruff: noqa: F811  (the papi_* fixtures are imported from pipeline_conftest_helpers and requested by name)

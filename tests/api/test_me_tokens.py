@@ -1,4 +1,4 @@
-"""SPEC §4 "More routes": ``GET /v1/me``, ``DELETE /v1/me/token`` and the team's tokens
+"""docs/api.md "More routes": ``GET /v1/me``, ``DELETE /v1/me/token`` and the team's tokens
 (list without secrets, revoke) — a revoked token is a 401 from the next request on."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The pipeline API (SPEC §5, seed ``000_…``) through HTTP: the seed's PUT replayed field by
+"""The pipeline API (docs/api.md, seed ``000_…``) through HTTP: the seed's PUT replayed field by
 field and run to completion by an in-process worker, every PUT rule, block selection that
 really executes, cross-dialect visibility, listings, errors and the OpenAPI document."""
 

@@ -1,4 +1,4 @@
-"""Authentication and authorization of the pipeline API (SPEC §5): the X-API-KEY client
+"""Authentication and authorization of the pipeline API (docs/api.md): the X-API-KEY client
 key, the user token in its three carriers (cookie ``oauth_token`` raw or as a session JWT,
 header ``OAUTH-TOKEN``, ``Authorization: Bearer``), sign-in, roles and teams."""
 

@@ -1,4 +1,4 @@
-"""Rate limits keyed on who is asking (SPEC §4 "Limits") and shared through Redis (§9).
+"""Rate limits keyed on who is asking (docs/api.md "Limits") and shared through Redis (§9).
 
 An unverified credential value is never a key: random bearers, tokens of nobody and bad
 session JWTs all spend the client address's budget. A verified token spends its user's.

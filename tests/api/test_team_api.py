@@ -1,4 +1,4 @@
-"""The team API (SPEC §4) through HTTP: the seed's cancel replayed field by field,
+"""The team API (docs/api.md) through HTTP: the seed's cancel replayed field by field,
 every endpoint, the envelope on every error path, validation, conflicts, rate limits."""
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_seed_cancel_replayed_field_by_field(client: TestClient, db: Database, w
     created_runs = data["transfer_runs_created"]
     assert 4 <= created_runs <= 31
     # every interval that will not run is cancelled: the queued runs (in the same
-    # transaction) and those never materialized (SPEC §2)
+    # transaction) and those never materialized (docs/api.md)
     assert data["transfer_runs_cancelled"] == 31 - 4
     assert len(data["error_report"]) == 1
     entry = data["error_report"][0]

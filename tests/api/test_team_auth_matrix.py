@@ -1,4 +1,4 @@
-"""Authorization matrix over every team API route (SPEC §2, §4).
+"""Authorization matrix over every team API route (docs/api.md).
 
 Check order: authenticate (401) → scope (403 FORBIDDEN) → membership (403 FORBIDDEN)
 → permission (403 PERMISSION_ERROR) → resource (404, also for another team's ids).

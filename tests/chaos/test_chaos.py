@@ -1,4 +1,4 @@
-"""The chaos suite (SPEC §3 "Faults"): a long backfill on real processes while workers and
+"""The chaos suite (RELIABILITY.md "Faults"): a long backfill on real processes while workers and
 the server are killed with SIGKILL and the database goes away; at the end every promise
 of RELIABILITY.md is checked and the figures are printed.
 

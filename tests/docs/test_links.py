@@ -13,7 +13,6 @@ REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # Root documents that other changes add; linked from the README already. Remove a name
 # once its file is in the repository (from then on its link is checked like any other).
-PENDING = {"ARCHITECTURE.md", "RELIABILITY.md"}
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)|<(?P<auto>[a-z]+://[^>\s]+)>")
 FENCE = re.compile(r"^```.*?^```$", re.MULTILINE | re.DOTALL)
@@ -50,8 +49,6 @@ def test_links_stay_in_the_repository_and_exist(doc: Path) -> None:
         path, _, anchor = target.partition("#")
         resolved = (doc.parent / path).resolve() if path else doc
         assert resolved.is_relative_to(REPO), f"{doc.name}: {target} points outside the repository"
-        if not resolved.exists() and resolved.relative_to(REPO).as_posix() in PENDING:
-            continue
         assert resolved.exists(), f"{doc.name}: {target} does not exist"
         if anchor and resolved.suffix == ".md":
             assert anchor in anchors(resolved), f"{doc.name}: {target}: no heading #{anchor} in {resolved.name}"

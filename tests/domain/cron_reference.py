@@ -214,7 +214,7 @@ def times_per_day(case: CronCase) -> int:
 
 
 def reference_fires(case: CronCase, zone: ZoneInfo, start: datetime, end: datetime) -> list[datetime] | None:
-    """Fire times in [start, end] by the SPEC's rule: every time of day of every matching
+    """Fire times in [start, end] by our rule (docs/pipelines.md): every time of day of every matching
     day (days from cronsim), resolved with zoneinfo fold=0 (a gap moves forward, an
     overlap takes its first occurrence); duplicates merge. None if cronsim rejects."""
     fields = case.cronsim.split(" ")

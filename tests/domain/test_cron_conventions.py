@@ -136,7 +136,7 @@ def test_bad_fields_are_named(expr: str, message: str) -> None:
 
 
 # ---- DST transitions ----------------------------------------------------------------
-# SPEC §2: a wall time in a gap moves forward by the length of the gap; an ambiguous one
+# docs/api.md: a wall time in a gap moves forward by the length of the gap; an ambiguous one
 # takes its first occurrence; fire times that land on the same instant merge. cron(8)
 # (and croniter, cronsim) instead run a skipped fixed time at the first minute after the
 # gap, and run wildcard-hour jobs in both occurrences of a repeated hour.

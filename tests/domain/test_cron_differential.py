@@ -75,7 +75,7 @@ def test_cron_series_equals_cronsim(case: CronCase, window: tuple[str, datetime,
     assert len(series) == len(theirs), case
     assert ours == theirs, case
     # The last interval ends at the next fire time (cronsim's, unless a UTC-offset change
-    # lies before it, where cron(8)'s rule and the SPEC's may differ).
+    # lies before it, where cron(8)'s rule and ours may differ).
     after = cronsim_fires(case.cronsim, zone, end + timedelta(microseconds=1), end + timedelta(days=3660), 1)
     if after and one_offset(zone, end, after[0]):
         assert series.last_end == after[0], case

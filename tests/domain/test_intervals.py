@@ -1,4 +1,4 @@
-"""Interval arithmetic examples (SPEC §2 "Interval arithmetic")."""
+"""Interval arithmetic examples (docs/api.md "Interval arithmetic")."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 References resolve every wall-clock time with plain zoneinfo (``fold=0``) and decide
 cron days with cronsim (tests/domain/cron_reference.py), so they share no code with the
-implementation. Cron windows are biased towards DST transitions, where the SPEC's rule
+implementation. Cron windows are biased towards DST transitions, where our rule (docs/pipelines.md)
 (not cron(8)'s) decides the fire times.
 """
 

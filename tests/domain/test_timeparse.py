@@ -1,4 +1,4 @@
-"""Parsing and formatting of instants (SPEC §2: dates, offsets, the two dialects)."""
+"""Parsing and formatting of instants (docs/api.md: dates, offsets, the two dialects)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The backfill and run state machines of SPEC §2."""
+"""The backfill and run state machines of docs/api.md."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_retry_delay_grows_and_is_capped(base: float, tries: int) -> None:
 
 
 class BackfillMachine(RuleBasedStateMachine):
-    """Random sequences of user actions and run events keep the invariants of SPEC §2."""
+    """Random sequences of user actions and run events keep the invariants of docs/api.md."""
 
     def __init__(self) -> None:
         super().__init__()

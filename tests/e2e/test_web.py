@@ -1,4 +1,4 @@
-"""The web page (SPEC §8) in a real browser against a real ``backfill serve``.
+"""The web page (docs/api.md) in a real browser against a real ``backfill serve``.
 
 One server for the module (the README's command: the example project with its start-up
 backfill, in a fresh directory); each test opens its own tab and signs in with the

@@ -1,4 +1,4 @@
-"""Reading a project directory (SPEC §6) and the bundled example project."""
+"""Reading a project directory (docs/pipelines.md) and the bundled example project."""
 
 from __future__ import annotations
 

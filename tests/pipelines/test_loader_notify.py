@@ -1,4 +1,4 @@
-"""``notify:`` in pipeline.yaml (SPEC §8): loaded, stored with the pipeline, validated."""
+"""``notify:`` in pipeline.yaml (docs/api.md): loaded, stored with the pipeline, validated."""
 
 from __future__ import annotations
 

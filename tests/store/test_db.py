@@ -62,11 +62,12 @@ pg_only = pytest.mark.skipif(not PG_URL, reason="PostgreSQL only (BACKFILL_TEST_
 
 @pg_only
 def test_postgres_sessions_carry_the_timeouts_and_keep_the_url_options(db_url: str) -> None:
-    db = Database(db_url, timeouts=DatabaseTimeouts(statement=7, lock=3))
+    db = Database(db_url, timeouts=DatabaseTimeouts(statement=7, lock=3, idle_in_transaction=45))
     try:
         with db.read() as conn:
             assert conn.execute(text("SHOW statement_timeout")).scalar() == "7s"
             assert conn.execute(text("SHOW lock_timeout")).scalar() == "3s"
+            assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "45s"
             assert str(conn.execute(text("SHOW search_path")).scalar()).startswith("t_")  # from the URL
     finally:
         db.dispose()

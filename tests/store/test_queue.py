@@ -187,7 +187,7 @@ def test_cancel_cancels_queued_keeps_running(db: Database, team: Actor, pipeline
 def test_cancel_counts_every_interval_that_will_not_run(
     db: Database, team: Actor, pipeline_id: int, total: int
 ) -> None:
-    """SPEC §2: the cancelled counter counts every interval that will not run because of
+    """docs/api.md: the cancelled counter counts every interval that will not run because of
     the cancel, materialized as a run or not: completed + failed + cancelled = total."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
     end = start + timedelta(minutes=total - 1)

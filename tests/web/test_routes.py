@@ -1,4 +1,4 @@
-"""The web page's routes (SPEC §8): the HTML page, its static files and the sign-in.
+"""The web page's routes (docs/api.md): the HTML page, its static files and the sign-in.
 
 The app is the real one (``create_app``); the web router is included here unless the
 factory already does it, so these tests hold before and after it is wired in.

@@ -1,4 +1,4 @@
-"""``GET /v1/teams/{team_id}/transfers/{transfer_id}/coverage`` (SPEC §4): which intervals of
+"""``GET /v1/teams/{team_id}/transfers/{transfer_id}/coverage`` (docs/api.md): which intervals of
 a transfer are completed, failed, running, queued, cancelled or never ran, over all its
 backfills, as spans of equal status. Translation only; see ``services.coverage``."""
 

@@ -44,7 +44,7 @@ class PayloadTooLarge(StarletteHTTPException):
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` while they stream in (SPEC §4 "Limits")."""
+    """Refuse request bodies over ``max_bytes`` while they stream in (docs/api.md "Limits")."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, renderers: ErrorRenderers) -> None:
         self.app = app

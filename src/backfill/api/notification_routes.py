@@ -1,4 +1,4 @@
-"""``GET /v1/teams/{team_id}/backfills/{backfill_id}/notifications`` (SPEC §8): the webhook
+"""``GET /v1/teams/{team_id}/backfills/{backfill_id}/notifications`` (docs/api.md): the webhook
 notifications of a backfill and their delivery attempts. Translation only."""
 
 from __future__ import annotations

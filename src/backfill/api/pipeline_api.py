@@ -1,4 +1,4 @@
-"""The pipeline API (``/api/...``, SPEC §5): the dialect of seed ``000_…``.
+"""The pipeline API (``/api/...``, docs/api.md): the Mage-style pipeline backfill API.
 
 Routes are translation only, over the same services as the team API: authenticate
 (``X-API-KEY`` client key + the user's token), authorize with ``services.auth`` (same scopes,

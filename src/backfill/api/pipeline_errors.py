@@ -1,4 +1,4 @@
-"""Errors of the pipeline API (``/api``, SPEC §5): real HTTP status codes and the body
+"""Errors of the pipeline API (``/api``, docs/api.md): real HTTP status codes and the body
 ``{"error": {"code": <status>, "message": str, "type": str}}``, nothing else.
 
 Two entry points:

@@ -1,4 +1,4 @@
-"""Sign-in and sign-out of the pipeline API (``/api/sessions``, SPEC §5).
+"""Sign-in and sign-out of the pipeline API (``/api/sessions``, docs/api.md).
 
 - ``POST /api/sessions`` ``{"session": {"email", "password"}}`` → the session JWT (the
   ``oauth_token`` cookie value) of a new 12-hour token; failed attempts are limited per

@@ -2,7 +2,7 @@
 
 Every exception becomes a :class:`Problem` (status, canonical code, message) through
 :func:`problem_from_exception` — the one map from exception classes to HTTP statuses and
-the team API's codes (SPEC §4). The dialect owning the path renders it
+the team API's codes (docs/api.md). The dialect owning the path renders it
 (:class:`ErrorRenderers`: ``/v1`` and unknown paths in the canonical envelope, ``/api`` in
 the pipeline dialect's). Unhandled exceptions are logged with the request id and answered
 500 without a traceback.
@@ -115,7 +115,7 @@ def _is_connection_error(exc: SQLAlchemyError) -> bool:
 
 
 def problem_from_exception(exc: BaseException) -> Problem:
-    """Map any exception to a neutral problem (the canonical mapping of SPEC §4)."""
+    """Map any exception to a neutral problem (the canonical mapping of docs/api.md)."""
     if isinstance(exc, ApiError):
         return Problem(exc.status, exc.code, exc.message, cause=exc)
     if isinstance(exc, TooManySignIns):

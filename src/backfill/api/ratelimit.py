@@ -1,4 +1,4 @@
-"""Rate limits (SPEC §4 "Limits", §9): moving windows in process memory or in Redis.
+"""Rate limits (docs/api.md "Limits", §9): moving windows in process memory or in Redis.
 
 - Every request is counted once, keyed on who sent it: the *verified* user of a valid
   credential (bearer token, the pipeline dialect's ``OAUTH-TOKEN`` header or

@@ -1,4 +1,4 @@
-"""The team API (``/v1/teams/{team_id}/...``, SPEC §4): the canonical HTTP dialect.
+"""The team API (``/v1/teams/{team_id}/...``, docs/api.md): the canonical HTTP dialect.
 
 Routes are translation only: authenticate and authorize (``services.auth``), call one
 service, render rows as the response models of ``schemas.team`` inside the

@@ -1,4 +1,4 @@
-"""Who am I, and revoking tokens, in the team API (SPEC §4 "More routes").
+"""Who am I, and revoking tokens, in the team API (docs/api.md "More routes").
 
 - ``GET /v1/me`` (any valid token): the user, the token used, the user's teams;
 - ``DELETE /v1/me/token`` (any valid token): revoke the token used (sign out);

@@ -1,6 +1,6 @@
 """``backfill create / list / show / runs / logs / cancel / retry / pause / resume / rerun``.
 
-These commands talk to a running server through :mod:`backfill.client` (SPEC §7). The
+These commands talk to a running server through :mod:`backfill.client` (docs/cli.md). The
 connection comes from ``--url`` / ``--token`` / ``--team``, else ``BACKFILL_URL`` /
 ``BACKFILL_TOKEN`` / ``BACKFILL_TEAM_ID``, else ``./.backfill/credentials.json`` (written by
 ``backfill serve`` on its first start). Every command prints the API object(s) with

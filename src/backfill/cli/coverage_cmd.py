@@ -1,4 +1,4 @@
-"""``backfill coverage PIPELINE --start --end [--interval]`` (SPEC §7): which intervals of a
+"""``backfill coverage PIPELINE --start --end [--interval]`` (docs/cli.md): which intervals of a
 pipeline are completed, failed, running, queued, cancelled or never ran, over all its
 backfills, as spans of equal status (a table, or the API object with ``--json``)."""
 

@@ -156,7 +156,7 @@ def serve(
 
 
 def _project_watcher(database: Any, project_dir: Path, team_id: int, runtime: Any) -> Any:
-    """Re-sync the project when its files change (SPEC §6); the worker in this process
+    """Re-sync the project when its files change (docs/pipelines.md); the worker in this process
     forgets the definitions it cached and takes the project's connections as they are now.
     A component of the runtime (restarted if it dies)."""
     from backfill.engine.runtime import Component

@@ -1,5 +1,5 @@
 """The names a block sees: the keys of the python ``context`` and the Jinja2 variables of
-sql and shell templates (SPEC §3). The one list the runtime context (``engine.blocks``)
+sql and shell templates (RELIABILITY.md). The one list the runtime context (``engine.blocks``)
 is built from and ``backfill pipelines validate`` checks templates against."""
 
 from __future__ import annotations

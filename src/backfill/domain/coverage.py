@@ -1,4 +1,4 @@
-"""Coverage of a pipeline over an interval series: spans of equal status (SPEC §4).
+"""Coverage of a pipeline over an interval series: spans of equal status (docs/api.md).
 
 Pure arithmetic on interval *indices* of one series: the store says which intervals
 have a latest run and with which status (as :class:`Piece` runs of consecutive

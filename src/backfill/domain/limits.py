@@ -1,4 +1,4 @@
-"""Size limits of backfill input (SPEC §4 "Limits"), the same for every adapter.
+"""Size limits of backfill input (docs/api.md "Limits"), the same for every adapter.
 
 - ``variables``: at most ``MAX_VARIABLES_BYTES`` of JSON (compact, UTF-8) and
   ``MAX_JSON_DEPTH`` levels of nested objects/arrays;

@@ -21,12 +21,12 @@ CALENDAR_INTERVAL_TYPES = frozenset({IntervalType.DAY, IntervalType.WEEK, Interv
 
 def is_calendar(interval_type: str, cron: str | None = None) -> bool:
     """Day-or-longer intervals and cron series step in wall-clock time; their data dates
-    are shown as dates, the others as instants (SPEC §2, §4)."""
+    are shown as dates, the others as instants (docs/api.md)."""
     return interval_type in CALENDAR_INTERVAL_TYPES or bool(cron)
 
 
 class BackfillStatus(StrEnum):
-    """Canonical backfill states (SPEC §2)."""
+    """Canonical backfill states (docs/api.md)."""
 
     CREATED = "created"
     SCHEDULED = "scheduled"
@@ -41,11 +41,11 @@ class BackfillStatus(StrEnum):
 
 
 # The named groups of backfill statuses: every layer (and the Python client) uses these.
-#: can no longer change (SPEC §2): completed, cancelled.
+#: can no longer change (docs/api.md): completed, cancelled.
 FINAL_BACKFILL_STATUSES = frozenset({BackfillStatus.COMPLETED, BackfillStatus.CANCELLED})
 #: not final (the default of the team API's list): created, scheduled, running, failed.
 UNFINISHED_BACKFILL_STATUSES = tuple(s for s in BackfillStatus if s not in FINAL_BACKFILL_STATUSES)
-#: started and not final: an overlapping backfill is refused while one of these exists (SPEC §2 "Overlap").
+#: started and not final: an overlapping backfill is refused while one of these exists (docs/api.md "Overlap").
 OVERLAP_BLOCKING_STATUSES = (BackfillStatus.SCHEDULED, BackfillStatus.RUNNING, BackfillStatus.FAILED)
 #: workers may claim runs (unless paused): scheduled, running.
 ACTIVE_BACKFILL_STATUSES = (BackfillStatus.SCHEDULED, BackfillStatus.RUNNING)

@@ -1,4 +1,4 @@
-"""Webhook notifications of a backfill's end (SPEC §8): what a webhook is, which status
+"""Webhook notifications of a backfill's end (docs/api.md): what a webhook is, which status
 change is which event, the summary body, its signature and the retry schedule. Pure.
 
 A webhook is ``{url, events, secret?}``: ``url`` http or https, ``events`` a non-empty

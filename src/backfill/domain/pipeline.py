@@ -40,7 +40,7 @@ class PipelineDefinition:
     retry_delay_seconds: float = 30.0
     timeout_seconds: float | None = None
     path: str | None = None
-    notify: tuple[Webhook, ...] = ()  # webhooks of every backfill of the pipeline (SPEC §8)
+    notify: tuple[Webhook, ...] = ()  # webhooks of every backfill of the pipeline (docs/api.md)
     version: str | None = None
     """Content digest of the pipeline's files (``pipeline_version`` on every attempt)."""
 

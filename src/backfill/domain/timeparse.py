@@ -1,4 +1,4 @@
-"""Parsing and formatting of instants (SPEC §2 "Interval arithmetic").
+"""Parsing and formatting of instants (docs/api.md "Interval arithmetic").
 
 Every function returns or expects aware datetimes in UTC. The rules:
 

@@ -16,7 +16,7 @@ from backfill.domain.model import RETRYABLE_RUN_STATUSES as RETRYABLE_RUN_STATUS
 
 B = BackfillStatus
 
-# What a user may ask for, per current status (SPEC §2 "Transitions").
+# What a user may ask for, per current status (docs/api.md "Transitions").
 _ALLOWED: dict[BackfillStatus, tuple[BackfillStatus, ...]] = {
     B.CREATED: (B.SCHEDULED, B.CANCELLED),
     B.SCHEDULED: (B.CANCELLED,),

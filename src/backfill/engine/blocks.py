@@ -1,4 +1,4 @@
-"""What a block sees (its context) and the python / sql / shell block runners (SPEC §3).
+"""What a block sees (its context) and the python / sql / shell block runners (RELIABILITY.md).
 
 Everything here runs inside an executor child process (see ``executor.py``), which
 keeps its state between runs: compiled python code, compiled Jinja2 templates and

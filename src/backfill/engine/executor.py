@@ -1,4 +1,4 @@
-"""Parent-side pool of long-lived child processes that execute interval runs (SPEC §3).
+"""Parent-side pool of long-lived child processes that execute interval runs (RELIABILITY.md).
 
 Design
 ------

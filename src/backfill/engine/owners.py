@@ -1,6 +1,6 @@
 """Lease owners on this host whose process is gone (``host:pid:random``, see
 ``worker.new_owner_id``): a worker that starts re-queues their runs at once instead of
-waiting for the leases to expire (SPEC §3 "Faults")."""
+waiting for the leases to expire (RELIABILITY.md "Faults")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The canonical response envelope (team API and web page, SPEC §4):
+"""The canonical response envelope (team API and web page, docs/api.md):
 ``{"meta":{"request_id"},"data":...}`` and ``{"meta":{"request_id"},"error":{...}}``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``connections.yaml``, environment-variable expansion and the strict YAML reader (SPEC §6).
+"""``connections.yaml``, environment-variable expansion and the strict YAML reader (docs/pipelines.md).
 
 The YAML reader is shared with :mod:`backfill.pipelines.loader`. It is ``yaml.SafeLoader``
 with two changes that keep typos and surprises out of project files:

@@ -1,4 +1,4 @@
-"""Read a pipeline project directory (SPEC §6).
+"""Read a pipeline project directory (docs/pipelines.md).
 
 ::
 

@@ -1,4 +1,4 @@
-"""Watch a project directory and call back when a pipeline file changes (SPEC §6).
+"""Watch a project directory and call back when a pipeline file changes (docs/pipelines.md).
 
 ``serve`` and ``worker`` run :class:`ProjectWatcher` in a thread, with a callback that
 re-syncs the project (``services.pipeline_sync``). File events come from the

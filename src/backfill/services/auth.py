@@ -1,7 +1,7 @@
 """Authentication and authorization, shared by both HTTP dialects.
 
 A request is allowed when its token carries the scope AND its user has the permission
-in the team (SPEC §2). Checks run in a fixed order, each with its own neutral
+in the team (docs/api.md). Checks run in a fixed order, each with its own neutral
 exception, which every dialect renders in its own words:
 
 1. authenticate — ``TokenMissing`` / ``TokenInvalid`` / ``TokenExpired`` (401)
@@ -271,7 +271,7 @@ def resolve_api_key(db: Database, key: str | None) -> int:
 
 def session_jwt(raw_token: str, expires: float, signing_secret: str) -> str:
     """An HS256 JWT ``{"expires": <unix seconds>, "token": <raw>}`` signed with the server
-    secret (SPEC §5; key order as the seed's)."""
+    secret (docs/api.md; key order as the seed's)."""
     return jwt.encode({"expires": expires, "token": raw_token}, signing_secret, algorithm=SESSION_JWT_ALGORITHM)
 
 

@@ -186,7 +186,7 @@ def _start(conn: Connection, bf: RowMapping, now: datetime) -> None:
 
 
 def _cancel(conn: Connection, actor: Actor, bf: RowMapping, now: datetime) -> None:
-    """SPEC §2 cancel: queued runs cancelled in this transaction, running ones finish."""
+    """docs/api.md cancel: queued runs cancelled in this transaction, running ones finish."""
     status = transitions.cancel(BackfillStatus(bf["status"]))
     queue.cancel_queued(conn, bf["id"], now)
     store.update_backfill(
@@ -368,7 +368,7 @@ def start(db: Database, actor: Actor, backfill_id: int) -> None:
 
 
 def cancel(db: Database, actor: Actor, backfill_id: int) -> None:
-    """SPEC §2 cancel: queued runs cancelled in this transaction, running ones finish."""
+    """docs/api.md cancel: queued runs cancelled in this transaction, running ones finish."""
     with db.write() as conn:
         _cancel(conn, actor, store.get(conn, backfill_id, team_id=actor.team_id, lock=True), utcnow())
 

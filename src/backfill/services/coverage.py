@@ -1,4 +1,4 @@
-"""Coverage of a pipeline (SPEC §4): for every interval of a series, the status of its
+"""Coverage of a pipeline (docs/api.md): for every interval of a series, the status of its
 latest run in any backfill of the pipeline, compressed into spans of equal status.
 
 An interval counts a run when the run starts exactly at the interval's start (the same

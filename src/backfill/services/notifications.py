@@ -1,4 +1,4 @@
-"""Notifications of a backfill (SPEC §8) as a use case: what was sent where, and how each
+"""Notifications of a backfill (docs/api.md) as a use case: what was sent where, and how each
 delivery attempt went."""
 
 from __future__ import annotations

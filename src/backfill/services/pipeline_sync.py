@@ -1,5 +1,5 @@
 """Sync a project directory into the database, keeping the last good version of a
-pipeline whose files stop loading (SPEC §6: changes take effect without a restart).
+pipeline whose files stop loading (docs/pipelines.md: changes take effect without a restart).
 
 Every valid pipeline is inserted or updated (its ``version`` with it) and its
 ``load_error`` cleared; a pipeline whose ``pipeline.yaml`` or block files no longer

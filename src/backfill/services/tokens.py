@@ -1,4 +1,4 @@
-"""Who am I, and revoking credentials (SPEC §4 "More routes", ``backfill admin revoke-*``).
+"""Who am I, and revoking credentials (docs/api.md "More routes", ``backfill admin revoke-*``).
 
 A revoked token or client key is refused from the next request on in the process that
 revoked it (the adapters drop their principal caches) and within a second elsewhere.

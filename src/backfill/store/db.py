@@ -50,6 +50,10 @@ class DatabaseTimeouts:
     connect: float = 2.0  # PostgreSQL: TCP + authentication (libpq counts whole seconds, >= 2)
     statement: float = 30.0  # PostgreSQL statement_timeout
     lock: float = 10.0  # PostgreSQL lock_timeout (row and table locks)
+    # PostgreSQL idle_in_transaction_session_timeout: a session of a lost machine that sits
+    # inside a transaction (holding row locks other workers wait for) is ended by the server
+    # instead of waiting for TCP keepalive to notice; our transactions never idle this long.
+    idle_in_transaction: float = 60.0
     # PostgreSQL: data unacknowledged for this long breaks the connection (a network that
     # drops packets); with ``connect`` this bounds a request to about 4.5 s, then 503
     tcp_user: float = 2.5
@@ -60,7 +64,10 @@ class DatabaseTimeouts:
 def _pg_connect_args(url_options: str | None, t: DatabaseTimeouts) -> dict[str, Any]:
     # Server-side timeouts travel in libpq's "options"; keep any given in the URL (a schema
     # can be chosen there: ?options=-csearch_path%3Dmyschema).
-    server = f"-c statement_timeout={int(t.statement * 1000)} -c lock_timeout={int(t.lock * 1000)}"
+    server = (
+        f"-c statement_timeout={int(t.statement * 1000)} -c lock_timeout={int(t.lock * 1000)}"
+        f" -c idle_in_transaction_session_timeout={int(t.idle_in_transaction * 1000)}"
+    )
     return {
         "connect_timeout": max(2, round(t.connect)),
         "options": f"{url_options} {server}" if url_options else server,

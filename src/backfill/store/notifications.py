@@ -1,4 +1,4 @@
-"""The notification outbox (SPEC §8): rows written in the transaction of a backfill's
+"""The notification outbox (docs/api.md): rows written in the transaction of a backfill's
 status change, claimed and delivered by the notifier (``engine.notifier``).
 
 A row is ``pending`` until a delivery succeeds (``delivered``) or 24 hours of retries are

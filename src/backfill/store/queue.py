@@ -887,7 +887,7 @@ def cancel_queued(conn: Connection, backfill_id: int, now: datetime) -> int:
     """Cancel every run that has not started; stop materializing. Running runs go on.
 
     The cancelled counter counts every interval that will not run because of the cancel:
-    the queued runs, and the intervals never materialized as runs (SPEC §2), so that
+    the queued runs, and the intervals never materialized as runs (docs/api.md), so that
     completed + failed + cancelled = total once the running runs have finished.
     Returns that number."""
     cancelled = conn.execute(

@@ -151,7 +151,7 @@ def status_totals(conn: Connection) -> StatusTotals:
     row = conn.execute(
         select(
             # Only unfinished backfills have queued runs; a cancelled one's cancelled counter
-            # also counts the intervals never materialized (SPEC §2), which created does not.
+            # also counts the intervals never materialized (docs/api.md), which created does not.
             func.coalesce(
                 func.sum(
                     case(

@@ -151,7 +151,7 @@ backfills = Table(
     # Fair share: the backfill served least recently gets the next free slot.
     Column("last_claimed_at", UTCDateTime()),
     Column("idempotency_key", String(200)),
-    # Webhooks of this backfill ([{url, events, secret?}], SPEC §8), besides the pipeline's.
+    # Webhooks of this backfill ([{url, events, secret?}], docs/api.md), besides the pipeline's.
     Column("notify", json_type()),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("created_user_id", Id, ForeignKey("users.id")),
@@ -240,7 +240,7 @@ run_logs = Table(
     Index("ix_run_logs_run", "run_id", "id"),
 )
 
-# The notification outbox (SPEC §8): one row per (webhook, event of a backfill), written in
+# The notification outbox (docs/api.md): one row per (webhook, event of a backfill), written in
 # the same transaction as the status change, delivered by the notifier loop.
 notifications = Table(
     "notifications",

@@ -1,4 +1,4 @@
-"""The web page (SPEC §8): one HTML page, its static files, and a sign-in route.
+"""The web page (docs/api.md): one HTML page, its static files, and a sign-in route.
 
 The page is a small client (vanilla ES module, no build step) of the team API: it signs
 in with ``POST /web/session`` (email + password → a raw API token of the user, kept in

@@ -1,4 +1,4 @@
-"""Pydantic models of the coverage route of the team API (SPEC §4)."""
+"""Pydantic models of the coverage route of the team API (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pydantic models of the pipeline API (``/api``, SPEC §5, dialect of seed ``000_…``).
+"""Pydantic models of the pipeline API (``/api``, docs/api.md, the Mage-style pipeline backfill API).
 
 Objects are wrapped (``{"backfill": {...}}``), lists come with ``{"metadata": {"count",
 "next"}}``, statuses are lowercase (``null`` = not started, ``initial`` = started, no run

@@ -1,4 +1,4 @@
-"""Pydantic models of the team API (``/v1``, SPEC §4).
+"""Pydantic models of the team API (``/v1``, docs/api.md).
 
 Request bodies ("actions") are separate from response objects, and both from the
 database rows: the translation from rows lives in ``api.team_api``. Timestamps are

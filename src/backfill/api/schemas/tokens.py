@@ -1,4 +1,4 @@
-"""Pydantic models of ``/v1/me`` and the team's tokens (SPEC §4 "More routes")."""
+"""Pydantic models of ``/v1/me`` and the team's tokens (docs/api.md "More routes")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The webhook of a backfill in request bodies of both dialects (SPEC §8)."""
+"""The webhook of a backfill in request bodies of both dialects (docs/api.md)."""
 
 from __future__ import annotations
 

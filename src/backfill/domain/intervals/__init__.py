@@ -1,4 +1,4 @@
-"""Interval arithmetic: the series of intervals a backfill runs over (SPEC §2).
+"""Interval arithmetic: the series of intervals a backfill runs over (docs/api.md).
 
 * :mod:`.series` -- :class:`IntervalSeries` and :class:`Interval`: validation, counting,
   indexing and lazy iteration of a series.

@@ -1,4 +1,4 @@
-"""Cron series (SPEC §2).
+"""Cron series (docs/api.md).
 
 A cron series is the set of fire times ``t`` with ``start <= t <= end``; each interval
 ends at the next fire time. The expression is parsed, and its days are matched, by
@@ -6,7 +6,7 @@ ends at the next fire time. The expression is parsed, and its days are matched, 
 expressions, see there). Fire times are generated here, not by croniter or cronsim,
 for two measured reasons:
 
-* croniter 7.0.0 (and cron(8)) do not follow the SPEC around DST: for ``30 2 * * *``
+* croniter 7.0.0 (and cron(8)) do not follow our rule (docs/pipelines.md) around DST: for ``30 2 * * *``
   in Europe/Berlin croniter fires at 03:00 (not 03:30) on the spring-forward day and
   fires *twice* (02:30 CEST and 02:30 CET) on the fall-back day.
 * ``croniter.get_next`` costs 40-80 µs per call with aware datetimes, so iterating up to

@@ -1,4 +1,4 @@
-"""The series of intervals a backfill runs over (SPEC §2): validation, counting, access.
+"""The series of intervals a backfill runs over (docs/api.md): validation, counting, access.
 
 An :class:`IntervalSeries` is defined by ``start``/``end`` (both inclusive: an interval
 exists for every boundary ``t`` with ``start <= t <= end``), an interval type and
