@@ -12,6 +12,8 @@ Another dialect plugs in with ``app.include_router(router)`` and
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
@@ -31,6 +33,7 @@ from backfill.api.middleware import BodyLimitMiddleware, RequestContextMiddlewar
 from backfill.api.problems import ErrorRenderers, install_exception_handlers
 from backfill.api.ratelimit import RateLimiter, RequestIdentity, SignInLimiter, window_store
 from backfill.config import Settings
+from backfill.http.slow_clients import bounded_head_protocol
 from backfill.services import auth
 from backfill.store.db import Database
 
@@ -51,6 +54,11 @@ every response is `{"meta":{"request_id"},"data":...}`, every error
 # How long a token + membership resolution may be reused (docs/api.md: a revoked token or a
 # removed membership must stop working within a couple of seconds).
 AUTH_CACHE_SECONDS = 1.0
+
+
+def server_protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """The HTTP protocol the server runs the app with (request heads bounded in time)."""
+    return bounded_head_protocol(settings.http_request_head_seconds)
 
 
 def create_app(db: Database, settings: Settings) -> FastAPI:

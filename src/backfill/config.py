@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # requests in flight get this long.
     http_keep_alive_seconds: PositiveInt = 5
     http_graceful_shutdown_seconds: PositiveInt = 10
+    # a client must send its whole request head (line and headers) within this
+    http_request_head_seconds: PositiveInt = 10
 
     @field_validator("rate_limit", "sign_in_rate_limit")
     @classmethod

@@ -87,7 +87,7 @@ def serve(
     """Run the API, the scheduler and worker slots in one process tree."""
     import uvicorn
 
-    from backfill.app import create_app
+    from backfill.app import create_app, server_protocol
     from backfill.engine.notifier import Notifier
     from backfill.engine.runtime import Component, build_runtime
     from backfill.services import bootstrap
@@ -131,8 +131,10 @@ def serve(
             host=settings.host,
             port=settings.port,
             log_config=None,
-            # idle keep-alive connections are closed; requests in flight get a bounded
-            # grace on shutdown; a request head larger than 64 KiB is refused.
+            # idle keep-alive connections are closed, and so are those whose request head
+            # stalls; requests in flight get a bounded grace on shutdown; a request head
+            # larger than 64 KiB is refused.
+            http=server_protocol(settings),
             timeout_keep_alive=settings.http_keep_alive_seconds,
             timeout_graceful_shutdown=settings.http_graceful_shutdown_seconds,
             h11_max_incomplete_event_size=64 * 1024,
