@@ -246,6 +246,28 @@ def test_rendered_renders_once_per_version(db: Database, team: Actor, pipeline_i
         svc.rendered(db, Actor(team_id=team.team_id + 1, user_id=team.user_id), bf, memo, render)
 
 
+def test_rendered_is_renewed_after_max_age_even_when_the_row_is_unchanged(
+    db: Database, team: Actor, pipeline_id: int
+) -> None:
+    """A rendering that carries the clock (the ETA) must not outlive its max age."""
+    from backfill.services.row_memo import RowVersionMemo
+
+    bf = svc.create(db, team, pipeline_id, svc.BackfillSpec(start="2024-01-01", end="2024-01-03"), start=True)
+    now = [100.0]
+    memo: RowVersionMemo[int] = RowVersionMemo(max_age_seconds=2.0, clock=lambda: now[0])
+    renders: list[int] = []
+
+    def render(d: svc.BackfillDetail) -> int:
+        renders.append(d.row["id"])
+        return len(renders)
+
+    assert svc.rendered(db, team, bf, memo, render) == 1
+    now[0] += 1.5
+    assert svc.rendered(db, team, bf, memo, render) == 1  # same version, young enough
+    now[0] += 1.0
+    assert svc.rendered(db, team, bf, memo, render) == 2  # same version, too old: rendered again
+
+
 def test_update_is_one_transaction(db: Database, team: Actor, pipeline_id: int) -> None:
     from backfill.domain.model import BackfillStatus
 

@@ -240,7 +240,8 @@ def _backfill(d: BackfillDetail) -> s.Backfill:
 
 # A backfill's JSON is a function of its row version (services.row_memo): polling
 # clients re-read the row and get the JSON rendered the first time.
-_rendered: RowVersionMemo[bytes] = RowVersionMemo()
+# The rendering carries the ETA, which moves with the clock: re-rendered every 2 s at most.
+_rendered: RowVersionMemo[bytes] = RowVersionMemo(max_age_seconds=2.0)
 
 
 def _render_backfill(d: BackfillDetail) -> bytes:
