@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -166,8 +166,13 @@ def _project_watcher(database: Any, project_dir: Path, team_id: int, runtime: An
     from backfill.services import pipeline_sync
 
     def resync() -> None:
-        report = pipeline_sync.sync_project(database, project_dir, team_id=team_id)
-        runtime.pipelines_changed(report.loaded.connections or {})
+        runtime.pipelines_syncing()
+        connections: Mapping[str, str] = {}
+        try:
+            report = pipeline_sync.sync_project(database, project_dir, team_id=team_id)
+            connections = report.loaded.connections or {}
+        finally:
+            runtime.pipelines_changed(connections)
 
     return Component("pipeline-watch", ProjectWatcher(project_dir, resync).run)
 

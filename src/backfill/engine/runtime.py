@@ -76,6 +76,12 @@ class Runtime:
             raise RuntimeError("add components before start()")
         self._slots.append(_Slot(component))
 
+    def pipelines_syncing(self) -> None:
+        """The project is about to be re-synced (``pipelines_changed`` follows)."""
+        worker = self.worker
+        if worker is not None:
+            worker.pipelines_syncing()
+
     def pipelines_changed(self, connections: Mapping[str, str]) -> None:
         """The project was re-synced: the worker takes the connections as they are now and
         forgets the pipeline definitions it cached."""

@@ -83,6 +83,7 @@ class Worker:
         self._reclaimed = False  # leases of dead owners on this host re-queued (once, at start)
         self._gone_owners = gone_owners  # earlier workers of this process, known to be gone
         self._pipelines: dict[int, tuple[float, PipelineDefinition]] = {}
+        self._syncs = 0  # re-syncs of the project in progress (nothing is cached meanwhile)
         self._last_heartbeat = 0.0
         self._last_log_flush = 0.0
         self._next_claim_at = 0.0
@@ -192,18 +193,28 @@ class Worker:
             self._versions[run.run_id] = request.pipeline.version
             executor.submit(request)
 
+    def pipelines_syncing(self) -> None:
+        """A re-sync of the project begins: drop the cached definitions and cache none read
+        until it has committed (``forget_pipelines``), so no run that starts after the new
+        version is visible can use a definition read before it."""
+        self._syncs += 1
+        self._pipelines = {}
+
     def forget_pipelines(self) -> None:
         """Drop the cached pipeline definitions (the project was re-synced): the next run
         of each pipeline reads its current version."""
         self._pipelines = {}
+        self._syncs = max(0, self._syncs - 1)
 
     def _definition(self, pipeline_id: int) -> PipelineDefinition:
         cached = self._pipelines.get(pipeline_id)
         if cached is not None and time.monotonic() - cached[0] < PIPELINE_CACHE_SECONDS:
             return cached[1]
+        syncing = self._syncs > 0
         with self.db.read() as conn:
             definition = pipeline_store.definition(pipeline_store.get(conn, pipeline_id))
-        self._pipelines[pipeline_id] = (time.monotonic(), definition)
+        if not syncing and self._syncs == 0:
+            self._pipelines[pipeline_id] = (time.monotonic(), definition)
         return definition
 
     def _request(self, run: queue.ClaimedRun) -> RunRequest:
