@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from backfill.api.problems import ApiError
+from backfill.api.rendering import database, json_response
 from backfill.api.schemas import coverage as s
 from backfill.api.schemas.team import IntervalTypeName, Meta
 from backfill.api.team_api import ERROR_RESPONSES, BackfillId, Reader, TransferId
@@ -19,7 +20,6 @@ from backfill.domain.errors import ValidationError
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
 from backfill.services import coverage
-from backfill.store.db import Database
 
 # The team in the path is checked once, by the team API's router dependency.
 router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES, dependencies=team_router.dependencies)
@@ -74,7 +74,7 @@ async def get_coverage(
     cron: Annotated[str | None, Query(max_length=200, description="Cron expression (interval_type custom).")] = None,
     timezone: Annotated[str | None, Query(max_length=64, description="IANA name; default the transfer's.")] = None,
 ) -> Response:
-    db: Database = request.app.state.db
+    db = database(request)
     try:
         # A whole range is worth a worker thread on either database: the event loop stays free.
         result = await run_in_threadpool(
@@ -94,7 +94,7 @@ async def get_coverage(
             raise ApiError(400, f"invalid query parameter {exc.field}: {exc.message}", field=exc.field) from exc
         raise
     body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
-    return Response(body.model_dump_json().encode(), media_type="application/json")
+    return json_response(body)
 
 
 @router.get(
@@ -106,7 +106,7 @@ async def get_coverage(
     "status: what the web page draws for a large backfill. `transfer_id` is the backfill's transfer.",
 )
 async def get_backfill_coverage(request: Request, principal: Reader, backfill_id: BackfillId) -> Response:
-    db: Database = request.app.state.db
+    db = database(request)
     result = await run_in_threadpool(coverage.of_backfill, db, principal.actor, backfill_id)
     body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
-    return Response(body.model_dump_json().encode(), media_type="application/json")
+    return json_response(body)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from backfill.api.rendering import database, json_response
 from backfill.api.schemas import notifications as s
 from backfill.api.schemas.team import Meta
 from backfill.api.team_api import ERROR_RESPONSES, BackfillId, Reader
@@ -16,7 +17,6 @@ from backfill.api.team_api import router as team_router
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
 from backfill.services import notifications
-from backfill.store.db import Database
 
 # The team in the path is checked once, by the team API's router dependency.
 router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES, dependencies=team_router.dependencies)
@@ -35,7 +35,7 @@ def _iso(value: datetime | None) -> str | None:
     "Retried 5 s after a failed attempt, then doubling, for 24 hours. Secrets are never shown.",
 )
 async def list_notifications(request: Request, principal: Reader, backfill_id: BackfillId) -> Response:
-    db: Database = request.app.state.db
+    db = database(request)
     found = await run_in_threadpool(notifications.of_backfill, db, principal.actor, backfill_id)
     data = [
         s.Notification(
@@ -61,4 +61,4 @@ async def list_notifications(request: Request, principal: Reader, backfill_id: B
         for row, attempts in found
     ]
     body = s.NotificationListResponse(meta=Meta(request_id=request_id_of(request)), data=data)
-    return Response(body.model_dump_json().encode(), media_type="application/json")
+    return json_response(body)

@@ -31,12 +31,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
 from sqlalchemy import RowMapping
 from starlette.responses import Response
 
 from backfill.api.pipeline_errors import ERROR_RESPONSES, PipelineRoute
-from backfill.api.rendering import RUN_SETTINGS, columns, data_date, error_text, pipeline_settings, run_counts
+from backfill.api.rendering import (
+    RUN_SETTINGS,
+    columns,
+    data_date,
+    database,
+    error_text,
+    json_response,
+    pipeline_settings,
+    run_counts,
+)
 from backfill.api.schemas import pipeline as s
 from backfill.config import Settings
 from backfill.domain import transitions
@@ -116,11 +124,6 @@ def dialect_status(canonical: str) -> str | None:
 # ---- plumbing --------------------------------------------------------------------------------------
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 def _signing_secret(request: Request) -> str:
     """The server secret that signs session JWTs (resolved once per app)."""
     state = request.app.state
@@ -189,7 +192,7 @@ def require(access: auth.Access) -> Callable[..., auth.Principal]:
         cookie: Annotated[str | None, Depends(cookie_scheme)],
         team_id: TeamQuery = None,
     ) -> auth.Principal:
-        db = _db(request)
+        db = database(request)
         key_team = check_api_key(db, api_key)
         secret = user_secret(request, bearer.credentials if bearer else None, header, cookie)
         if not secret:
@@ -223,10 +226,6 @@ IncludeRunCount = Annotated[bool, Query(description="Add total_run_count and run
 IncludePreviewRuns = Annotated[
     bool, Query(description="Add preview_runs: the first 100 intervals of the backfill, in run order.")
 ]
-
-
-def _ok(model: BaseModel, *, exclude: Any = None) -> Response:
-    return Response(model.model_dump_json(exclude=exclude).encode(), media_type="application/json")
 
 
 def _dt(value: datetime | None) -> str | None:
@@ -403,7 +402,7 @@ def render_backfill(
 
 def _one(d: BackfillDetail, definitions: _Definitions, *, run_count: bool = False, preview: bool = False) -> Response:
     obj, exclude = render_backfill(d, definitions, run_count=run_count, preview=preview)
-    return _ok(s.PipelineBackfillResponse(backfill=obj), exclude={"backfill": exclude})
+    return json_response(s.PipelineBackfillResponse(backfill=obj), exclude={"backfill": exclude})
 
 
 def _in_pipeline(d: BackfillDetail, pipeline_uuid: str | None) -> BackfillDetail:
@@ -665,7 +664,7 @@ def _list(
     offset: int,
     run_count: bool,
 ) -> Response:
-    db = _db(request)
+    db = database(request)
     actor = principal.actor
     definitions = _Definitions(db, actor)
     pipeline_id = None
@@ -677,7 +676,7 @@ def _list(
         backfills=[obj for obj, _ in rendered], metadata=_metadata(page.total, offset, len(rendered))
     )
     exclude = {"backfills": {"__all__": rendered[0][1]}} if rendered else None
-    return _ok(body, exclude=exclude)
+    return json_response(body, exclude=exclude)
 
 
 def definitions_row(definitions: _Definitions, pipeline_uuid: str) -> RowMapping:
@@ -730,7 +729,7 @@ def list_backfills(
 def create_backfill(
     request: Request, principal: Writer, pipeline_uuid: PipelineUuid, body: s.PipelineBackfillCreateBody
 ) -> Response:
-    db = _db(request)
+    db = database(request)
     actor = principal.actor
     definitions = _Definitions(db, actor)
     pipeline = definitions_row(definitions, pipeline_uuid)
@@ -747,7 +746,7 @@ def _get(
     run_count: bool,
     preview: bool,
 ) -> Response:
-    db = _db(request)
+    db = database(request)
     actor = principal.actor
     d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
     return _one(d, _Definitions(db, actor), run_count=run_count, preview=preview)
@@ -802,7 +801,7 @@ def _put(
     pipeline_uuid: str | None,
     body: s.PipelineBackfillBody,
 ) -> Response:
-    db = _db(request)
+    db = database(request)
     actor = principal.actor
     d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
     definitions = _Definitions(db, actor)
@@ -840,7 +839,7 @@ def update_backfill(
 
 
 def _delete(request: Request, principal: auth.Principal, backfill_id: int, pipeline_uuid: str | None) -> Response:
-    db = _db(request)
+    db = database(request)
     actor = principal.actor
     d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
     response = _one(d, _Definitions(db, actor))
@@ -873,15 +872,15 @@ def delete_pipeline_backfill(
 
 @router.get("/pipelines", response_model=s.PipelineListResponse, summary="Pipelines of the team")
 def list_pipelines(request: Request, principal: Reader, limit: Limit = 50, offset: Offset = 0) -> Response:
-    page = pipelines.list_pipelines(_db(request), principal.actor, limit=limit, offset=offset)
+    page = pipelines.list_pipelines(database(request), principal.actor, limit=limit, offset=offset)
     items = [_pipeline(r) for r in page.items]
-    return _ok(s.PipelineListResponse(pipelines=items, metadata=_metadata(page.total, offset, len(items))))
+    return json_response(s.PipelineListResponse(pipelines=items, metadata=_metadata(page.total, offset, len(items))))
 
 
 @router.get("/pipelines/{pipeline_uuid}", response_model=s.PipelineResponse, summary="One pipeline with its blocks")
 def get_pipeline(request: Request, principal: Reader, pipeline_uuid: PipelineUuid) -> Response:
-    row = pipelines.get_pipeline(_db(request), principal.actor, uuid=pipeline_uuid)
-    return _ok(s.PipelineResponse(pipeline=_pipeline(row)))
+    row = pipelines.get_pipeline(database(request), principal.actor, uuid=pipeline_uuid)
+    return json_response(s.PipelineResponse(pipeline=_pipeline(row)))
 
 
 # ---- interval runs -------------------------------------------------------------------------------------
@@ -925,7 +924,7 @@ def list_pipeline_runs(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Response:
-    db = _db(request)
+    db = database(request)
     actor = principal.actor
     d = backfills.get(db, actor, backfill_id)
     pipeline = pipelines.get_pipeline(db, actor, int(d.row["pipeline_id"]))
@@ -933,4 +932,6 @@ def list_pipeline_runs(
     query = RunQuery(sort_field="data_date", descending=True, limit=limit, offset=offset)
     page = runs.list_backfill_runs(db, actor, backfill_id, query)
     items = [_run(r, d.row["pipeline_uuid"], variables) for r in page.items]
-    return _ok(s.PipelineRunListResponse(pipeline_runs=items, metadata=_metadata(page.total, offset, len(items))))
+    return json_response(
+        s.PipelineRunListResponse(pipeline_runs=items, metadata=_metadata(page.total, offset, len(items)))
+    )

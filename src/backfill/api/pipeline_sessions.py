@@ -13,7 +13,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -27,26 +26,17 @@ from backfill.api.pipeline_api import (
 )
 from backfill.api.pipeline_errors import ERROR_RESPONSES, PipelineRoute
 from backfill.api.ratelimit import client_address
+from backfill.api.rendering import database, json_response
 from backfill.api.schemas import pipeline as s
 from backfill.api.token_api import drop_cached_principals
 from backfill.services import auth, sessions
-from backfill.store.db import Database
 
 router = APIRouter(prefix="/api", tags=["pipeline API"], route_class=PipelineRoute, responses=ERROR_RESPONSES)
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
 
 
 def _signing_secret(request: Request) -> str:
     secret: str = request.app.state.pipeline_session_secret
     return secret
-
-
-def _ok(model: BaseModel) -> Response:
-    return Response(model.model_dump_json().encode(), media_type="application/json")
 
 
 @router.post(
@@ -63,7 +53,7 @@ async def create_session(
     body: s.PipelineSessionBody,
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Response:
-    db = _db(request)
+    db = database(request)
     await run_in_threadpool(check_api_key, db, api_key)
     # Refused credentials raise ``InvalidCredentials``, a 401 in this dialect's words.
     session = await sessions.sign_in(
@@ -75,7 +65,7 @@ async def create_session(
         signing_secret=_signing_secret(request),
     )
     user = session.user
-    return _ok(
+    return json_response(
         s.PipelineSessionResponse(
             session=s.PipelineSession(
                 token=session.jwt,
@@ -98,10 +88,10 @@ def delete_session(
     header: Annotated[str | None, Depends(header_scheme)],
     cookie: Annotated[str | None, Depends(cookie_scheme)],
 ) -> Response:
-    db = _db(request)
+    db = database(request)
     check_api_key(db, api_key)
     secret = user_secret(request, bearer.credentials if bearer else None, header, cookie)
     principal = auth.resolve(db, secret, team_id=None)
     sessions.logout(db, principal.token_id)
     drop_cached_principals(request.app)
-    return _ok(s.PipelineSignOutResponse(session=s.PipelineSignOut(token_id=principal.token_id)))
+    return json_response(s.PipelineSignOutResponse(session=s.PipelineSignOut(token_id=principal.token_id)))

@@ -13,9 +13,26 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
 from sqlalchemy import RowMapping
+from starlette.requests import Request
+from starlette.responses import Response
+
+from backfill.store.db import Database
 
 ERROR_TEXT_LIMIT = 1000
+
+
+def database(request: Request) -> Database:
+    """The database of the app serving ``request``."""
+    db: Database = request.app.state.db
+    return db
+
+
+def json_response(model: BaseModel, *, exclude: Any = None) -> Response:
+    """``model`` as a JSON response (``exclude``: fields left out, as pydantic takes them)."""
+    return Response(model.model_dump_json(exclude=exclude).encode(), media_type="application/json")
+
 
 Instant = Callable[[datetime], str]
 

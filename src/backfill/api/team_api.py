@@ -20,7 +20,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from backfill.api.problems import ApiError, Problem, default_error_response
-from backfill.api.rendering import RUN_SETTINGS, columns, data_date, error_text, pipeline_settings, run_counts
+from backfill.api.rendering import (
+    RUN_SETTINGS,
+    columns,
+    data_date,
+    database,
+    error_text,
+    json_response,
+    pipeline_settings,
+    run_counts,
+)
 from backfill.api.schemas import team as s
 from backfill.domain.errors import DomainError, ValidationError, Wording
 from backfill.domain.model import UNFINISHED_BACKFILL_STATUSES, BackfillStatus, RunStatus, is_calendar
@@ -31,7 +40,6 @@ from backfill.services import auth, backfills, pipelines, runs
 from backfill.services.backfills import BackfillDetail
 from backfill.services.pages import Page
 from backfill.services.row_memo import RowVersionMemo
-from backfill.store.db import Database
 from backfill.store.runs import RunQuery
 
 T = TypeVar("T")
@@ -103,11 +111,6 @@ def _path_team_id(request: Request) -> int | None:
     return value if 1 <= value <= MAX_ID else None
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 class BearerAuth(HTTPBearer):
     """Dependency: authenticate the bearer token, then scope → membership → permission
     (in that order; ``access`` None: any valid token). An ``HTTPBearer``, so OpenAPI declares the scheme on every route;
@@ -140,7 +143,7 @@ async def authenticate(request: Request) -> auth.Principal:
     cache: auth.PrincipalCache = request.app.state.principal_cache
     principal = cache.get(secret, team_id)
     if principal is None:
-        principal = await _read(request, auth.resolve, _db(request), secret, team_id=team_id)
+        principal = await _read(request, auth.resolve, database(request), secret, team_id=team_id)
         cache.put(secret, team_id, principal)
     return principal
 
@@ -149,7 +152,7 @@ async def _read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: An
     """Run a read use case. On SQLite it runs inline: a local read takes less time than
     handing it to a worker thread, and threads competing for the GIL slow the event loop
     down. On PostgreSQL (network round trips) it runs in the thread pool."""
-    if _db(request).is_sqlite:
+    if database(request).is_sqlite:
         return fn(*args, **kwargs)
     return await run_in_threadpool(fn, *args, **kwargs)
 
@@ -165,10 +168,6 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 # ---- rendering ---------------------------------------------------------------------------
-
-
-def _ok(model: BaseModel) -> Response:
-    return Response(model.model_dump_json().encode(), media_type="application/json")
 
 
 def _ok_json(meta: BaseModel, data: bytes) -> Response:
@@ -250,7 +249,7 @@ def _render_backfill(d: BackfillDetail) -> bytes:
 
 def _backfill_json(request: Request, d: BackfillDetail) -> bytes:
     """For read routes only (see ``services.row_memo``)."""
-    return _rendered.get(_db(request).engine, d.row, lambda: _render_backfill(d))
+    return _rendered.get(database(request).engine, d.row, lambda: _render_backfill(d))
 
 
 def _run_fields(row: RowMapping) -> dict[str, Any]:
@@ -390,7 +389,7 @@ RunFilters = Annotated[RunQuery, Depends(_run_query)]
 
 
 def _runs_page(request: Request, page: Page, query: RunQuery) -> Response:
-    return _ok(
+    return json_response(
         s.RunListResponse(
             meta=_page_meta(request, page.total, query.limit, query.offset),
             data=[s.Run(**_run_fields(r)) for r in page.items],
@@ -437,12 +436,12 @@ def create_backfill(
     body: s.CreateBackfillAction,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
 ) -> Response:
-    db = _db(request)
+    db = database(request)
     backfill_id = backfills.create(
         db, principal.actor, transfer_id, _spec(body), start=True, idempotency_key=idempotency_key
     )
     detail = backfills.get(db, principal.actor, backfill_id)
-    return _ok(s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+    return json_response(s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
 @router.post(
@@ -456,7 +455,7 @@ def dry_run_backfill(
     transfer_id: TransferId,
     body: s.CreateBackfillAction,
 ) -> Response:
-    result = backfills.dry_run(_db(request), principal.actor, transfer_id, _spec(body))
+    result = backfills.dry_run(database(request), principal.actor, transfer_id, _spec(body))
     values = result["values"]
     tz = values["timezone"]
     calendar = is_calendar(values["interval_type"], values["cron"])
@@ -487,7 +486,7 @@ def dry_run_backfill(
             for t in result["skipped"]
         ],
     )
-    return _ok(s.DryRunResponse(meta=_meta(request), data=data))
+    return json_response(s.DryRunResponse(meta=_meta(request), data=data))
 
 
 @router.get(
@@ -515,7 +514,7 @@ async def list_backfills(
     page = await _read(
         request,
         backfills.list_backfills,
-        _db(request),
+        database(request),
         principal.actor,
         statuses=statuses,
         pipeline_id=transfer_id,
@@ -532,7 +531,7 @@ async def list_backfills(
     summary="A backfill with its live progress",
 )
 async def get_backfill(request: Request, principal: Reader, backfill_id: BackfillId) -> Response:
-    args = (_db(request), principal.actor, backfill_id, _rendered, _render_backfill)
+    args = (database(request), principal.actor, backfill_id, _rendered, _render_backfill)
     data = await _read(request, backfills.rendered, *args)
     return _ok_json(_meta(request), data)
 
@@ -543,7 +542,7 @@ async def get_backfill(request: Request, principal: Reader, backfill_id: Backfil
     summary="The latest backfill of a transfer, any status",
 )
 async def latest_backfill(request: Request, principal: Reader, transfer_id: TransferId) -> Response:
-    detail = await _read(request, backfills.latest_backfill, _db(request), principal.actor, transfer_id)
+    detail = await _read(request, backfills.latest_backfill, database(request), principal.actor, transfer_id)
     return _ok_json(_meta(request), _backfill_json(request, detail))
 
 
@@ -562,7 +561,7 @@ def update_backfill(
     backfill_id: BackfillId,
     body: s.UpdateBackfillAction,
 ) -> Response:
-    db = _db(request)
+    db = database(request)
     actor = principal.actor
     fields = body.model_fields_set
     if not fields:
@@ -581,7 +580,7 @@ def update_backfill(
         status=BackfillStatus(body.status.lower()) if "status" in fields and body.status else None,
     )
     detail = backfills.get(db, actor, backfill_id)
-    return _ok(s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+    return json_response(s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
 
 
 @router.post(
@@ -599,7 +598,7 @@ def rerun_backfill_runs(
     backfill_id: BackfillId,
     body: s.RerunAction,
 ) -> Response:
-    db = _db(request)
+    db = database(request)
     result = backfills.rerun(
         db,
         principal.actor,
@@ -610,7 +609,7 @@ def rerun_backfill_runs(
     )
     detail = backfills.get(db, principal.actor, backfill_id)
     data = s.Rerun(requeued=result.requeued, running=result.running, backfill=_backfill(detail))
-    return _ok(s.RerunResponse(meta=_meta(request), data=data))
+    return json_response(s.RerunResponse(meta=_meta(request), data=data))
 
 
 # ---- runs ----------------------------------------------------------------------------------------
@@ -627,7 +626,7 @@ async def list_backfill_runs(
     backfill_id: BackfillId,
     query: RunFilters,
 ) -> Response:
-    page = await _read(request, runs.list_backfill_runs, _db(request), principal.actor, backfill_id, query)
+    page = await _read(request, runs.list_backfill_runs, database(request), principal.actor, backfill_id, query)
     return _runs_page(request, page, query)
 
 
@@ -657,7 +656,7 @@ async def list_transfer_runs(
         page = await _read(
             request,
             runs.list_pipeline_runs,
-            _db(request),
+            database(request),
             principal.actor,
             transfer_id,
             query,
@@ -677,12 +676,12 @@ async def list_transfer_runs(
     summary="One transfer run with per-block query details",
 )
 async def get_transfer_run(request: Request, principal: Reader, run_id: RunId) -> Response:
-    row = await _read(request, runs.get_run, _db(request), principal.actor, run_id)
+    row = await _read(request, runs.get_run, database(request), principal.actor, run_id)
     data = s.RunDetail(
         **_run_fields(row),
         query_details=[_query_detail(b) for b in (row["block_results"] or []) if isinstance(b, Mapping)],
     )
-    return _ok(s.RunResponse(meta=_meta(request), data=data))
+    return json_response(s.RunResponse(meta=_meta(request), data=data))
 
 
 @router.get(
@@ -699,7 +698,7 @@ async def get_transfer_run_logs(
     attempt: Annotated[int | None, Query(ge=1, le=1_000_000, description="Attempt number; default the latest.")] = None,
 ) -> Response:
     chunk = await _read(
-        request, runs.read_logs, _db(request), principal.actor, run_id, attempt=attempt, offset=offset, limit=limit
+        request, runs.read_logs, database(request), principal.actor, run_id, attempt=attempt, offset=offset, limit=limit
     )
     data = s.RunLogs(
         transfer_run_id=run_id,
@@ -714,7 +713,7 @@ async def get_transfer_run_logs(
         error=chunk.error,
         run_final=chunk.run_final,
     )
-    return _ok(s.RunLogsResponse(meta=_meta(request), data=data))
+    return json_response(s.RunLogsResponse(meta=_meta(request), data=data))
 
 
 # ---- transfers --------------------------------------------------------------------------------------
@@ -727,8 +726,10 @@ async def list_transfers(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
 ) -> Response:
-    page = await _read(request, pipelines.list_pipelines, _db(request), principal.actor, limit=limit, offset=offset)
-    return _ok(
+    page = await _read(
+        request, pipelines.list_pipelines, database(request), principal.actor, limit=limit, offset=offset
+    )
+    return json_response(
         s.TransferListResponse(
             meta=_page_meta(request, page.total, limit, offset), data=[_transfer(r) for r in page.items]
         ),
@@ -737,5 +738,5 @@ async def list_transfers(
 
 @router.get("/teams/{team_id}/transfers/{transfer_id}", response_model=s.TransferResponse, summary="One transfer")
 async def get_transfer(request: Request, principal: Reader, transfer_id: TransferId) -> Response:
-    row = await _read(request, pipelines.get_pipeline, _db(request), principal.actor, transfer_id)
-    return _ok(s.TransferResponse(meta=_meta(request), data=_transfer(row)))
+    row = await _read(request, pipelines.get_pipeline, database(request), principal.actor, transfer_id)
+    return json_response(s.TransferResponse(meta=_meta(request), data=_transfer(row)))

@@ -14,16 +14,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
-from pydantic import BaseModel
 from starlette.responses import Response
 
+from backfill.api.rendering import database, json_response
 from backfill.api.schemas import tokens as s
 from backfill.api.schemas.team import Meta
 from backfill.api.team_api import ERROR_RESPONSES, MAX_ID, BearerAuth, team_in_path
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
 from backfill.services import auth, sessions, tokens
-from backfill.store.db import Database
 
 router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES)
 # The team's tokens: {team_id} declared once, as in the team API.
@@ -44,25 +43,16 @@ def drop_cached_principals(app: FastAPI) -> None:
             cache.clear()
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-def _json(model: BaseModel) -> Response:
-    return Response(model.model_dump_json().encode(), media_type="application/json")
-
-
 def _revoked(request: Request, token_id: int) -> Response:
     drop_cached_principals(request.app)
     meta = Meta(request_id=request_id_of(request))
-    return _json(s.RevokedTokenResponse(meta=meta, data=s.RevokedToken(id=token_id)))
+    return json_response(s.RevokedTokenResponse(meta=meta, data=s.RevokedToken(id=token_id)))
 
 
 @router.get("/me", response_model=s.MeResponse, summary="The user and token of this request, and the user's teams")
 def get_me(request: Request, principal: AnyToken) -> Response:
     me = tokens.me(
-        _db(request),
+        database(request),
         user_id=principal.user_id,
         token_id=principal.token_id,
         scopes=principal.scopes,
@@ -77,7 +67,7 @@ def get_me(request: Request, principal: AnyToken) -> Response:
         ),
         teams=[s.MeTeam(id=t["id"], name=t["name"], role=t["role"]) for t in me.teams],
     )
-    return _json(s.MeResponse(meta=Meta(request_id=request_id_of(request)), data=data))
+    return json_response(s.MeResponse(meta=Meta(request_id=request_id_of(request)), data=data))
 
 
 @router.delete(
@@ -86,7 +76,7 @@ def get_me(request: Request, principal: AnyToken) -> Response:
     summary="Revoke the token of this request (sign out); later requests with it get 401",
 )
 def revoke_my_token(request: Request, principal: AnyToken) -> Response:
-    sessions.logout(_db(request), principal.token_id)
+    sessions.logout(database(request), principal.token_id)
     return _revoked(request, principal.token_id)
 
 
@@ -96,7 +86,7 @@ def revoke_my_token(request: Request, principal: AnyToken) -> Response:
     summary="The usable tokens of the team's members (never a secret)",
 )
 def list_team_tokens(request: Request, principal: Manager) -> Response:
-    rows = tokens.team_tokens(_db(request), principal.actor)
+    rows = tokens.team_tokens(database(request), principal.actor)
     data = [
         s.TeamToken(
             id=r["id"],
@@ -108,7 +98,7 @@ def list_team_tokens(request: Request, principal: Manager) -> Response:
         )
         for r in rows
     ]
-    return _json(s.TeamTokenListResponse(meta=Meta(request_id=request_id_of(request)), data=data))
+    return json_response(s.TeamTokenListResponse(meta=Meta(request_id=request_id_of(request)), data=data))
 
 
 @team_router.delete(
@@ -117,5 +107,5 @@ def list_team_tokens(request: Request, principal: Manager) -> Response:
     summary="Revoke a token of a member of the team",
 )
 def revoke_team_token(request: Request, token_id: TokenId, principal: Manager) -> Response:
-    tokens.revoke_team_token(_db(request), principal.actor, token_id)
+    tokens.revoke_team_token(database(request), principal.actor, token_id)
     return _revoked(request, token_id)
