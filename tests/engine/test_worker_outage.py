@@ -219,3 +219,38 @@ def test_a_worker_started_during_an_outage_waits_for_the_database(
             assert proc.poll() is None
         finally:
             kill_tree(proc, signal.SIGTERM)
+
+
+class _BusyExecutor:
+    """Every slot busy, nothing finishing: a worker step then needs no table at all."""
+
+    free_slots = 0
+
+    def poll(self, _timeout: float) -> list[Any]:
+        return []
+
+
+def test_a_step_that_needs_no_table_does_not_end_an_outage(db_url: str) -> None:
+    # Seen in CI: with all slots busy and nothing to record, a step touched no table
+    # while the database was still down, and the worker logged "reachable again" and
+    # said ready; the next write failed and began a second outage.
+    flaky = FlakyDatabase(db_url)
+    worker = Worker(flaky, WorkerSettings(concurrency=1, lease_seconds=3600, poll_seconds=0.01))
+    worker._reclaimed = True
+    worker._last_heartbeat = time.monotonic()
+    worker._executor = _BusyExecutor()  # type: ignore[assignment]
+    try:
+        flaky.down.set()
+        worker.backoff.failed(OperationalError("BEGIN", {}, ConnectionRefusedError("connection refused")))
+        deadline = time.monotonic() + 5
+        while flaky.refused < 3 and time.monotonic() < deadline:
+            worker.step()
+        assert flaky.refused >= 3  # each due try asked the database
+        assert worker.backoff.in_outage and worker.backoff.outages == 1
+        flaky.down.clear()
+        deadline = time.monotonic() + 10
+        while worker.backoff.failing and time.monotonic() < deadline:
+            worker.step()
+        assert not worker.backoff.failing and worker.backoff.outages == 1
+    finally:
+        flaky.dispose()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -26,17 +25,12 @@ PING_TIMEOUT_SECONDS = 3.0
 router = APIRouter(tags=["operations"])
 
 
-def _ping(db: Database) -> None:
-    with db.read() as conn:
-        conn.execute(text("SELECT 1"))
-
-
 async def _database_problem(db: Database) -> str | None:
     try:
         if db.is_sqlite:  # a local file: quicker inline than in a worker thread
-            _ping(db)
+            db.ping()
         else:  # the thread may stay stuck until the connection's own timeouts; we do not
-            await asyncio.wait_for(run_in_threadpool(_ping, db), PING_TIMEOUT_SECONDS)
+            await asyncio.wait_for(run_in_threadpool(db.ping), PING_TIMEOUT_SECONDS)
     except TimeoutError:
         return f"database: no answer within {PING_TIMEOUT_SECONDS:g} s"
     except SQLAlchemyError as exc:

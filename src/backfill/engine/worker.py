@@ -125,6 +125,10 @@ class Worker:
         if not self.backoff.due():
             return 0
         try:
+            if self.backoff.failing:
+                # a step may touch no table (slots busy, nothing to record): only a
+                # statement that ran proves the database is back
+                self.db.ping()
             claimed = self._database_step(executor, claim)
         except Exception as exc:
             self.backoff.failed(exc)

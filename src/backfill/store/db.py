@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -135,6 +135,11 @@ class Database:
         """A read transaction (deferred on SQLite, so readers never block writers)."""
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def ping(self) -> None:
+        """Raise if the database cannot run a statement now (``SELECT 1``)."""
+        with self.read() as conn:
+            conn.execute(text("SELECT 1"))
 
     def read_scalar(self, statement: Select[Any], params: Mapping[str, Any]) -> Any:
         """The first column of the first row of ONE prebuilt SELECT, or None.
