@@ -479,6 +479,11 @@ class BackfillClient:
     def resume(self, backfill_id: int) -> dict[str, Any]:
         return self._patch(backfill_id, {"paused": False})
 
+    def set_notify(self, backfill_id: int, webhooks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Replace the webhooks of a backfill that is not final (``[]`` removes them):
+        each ``{"url", "events"?, "secret"?}``; secrets are write-only, give them again."""
+        return self._patch(backfill_id, {"notify": [dict(h) for h in webhooks]})
+
     def rerun(
         self,
         backfill_id: int,

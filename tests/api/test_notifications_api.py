@@ -11,6 +11,7 @@ from tests.api.pipeline_conftest_helpers import (  # noqa: F401  (fixtures reque
     papi_app,
     papi_client,
     papi_world,
+    put_backfill,
 )
 
 from backfill.store import backfills as store
@@ -68,3 +69,56 @@ def test_pipeline_api_settings_notify(papi_client: TestClient, papi_world: Pipel
         f"/api/pipelines/{papi_world.pipeline_uuid}/backfills", json={"backfill": bad}, headers=papi_world.headers()
     )
     assert "notify[0].url" in assert_pipeline_error(r, 422, "record_invalid")
+
+
+def test_team_api_webhooks_change_until_the_backfill_is_final(client: TestClient, world: World) -> None:
+    base = f"/v1/teams/{world.team_id}"
+    editor = world.auth("editor")
+    body = {"range_start": "2024-01-01", "range_end": "2024-01-31", "notify": [HOOK]}
+    created = assert_ok(client.post(f"{base}/transfers/{world.pipeline_id}/backfills", json=body, headers=editor))
+    path = f"{base}/backfills/{created['transfer_backfill_id']}"
+    # shown without the secret; started backfills take a new list (it replaces the old one)
+    assert created["notify"] == [{"url": HOOK["url"], "events": ["cancelled"], "has_secret": True}]
+    assert created["status"] != "CREATED"
+    other = {"url": "https://chat.example.com/hook", "events": ["failed", "completed"]}
+    changed = assert_ok(client.patch(path, json={"notify": [other]}, headers=editor))
+    assert changed["notify"] == [{**other, "has_secret": False}]
+    assert "never-shown" not in client.get(path, headers=editor).text
+    error = assert_error(
+        client.patch(path, json={"notify": [{"url": "ftp://x.example"}]}, headers=editor), 422, "UNPROCESSABLE_ENTITY"
+    )
+    assert "notify[0].url" in error["message"]
+    assert assert_ok(client.get(path, headers=editor))["notify"] == [{**other, "has_secret": False}]  # unchanged
+    assert assert_ok(client.patch(path, json={"notify": []}, headers=editor))["notify"] == []
+    assert_ok(client.patch(path, json={"status": "CANCELLED"}, headers=editor))
+    assert_error(client.patch(path, json={"notify": [HOOK]}, headers=editor), 422, "UNPROCESSABLE_ENTITY")
+
+
+def test_a_cancel_notifies_the_webhooks_set_after_the_start(client: TestClient, world: World) -> None:
+    base = f"/v1/teams/{world.team_id}"
+    editor = world.auth("editor")
+    body = {"range_start": "2024-01-01", "range_end": "2024-01-31"}
+    created = assert_ok(client.post(f"{base}/transfers/{world.pipeline_id}/backfills", json=body, headers=editor))
+    path = f"{base}/backfills/{created['transfer_backfill_id']}"
+    assert_ok(client.patch(path, json={"notify": [HOOK]}, headers=editor))
+    assert_ok(client.patch(path, json={"status": "CANCELLED"}, headers=editor))
+    (item,) = assert_ok(client.get(f"{path}/notifications", headers=editor))
+    assert item["event"] == "cancelled" and item["url"] == HOOK["url"]
+
+
+def test_pipeline_api_put_changes_settings_notify(
+    papi_client: TestClient, papi_world: PipelineWorld, db: Database
+) -> None:
+    created = create_backfill(papi_client, papi_world)
+    other = {"url": "https://chat.example.com/hook", "events": ["failed"]}
+    # before, a PUT with settings.notify answered 200 and changed nothing
+    assert (
+        put_backfill(papi_client, papi_world, created["id"], {"settings": {"notify": [HOOK, other]}}).status_code == 200
+    )
+    with db.read() as conn:
+        assert store.get(conn, created["id"])["notify"] == [HOOK, other]
+    r = put_backfill(papi_client, papi_world, created["id"], {"settings": {"notify": [{"url": "gopher://x"}]}})
+    assert "notify[0].url" in assert_pipeline_error(r, 422, "record_invalid")
+    assert put_backfill(papi_client, papi_world, created["id"], {"settings": {"notify": []}}).status_code == 200
+    with db.read() as conn:
+        assert store.get(conn, created["id"])["notify"] is None

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ def start_worker(
     lease_seconds: float = 2.0,
     log: Path | None = None,
     scheduler: bool = True,
+    extra: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "BACKFILL_SCHEDULER_INTERVAL_SECONDS": "0.2", "BACKFILL_LOG_LEVEL": "WARNING"}
     cmd = [
@@ -37,6 +38,7 @@ def start_worker(
     ]
     if not scheduler:
         cmd.append("--no-scheduler")
+    cmd.extend(extra)
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from tests.cli.test_serve import free_port, healthy
-from tests.engine.procs import kill_tree, wait_for
+from tests.engine.procs import kill_tree, start_worker, wait_for
 from tests.factories import add_pipeline, python_pipeline
 
 from backfill.domain import notifications as n
@@ -280,3 +280,28 @@ def test_one_delivery_per_event_after_kill_9_between_change_and_delivery(tmp_pat
     ]
     for headers, body in receiver.received:
         assert n.verify(SECRET, body, headers["x-backfill-signature"])
+
+
+@pytest.mark.slow
+def test_a_lone_worker_process_delivers_notifications(db: Database, db_url: str, team: Actor, pipeline_id: int) -> None:
+    # Workers on other machines with no `serve` near them (or an API started with
+    # --workers 0 elsewhere): `backfill worker` delivers too; --no-notify leaves it to others.
+    with receiving() as receiver:
+        hooks = [{"url": receiver.url, "events": ["completed"], "secret": SECRET}]
+        spec = svc.BackfillSpec(start="2024-01-01", end="2024-01-02", notify=hooks)
+        quiet = start_worker(db_url, extra=["--no-notify"])
+        try:
+            first = svc.create(db, team, pipeline_id, spec, start=True)
+            wait_for(lambda: svc.get(db, team, first).row["status"] == "completed", timeout=90, interval=0.2)
+            time.sleep(1.5)  # a notifier pass would have come by now
+            assert receiver.received == [] and [r[3] for r in outbox(db)] == ["pending"]
+        finally:
+            kill_tree(quiet, signal.SIGTERM)
+        worker = start_worker(db_url)
+        try:
+            wait_for(lambda: [r[3] for r in outbox(db)] == ["delivered"], timeout=60, interval=0.2)
+        finally:
+            kill_tree(worker, signal.SIGTERM)
+    ((headers, body),) = receiver.received
+    assert n.verify(SECRET, body, headers["x-backfill-signature"])
+    assert json.loads(body)["backfill"]["id"] == first

@@ -561,6 +561,8 @@ def plan_edit(body: s.PipelineBackfillAction, row: RowMapping, definition: Pipel
     ):
         if key in settings_sent and getattr(settings, key) != row[key]:
             changes[key] = getattr(settings, key)
+    if "notify" in settings_sent:  # replaces the webhooks; secrets are write-only, so sent again
+        changes["notify"] = [h.model_dump(exclude_none=True) for h in settings.notify or []]
     current_selection = tuple(row["block_uuids"]) if row["block_uuids"] is not None else None
     selection = _selection(body, settings, settings_sent, definition, current_selection)
     # An equivalent selection (say block_uuid = the only root) is not an edit of a started

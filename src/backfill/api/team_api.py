@@ -31,6 +31,7 @@ from backfill.api.rendering import (
     run_counts,
 )
 from backfill.api.schemas import team as s
+from backfill.api.schemas.webhooks import webhooks_of
 from backfill.domain.errors import DomainError, ValidationError, Wording
 from backfill.domain.model import UNFINISHED_BACKFILL_STATUSES, BackfillStatus, RunStatus, is_calendar
 from backfill.domain.spec import BackfillSpec
@@ -234,6 +235,7 @@ def _backfill(d: BackfillDetail) -> s.Backfill:
         metrics=s.BackfillMetrics(**d.metrics),
         updated_time=format_iso_z(row["updated_at"]),
         allowed_actions=list(d.allowed_actions),
+        notify=webhooks_of(row["notify"]),
     )
 
 
@@ -565,8 +567,10 @@ def update_backfill(
     actor = principal.actor
     fields = body.model_fields_set
     if not fields:
-        raise ValidationError("set at least one of: status, paused, max_active_runs, name", field="body")
+        raise ValidationError("set at least one of: status, paused, max_active_runs, name, notify", field="body")
     settings: dict[str, Any] = {k: getattr(body, k) for k in ("name", "max_active_runs") if k in fields}
+    if "notify" in fields:
+        settings["notify"] = [h.model_dump(exclude_none=True) for h in body.notify or []]
     if "status" in fields and body.status is None:
         raise ValidationError("status must not be null", field="status")
     if "paused" in fields and body.paused is None:

@@ -220,9 +220,13 @@ def worker(
     ] = None,
     scheduler: Annotated[bool, typer.Option(help="also expire leases of lost workers")] = True,
     lease_seconds: Annotated[float | None, typer.Option(help="lease length; heartbeats every third")] = None,
+    notify: Annotated[
+        bool, typer.Option(help="also deliver webhook notifications (set public_url for the links)")
+    ] = True,
 ) -> None:
     """Run a worker only (for other machines; point --db at the shared PostgreSQL)."""
-    from backfill.engine.runtime import build_runtime
+    from backfill.engine.notifier import Notifier
+    from backfill.engine.runtime import Component, build_runtime
     from backfill.pipelines.loader import load_project
     from backfill.services import bootstrap
 
@@ -242,6 +246,9 @@ def worker(
     team_id = bootstrap.default_team_id(database) if settings.project_dir else None
     if settings.project_dir and team_id is not None:
         runtime.add(_project_watcher(database, settings.project_dir, team_id, runtime))
+    if notify:  # any number of notifiers share the outbox (claims are leased)
+        public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+        runtime.add(Component("notifier", Notifier(database, public_url=public_url).run))
     runtime.start()
     runtime.stop.wait()
     runtime.shutdown()

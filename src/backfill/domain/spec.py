@@ -48,7 +48,6 @@ EDITABLE_BEFORE_START = (
     "retries",
     "retry_delay_seconds",
     "timeout_seconds",
-    "notify",
 )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, RowMapping
 from backfill.domain import transitions
 from backfill.domain.errors import OverlappingBackfill, ValidationError
 from backfill.domain.model import BackfillStatus, Reprocess, RunOrder, RunStatus
+from backfill.domain.notifications import parse_webhooks
 from backfill.domain.progress import RATE_WINDOW, backfill_progress
 from backfill.domain.spec import (
     EDITABLE_BEFORE_START,
@@ -305,7 +306,7 @@ def _set_paused(conn: Connection, bf: RowMapping, paused: Any) -> None:
 
 
 def _update_settings(conn: Connection, bf: RowMapping, changes: Mapping[str, Any]) -> None:
-    """Name / max_active_runs any time (unless final); the shape of the backfill (range,
+    """Name / max_active_runs / notify any time (unless final); the shape of the backfill (range,
     interval, variables, blocks, run settings) only before it starts."""
     status = BackfillStatus(bf["status"])
     values: dict[str, Any] = {}
@@ -326,7 +327,13 @@ def _update_settings(conn: Connection, bf: RowMapping, changes: Mapping[str, Any
         for key, value in shape.items():
             setattr(current, key, value)
         values.update(_values_from_spec(current, pipeline_store.get(conn, bf["pipeline_id"])))
-    unknown = set(changes) - {"name", "max_active_runs", "naive", *EDITABLE_BEFORE_START}
+    if "notify" in changes:
+        # the webhooks of a running backfill may change (say "tell me when it ends"):
+        # the new list replaces the old one; secrets are write-only, so send them again
+        transitions.check_live_setting(status, ("notify",))
+        hooks = parse_webhooks(changes["notify"])
+        values["notify"] = [h.to_json() for h in hooks] if hooks else None
+    unknown = set(changes) - {"name", "max_active_runs", "notify", "naive", *EDITABLE_BEFORE_START}
     if unknown:
         raise ValidationError(f"unknown setting(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     if values:

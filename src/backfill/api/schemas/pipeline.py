@@ -120,8 +120,9 @@ class _Action(JsonAction):
 
 
 class PipelineBackfillSettingsAction(_Action):
-    """``settings`` of a backfill. Everything but ``max_active_runs`` and ``paused`` may
-    change only before the backfill starts. Only ``cron``, ``timeout_seconds`` and
+    """``settings`` of a backfill. Everything but ``max_active_runs``, ``paused`` and
+    ``notify`` (which replaces the webhooks; secrets sent again) may change only before
+    the backfill starts. Only ``cron``, ``timeout_seconds`` and
     ``block_uuids`` may be null."""
 
     max_active_runs: Annotated[int, Field(ge=1, le=1000)] | SkipJsonSchema[None] = None

@@ -22,7 +22,7 @@ from backfill.api.schemas.common import (
     cron_needs_custom,
 )
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
-from backfill.api.schemas.webhooks import WebhookAction
+from backfill.api.schemas.webhooks import Webhook, WebhookAction
 from backfill.domain.limits import MAX_NAME_LENGTH
 from backfill.domain.transitions import UserAction
 from backfill.http.envelope import ErrorDetail as ErrorDetail
@@ -116,6 +116,11 @@ class UpdateBackfillAction(_Action):
     paused: bool | SkipJsonSchema[None] = None
     max_active_runs: Annotated[int, Field(ge=1, le=1000)] | SkipJsonSchema[None] = None
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] | SkipJsonSchema[None] = None
+    notify: Annotated[list[WebhookAction], Field(max_length=20)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Replaces the backfill's webhooks (`[]` removes them) until it is final. Secrets are "
+        "write-only: send them again with the list.",
+    )
 
 
 class RerunAction(_Action):
@@ -190,6 +195,9 @@ class Backfill(BaseModel):
     allowed_actions: list[UserAction] = Field(
         description="What may be done to the backfill now (start, retry, cancel, pause, resume, edit, delete): "
         "the server's transition rules, so a client need not keep its own copy."
+    )
+    notify: list[Webhook] = Field(
+        default_factory=list, description="Webhooks of the backfill (its pipeline's own are in pipeline.yaml)."
     )
 
 

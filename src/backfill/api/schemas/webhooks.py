@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,3 +26,16 @@ class WebhookAction(BaseModel):
         max_length=500,
         description="When set, requests carry X-Backfill-Signature: sha256=<hex HMAC-SHA256 of the body>.",
     )
+
+
+class Webhook(BaseModel):
+    """A webhook of a backfill as responses show it: the secret is write-only."""
+
+    url: str
+    events: list[EventName]
+    has_secret: bool = Field(description="Whether requests are signed (the secret itself is never shown).")
+
+
+def webhooks_of(stored: list[dict[str, Any]] | None) -> list[Webhook]:
+    """The webhooks of a backfill row's ``notify`` column, without their secrets."""
+    return [Webhook(url=h["url"], events=h["events"], has_secret=bool(h.get("secret"))) for h in stored or []]
