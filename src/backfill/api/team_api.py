@@ -382,13 +382,6 @@ def _runs_page(request: Request, page: Page, query: RunQuery) -> Response:
     )
 
 
-# Fields of a create action that are the spec's under the same name.
-SPEC_FIELDS = (
-    *("interval_type", "interval_units", "cron", "timezone", "variables", "block_uuids"),
-    *("max_active_runs", "run_order", "reprocess", "retries", "retry_delay_seconds", "timeout_seconds"),
-)
-
-
 def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
     """The spec of a create action: ``range_*`` renamed, the other fields as they are."""
     return BackfillSpec(
@@ -397,7 +390,8 @@ def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
         name=body.name or None,  # an empty name: the default one
         notify=[h.model_dump(exclude_none=True) for h in body.notify] if body.notify else None,
         naive="local",
-        **{name: getattr(body, name) for name in SPEC_FIELDS},
+        block_uuids=body.block_uuids,
+        **{name: getattr(body, name) for name in backfills.SPEC_SETTINGS},
     )
 
 
