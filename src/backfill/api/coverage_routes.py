@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from backfill.api.problems import ApiError
+from backfill.api.calls import query_parameters
+from backfill.api.params import BackfillId
 from backfill.api.rendering import database, json_response
 from backfill.api.schemas import coverage as s
 from backfill.api.schemas.team import IntervalTypeName, Meta
-from backfill.api.team_api import ERROR_RESPONSES, BackfillId, Reader, TransferId
+from backfill.api.team_api import ERROR_RESPONSES, Reader, TransferId
 from backfill.api.team_api import router as team_router
-from backfill.domain.errors import ValidationError
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
 from backfill.services import coverage
@@ -75,7 +75,7 @@ async def get_coverage(
     timezone: Annotated[str | None, Query(max_length=64, description="IANA name; default the transfer's.")] = None,
 ) -> Response:
     db = database(request)
-    try:
+    with query_parameters(*QUERY_FIELDS):
         # A whole range is worth a worker thread on either database: the event loop stays free.
         result = await run_in_threadpool(
             coverage.coverage,
@@ -89,10 +89,6 @@ async def get_coverage(
             cron=cron,
             timezone=timezone,
         )
-    except ValidationError as exc:
-        if exc.field in QUERY_FIELDS:
-            raise ApiError(400, f"invalid query parameter {exc.field}: {exc.message}", field=exc.field) from exc
-        raise
     body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
     return json_response(body)
 

@@ -31,6 +31,24 @@ access_log = logging.getLogger("backfill.access")
 UNMETERED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+class HttpMiddleware:
+    """A pure ASGI middleware of HTTP requests: every other scope (lifespan) passes through
+    untouched; ``handle`` sees the HTTP ones. Both middlewares below are one."""
+
+    def __init__(self, app: ASGIApp, renderers: ErrorRenderers) -> None:
+        self.app = app
+        self.renderers = renderers  # how an error this middleware answers is rendered
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
 # ---- body limit ---------------------------------------------------------------------------------
 
 
@@ -43,18 +61,14 @@ class PayloadTooLarge(StarletteHTTPException):
         super().__init__(413, detail, headers={"Connection": "close"})
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HttpMiddleware):
     """Refuse request bodies over ``max_bytes`` while they stream in (docs/api.md "Limits")."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, renderers: ErrorRenderers) -> None:
-        self.app = app
+        super().__init__(app, renderers)
         self.max_bytes = max_bytes
-        self.renderers = renderers
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.max_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -85,21 +99,17 @@ class BodyLimitMiddleware:
 # ---- the middleware -------------------------------------------------------------------
 
 
-class RequestContextMiddleware:
+class RequestContextMiddleware(HttpMiddleware):
     """Request id, rate limit, last-resort error handling, access log and latency."""
 
     def __init__(
         self, app: ASGIApp, *, limiter: RateLimiter, identity: RequestIdentity, renderers: ErrorRenderers
     ) -> None:
-        self.app = app
+        super().__init__(app, renderers)
         self.limiter = limiter
         self.identity = identity
-        self.renderers = renderers
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()
         incoming: bytes | None = None
         authorization: bytes | None = None

@@ -3,16 +3,15 @@ notifications of a backfill and their delivery attempts. Translation only."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from backfill.api.rendering import database, json_response
+from backfill.api.params import BackfillId
+from backfill.api.rendering import database, iso_z, json_response
 from backfill.api.schemas import notifications as s
 from backfill.api.schemas.team import Meta
-from backfill.api.team_api import ERROR_RESPONSES, BackfillId, Reader
+from backfill.api.team_api import ERROR_RESPONSES, Reader
 from backfill.api.team_api import router as team_router
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
@@ -20,10 +19,6 @@ from backfill.services import notifications
 
 # The team in the path is checked once, by the team API's router dependency.
 router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES, dependencies=team_router.dependencies)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return format_iso_z(value) if value is not None else None
 
 
 @router.get(
@@ -55,8 +50,8 @@ async def list_notifications(request: Request, principal: Reader, backfill_id: B
                 for a in attempts
             ],
             created_time=format_iso_z(row["created_at"]),
-            delivered_time=_iso(row["delivered_at"]),
-            next_attempt_time=_iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
+            delivered_time=iso_z(row["delivered_at"]),
+            next_attempt_time=iso_z(row["next_attempt_at"]) if row["status"] == "pending" else None,
         )
         for row, attempts in found
     ]

@@ -34,6 +34,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from sqlalchemy import RowMapping
 from starlette.responses import Response
 
+from backfill.api.params import MAX_ID, MAX_OFFSET, BackfillId
 from backfill.api.pipeline_errors import ERROR_RESPONSES, PipelineRoute
 from backfill.api.rendering import (
     RUN_SETTINGS,
@@ -66,8 +67,6 @@ from backfill.store import pipelines as pipeline_store
 from backfill.store.db import Database
 from backfill.store.runs import RunQuery
 
-MAX_ID = 2**63 - 1
-MAX_OFFSET = 1_000_000_000
 PREVIEW_RUNS = 100
 
 router = APIRouter(prefix="/api", tags=["pipeline API"], route_class=PipelineRoute, responses=ERROR_RESPONSES)
@@ -217,7 +216,6 @@ def require(access: auth.Access) -> Callable[..., auth.Principal]:
 Reader = Annotated[auth.Principal, Depends(require(auth.READ))]
 Writer = Annotated[auth.Principal, Depends(require(auth.WRITE))]
 
-BackfillId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the backfill.")]
 NO_NUL = r"^[^\x00]+$"  # PostgreSQL cannot compare text with NUL characters
 PipelineUuid = Annotated[str, Path(min_length=1, max_length=200, pattern=NO_NUL, description="UUID of the pipeline.")]
 Limit = Annotated[int, Query(alias="_limit", ge=1, le=1000, description="Page size.")]

@@ -18,6 +18,7 @@ from sqlalchemy import RowMapping
 from starlette.requests import Request
 from starlette.responses import Response
 
+from backfill.domain.timeparse import format_iso_z
 from backfill.store.db import Database
 
 ERROR_TEXT_LIMIT = 1000
@@ -42,6 +43,11 @@ def data_date(start: datetime, timezone: str, calendar: bool, instant: Instant) 
     if calendar:
         return start.astimezone(ZoneInfo(timezone)).date().isoformat()
     return instant(start)
+
+
+def iso_z(value: datetime | None) -> str | None:
+    """An optional instant of the team dialect (ISO 8601 with ``Z``)."""
+    return format_iso_z(value) if value is not None else None
 
 
 def error_text(error: str | None) -> str:

@@ -7,18 +7,20 @@ service, render rows as the response models of ``schemas.team`` inside the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Mapping
 from datetime import datetime, time
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import RowMapping
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from backfill.api.calls import query_parameters, read
+from backfill.api.params import MAX_ID, MAX_OFFSET, BackfillId
 from backfill.api.problems import ApiError, Problem, default_error_response
 from backfill.api.rendering import (
     RUN_SETTINGS,
@@ -26,6 +28,7 @@ from backfill.api.rendering import (
     data_date,
     database,
     error_text,
+    iso_z,
     json_response,
     pipeline_settings,
     run_counts,
@@ -42,10 +45,6 @@ from backfill.services.backfills import BackfillDetail
 from backfill.services.pages import Page
 from backfill.services.row_memo import RowVersionMemo
 from backfill.store.runs import RunQuery
-
-T = TypeVar("T")
-MAX_ID = 2**63 - 1
-MAX_OFFSET = 1_000_000_000
 
 # The run counters of a backfill object (transfer_runs_<state>).
 TRANSFER_RUN_COUNTS = ("total", "created", "completed", "failed", "running", "cancelled")
@@ -144,25 +143,15 @@ async def authenticate(request: Request) -> auth.Principal:
     cache: auth.PrincipalCache = request.app.state.principal_cache
     principal = cache.get(secret, team_id)
     if principal is None:
-        principal = await _read(request, auth.resolve, database(request), secret, team_id=team_id)
+        principal = await read(request, auth.resolve, database(request), secret, team_id=team_id)
         cache.put(secret, team_id, principal)
     return principal
-
-
-async def _read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a read use case. On SQLite it runs inline: a local read takes less time than
-    handing it to a worker thread, and threads competing for the GIL slow the event loop
-    down. On PostgreSQL (network round trips) it runs in the thread pool."""
-    if database(request).is_sqlite:
-        return fn(*args, **kwargs)
-    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 Reader = Annotated[auth.Principal, Depends(BearerAuth(auth.READ))]
 Writer = Annotated[auth.Principal, Depends(BearerAuth(auth.WRITE))]
 
 TeamId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the team.")]
-BackfillId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the backfill.")]
 TransferId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the transfer (pipeline).")]
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the transfer run.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
@@ -183,10 +172,6 @@ def _meta(request: Request) -> s.Meta:
 
 def _page_meta(request: Request, total: int, limit: int, offset: int) -> s.PageMeta:
     return s.PageMeta(request_id=request_id_of(request), total=total, limit=limit, offset=offset)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return format_iso_z(value) if value is not None else None
 
 
 def _range_value(value: datetime, timezone: str, calendar: bool) -> str:
@@ -214,11 +199,11 @@ def _backfill(d: BackfillDetail) -> s.Backfill:
         created_time=format_iso_z(row["created_at"]),
         created_user_id=row["created_user_id"],
         created_user_email=row.get("created_user_email"),
-        removed_time=_iso(row["removed_at"]),
+        removed_time=iso_z(row["removed_at"]),
         removed_user_id=row["removed_user_id"],
         removed_user_email=row.get("removed_user_email"),
-        start_time=_iso(row["started_at"]),
-        end_time=_iso(row["completed_at"]),
+        start_time=iso_z(row["started_at"]),
+        end_time=iso_z(row["completed_at"]),
         status=row["status"].upper(),
         **{f"transfer_runs_{state}": n for state, n in run_counts(row).items() if state in TRANSFER_RUN_COUNTS},
         error_report=[
@@ -268,8 +253,8 @@ def _run_fields(row: RowMapping) -> dict[str, Any]:
         "attempt": row["attempt"],
         "created_time": format_iso_z(row["created_at"]),
         "queued_time": format_iso_z(row["queued_at"]),
-        "started_time": _iso(row["started_at"]),
-        "ended_time": _iso(row["ended_at"]),
+        "started_time": iso_z(row["started_at"]),
+        "ended_time": iso_z(row["ended_at"]),
         "total_duration": row["duration"],
         "total_rows": row["rows"],
         "message": row["error"],
@@ -294,8 +279,8 @@ def _query_detail(block: Mapping[str, Any]) -> s.QueryDetail:
     return s.QueryDetail(
         block_uuid=str(block.get("uuid", "")),
         status=str(block.get("status", "")).upper(),
-        started_time=_iso(started),
-        ended_time=_iso(ended),
+        started_time=iso_z(started),
+        ended_time=iso_z(ended),
         duration_seconds=duration,
         rows=rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
         error=block.get("error"),
@@ -400,24 +385,15 @@ def _runs_page(request: Request, page: Page, query: RunQuery) -> Response:
 
 
 def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
+    """The spec of a create action: ``range_*`` renamed, the other fields as they are."""
     return BackfillSpec(
         start=body.range_start,
         end=body.range_end,
-        interval_type=body.interval_type,
-        interval_units=body.interval_units,
-        cron=body.cron,
-        timezone=body.timezone,
         name=body.name or None,  # an empty name: the default one
-        variables=body.variables,
-        block_uuids=body.block_uuids,
-        max_active_runs=body.max_active_runs,
-        run_order=body.run_order,
-        reprocess=body.reprocess,
-        retries=body.retries,
-        retry_delay_seconds=body.retry_delay_seconds,
-        timeout_seconds=body.timeout_seconds,
         notify=[h.model_dump(exclude_none=True) for h in body.notify] if body.notify else None,
         naive="local",
+        block_uuids=body.block_uuids,
+        **{name: getattr(body, name) for name in backfills.SPEC_SETTINGS},
     )
 
 
@@ -513,7 +489,7 @@ async def list_backfills(
     offset: Offset = 0,
 ) -> Response:
     statuses = _statuses(status, BACKFILL_STATUS_NAMES, UNFINISHED_NAMES)
-    page = await _read(
+    page = await read(
         request,
         backfills.list_backfills,
         database(request),
@@ -534,7 +510,7 @@ async def list_backfills(
 )
 async def get_backfill(request: Request, principal: Reader, backfill_id: BackfillId) -> Response:
     args = (database(request), principal.actor, backfill_id, _rendered, _render_backfill)
-    data = await _read(request, backfills.rendered, *args)
+    data = await read(request, backfills.rendered, *args)
     return _ok_json(_meta(request), data)
 
 
@@ -544,7 +520,7 @@ async def get_backfill(request: Request, principal: Reader, backfill_id: Backfil
     summary="The latest backfill of a transfer, any status",
 )
 async def latest_backfill(request: Request, principal: Reader, transfer_id: TransferId) -> Response:
-    detail = await _read(request, backfills.latest_backfill, database(request), principal.actor, transfer_id)
+    detail = await read(request, backfills.latest_backfill, database(request), principal.actor, transfer_id)
     return _ok_json(_meta(request), _backfill_json(request, detail))
 
 
@@ -630,7 +606,7 @@ async def list_backfill_runs(
     backfill_id: BackfillId,
     query: RunFilters,
 ) -> Response:
-    page = await _read(request, runs.list_backfill_runs, database(request), principal.actor, backfill_id, query)
+    page = await read(request, runs.list_backfill_runs, database(request), principal.actor, backfill_id, query)
     return _runs_page(request, page, query)
 
 
@@ -656,21 +632,11 @@ async def list_transfer_runs(
     ],
     query: RunFilters,
 ) -> Response:
-    try:
-        page = await _read(
-            request,
-            runs.list_pipeline_runs,
-            database(request),
-            principal.actor,
-            transfer_id,
-            query,
-            start=start_date,
-            end=end_date,
+    with query_parameters("start_date", "end_date"):
+        db = database(request)
+        page = await read(
+            request, runs.list_pipeline_runs, db, principal.actor, transfer_id, query, start=start_date, end=end_date
         )
-    except ValidationError as exc:
-        if exc.field in ("start_date", "end_date"):
-            raise ApiError(400, f"invalid query parameter {exc.field}: {exc.message}", field=exc.field) from exc
-        raise
     return _runs_page(request, page, query)
 
 
@@ -680,7 +646,7 @@ async def list_transfer_runs(
     summary="One transfer run with per-block query details",
 )
 async def get_transfer_run(request: Request, principal: Reader, run_id: RunId) -> Response:
-    row = await _read(request, runs.get_run, database(request), principal.actor, run_id)
+    row = await read(request, runs.get_run, database(request), principal.actor, run_id)
     data = s.RunDetail(
         **_run_fields(row),
         query_details=[_query_detail(b) for b in (row["block_results"] or []) if isinstance(b, Mapping)],
@@ -701,22 +667,12 @@ async def get_transfer_run_logs(
     limit: Annotated[int, Query(ge=1, le=runs.MAX_LOG_CHUNK, description="Characters at most.")] = 1_000_000,
     attempt: Annotated[int | None, Query(ge=1, le=1_000_000, description="Attempt number; default the latest.")] = None,
 ) -> Response:
-    chunk = await _read(
+    chunk = await read(
         request, runs.read_logs, database(request), principal.actor, run_id, attempt=attempt, offset=offset, limit=limit
     )
-    data = s.RunLogs(
-        transfer_run_id=run_id,
-        content=chunk.content,
-        offset=chunk.offset,
-        next_offset=chunk.next_offset,
-        complete=chunk.complete,
-        attempt=chunk.attempt,
-        attempts=chunk.attempts,
-        status=chunk.status.upper() if chunk.status else None,
-        pipeline_version=chunk.pipeline_version,
-        error=chunk.error,
-        run_final=chunk.run_final,
-    )
+    # the chunk under its own names; only the status is in this dialect's UPPERCASE
+    fields = {**dataclasses.asdict(chunk), "status": chunk.status.upper() if chunk.status else None}
+    data = s.RunLogs(transfer_run_id=run_id, **fields)
     return json_response(s.RunLogsResponse(meta=_meta(request), data=data))
 
 
@@ -730,9 +686,7 @@ async def list_transfers(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
 ) -> Response:
-    page = await _read(
-        request, pipelines.list_pipelines, database(request), principal.actor, limit=limit, offset=offset
-    )
+    page = await read(request, pipelines.list_pipelines, database(request), principal.actor, limit=limit, offset=offset)
     return json_response(
         s.TransferListResponse(
             meta=_page_meta(request, page.total, limit, offset), data=[_transfer(r) for r in page.items]
@@ -742,5 +696,5 @@ async def list_transfers(
 
 @router.get("/teams/{team_id}/transfers/{transfer_id}", response_model=s.TransferResponse, summary="One transfer")
 async def get_transfer(request: Request, principal: Reader, transfer_id: TransferId) -> Response:
-    row = await _read(request, pipelines.get_pipeline, database(request), principal.actor, transfer_id)
+    row = await read(request, pipelines.get_pipeline, database(request), principal.actor, transfer_id)
     return json_response(s.TransferResponse(meta=_meta(request), data=_transfer(row)))

@@ -16,10 +16,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from starlette.responses import Response
 
+from backfill.api.params import MAX_ID
 from backfill.api.rendering import database, json_response
 from backfill.api.schemas import tokens as s
 from backfill.api.schemas.team import Meta
-from backfill.api.team_api import ERROR_RESPONSES, MAX_ID, BearerAuth, team_in_path
+from backfill.api.team_api import ERROR_RESPONSES, BearerAuth, team_in_path
 from backfill.domain.timeparse import format_iso_z
 from backfill.http.request_ids import request_id_of
 from backfill.services import auth, sessions, tokens

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from backfill.cli.common import DbOption, JsonOption, emit, fail, open_existing_db
-from backfill.domain.errors import DomainError
+from backfill.cli.common import DbOption, JsonOption, domain_errors, emit, fail, open_existing_db
 from backfill.domain.model import Role, Scope
 from backfill.services import admin, tokens
 
@@ -22,10 +21,8 @@ def create_team(
     as_json: JsonOption = False,
 ) -> None:
     """Create a team."""
-    try:
+    with domain_errors():
         team_id = admin.create_team(open_existing_db(db), name)
-    except DomainError as exc:
-        fail(exc.message)
     emit({"id": team_id}, as_json, f"team {team_id} created")
 
 
@@ -39,10 +36,8 @@ def create_user(
     as_json: JsonOption = False,
 ) -> None:
     """Add a user to a team (an existing user gets a new membership)."""
-    try:
+    with domain_errors():
         user_id = admin.create_user(open_existing_db(db), email, team_id=team, role=role, password=password)
-    except DomainError as exc:
-        fail(exc.message)
     emit(
         {"id": user_id, "email": email.strip().lower()},
         as_json,
@@ -61,15 +56,13 @@ def create_token(
     """Create a bearer token; the secret is printed once."""
     if expires_in is not None and expires_in <= 0:
         fail("--expires-in must be a positive number of seconds")
-    try:
+    with domain_errors():
         issued = admin.create_token(
             open_existing_db(db),
             user,
             scopes=scope,
             expires_in=timedelta(seconds=expires_in) if expires_in else None,
         )
-    except DomainError as exc:
-        fail(exc.message)
     emit({"id": issued.id, "token": issued.secret}, as_json, issued.secret)
 
 
@@ -81,10 +74,8 @@ def create_api_key(
     as_json: JsonOption = False,
 ) -> None:
     """Create a pipeline-API client key (X-API-KEY); printed once."""
-    try:
+    with domain_errors():
         issued = admin.create_api_key(open_existing_db(db), team, name=name)
-    except DomainError as exc:
-        fail(exc.message)
     emit({"id": issued.id, "key": issued.secret}, as_json, issued.secret)
 
 
@@ -95,10 +86,8 @@ def revoke_token(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a bearer token: requests with it are refused from now on."""
-    try:
+    with domain_errors():
         tokens.revoke_token(open_existing_db(db), token_id)
-    except DomainError as exc:
-        fail(exc.message)
     emit({"id": token_id, "revoked": True}, as_json, f"token {token_id} revoked")
 
 
@@ -109,8 +98,6 @@ def revoke_api_key(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a pipeline-API client key (X-API-KEY)."""
-    try:
+    with domain_errors():
         tokens.revoke_api_key(open_existing_db(db), key_id)
-    except DomainError as exc:
-        fail(exc.message)
     emit({"id": key_id, "revoked": True}, as_json, f"API key {key_id} revoked")

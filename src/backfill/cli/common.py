@@ -7,12 +7,15 @@ only ever carries results)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Annotated, Any, NoReturn
 
 import typer
 
 from backfill.config import Settings, load_settings
+from backfill.domain.errors import DomainError
 from backfill.services import admin
 from backfill.store.db import Database, DatabaseTimeouts
 
@@ -72,6 +75,16 @@ def fail(message: str, code: int = 1, *, details: dict[str, Any] | None = None) 
     """Report ``message`` (with ``details`` in the JSON form) and exit with ``code``."""
     report_error(message, as_json=JSON_ERRORS.get(), **(details or {}))
     raise typer.Exit(code)
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """A refusal of the services (``DomainError``: the user's mistake, such as an unknown
+    id) is one error line and exit status 1, never a traceback."""
+    try:
+        yield
+    except DomainError as exc:
+        fail(exc.message)
 
 
 def emit(data: dict[str, Any], as_json: bool, text: str) -> None:

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from backfill.cli.common import DbOption, JsonOption, emit, fail, open_existing_db
+from backfill.cli.common import DbOption, JsonOption, domain_errors, emit, fail, open_existing_db
 from backfill.config import load_settings
-from backfill.domain.errors import DomainError
 from backfill.pipelines.loader import load_project
 from backfill.services import admin
 
@@ -28,10 +27,8 @@ def sync(project: ProjectOption = None, db: DbOption = None, as_json: JsonOption
         fail("no project directory: pass --project DIR or set BACKFILL_PROJECT_DIR")
     if not settings.project_dir.is_dir():
         fail(f"--project: {str(settings.project_dir)!r} is not a directory")
-    try:
+    with domain_errors():
         result = admin.sync_pipelines(open_existing_db(db), settings.project_dir)
-    except DomainError as exc:
-        fail(exc.message)
     errors = [{"path": e.path, "reason": e.reason} for e in result.errors]
     text = (
         "\n".join(
@@ -78,10 +75,8 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """List the pipelines stored for a team."""
-    try:
+    with domain_errors():
         items = admin.list_pipelines(open_existing_db(db), team)
-    except DomainError as exc:
-        fail(exc.message)
     emit(
         {"pipelines": items},
         as_json,

@@ -1,11 +1,15 @@
 """Parent-side pool of long-lived child processes that execute interval runs (RELIABILITY.md).
 
+The child side (what a child process does with a run) is ``engine/child.py``; what the
+two send each other is ``engine/wire.py``. Here: the ``Executor``, its slots, polling,
+timeouts, kills and the runs' log files.
+
 Design
 ------
 * ``slots`` children, started with multiprocessing's ``forkserver`` context (``spawn``
   where forkserver does not exist) — never plain ``fork``: the parent has threads. The
-  fork server preloads this module (and so SQLAlchemy, Jinja2, psutil), so replacing a
-  killed child takes milliseconds.
+  fork server preloads ``engine.child`` (and so SQLAlchemy, Jinja2, psutil), so replacing
+  a killed child takes milliseconds.
 * Each child calls ``os.setsid()`` first, so it leads its own session and process group;
   shell commands a block starts stay in that group. Each child is also a subreaper
   (``engine.proctree``): descendants that ``setsid()`` and double-fork are re-parented to
@@ -19,10 +23,10 @@ Design
 * Children are reused across runs (compiled code, templates and SQL engines stay cached
   in ``blocks``); ``max_runs_per_child`` recycles a child after N runs. Changes a block
   makes to ``os.environ``, the working directory or ``sys.stdout`` are undone after the run.
-* One duplex ``Pipe`` per child. Parent -> child: one pickled tuple per run. Child ->
-  parent: ``("b", [block results])`` after each completed block that is not the last one
-  (so a killed run still reports its finished blocks) and
-  ``("r", [block results], ok, error, rows, duration, log_size)`` when the run ends.
+* One duplex ``Pipe`` per child. Parent -> child: one pickled ``wire.Job`` per run.
+  Child -> parent: ``wire.Progress`` after each completed block that is not the last one
+  (so a killed run still reports its finished blocks) and ``wire.Finished`` when the run
+  ends.
 * In the child, fds 1 and 2 point at a per-run file in the executor's temp directory for
   the duration of the run, so output of subprocesses is captured too. The parent reads it
   for ``read_log`` and, capped to ``max_log_bytes`` (head + tail), for the outcome.
@@ -37,7 +41,6 @@ import atexit
 import contextlib
 import functools
 import itertools
-import json
 import math
 import multiprocessing
 import os
@@ -45,30 +48,23 @@ import pickle
 import select
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
-import traceback
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from backfill.domain.model import BlockType
 from backfill.domain.pipeline import Block, PipelineDefinition, selected_blocks
 from backfill.engine import proctree
-from backfill.engine.blocks import BlockContext, BlockError, run_block, sql_summary
+from backfill.engine.child import MAX_ERROR_CHARS, child_main
+from backfill.engine.wire import Finished, Job, Message, Progress, WireBlockResult, to_micros
 
 __all__ = ["BlockResult", "Executor", "RunOutcome", "RunRequest"]
-
-MAX_ERROR_CHARS = 10_000
-MAX_HEADLINE_CHARS = 1000
-MAX_OUTPUT_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -111,301 +107,6 @@ class RunOutcome:
     log: str
 
 
-# (uuid, status, started_ts, ended_ts, rows, error, output) — compact on the wire
-_ResultTuple = tuple[str, str, float | None, float | None, int | None, str | None, str | None]
-
-
-# =========================================================================== child side
-
-
-def _dup_or_devnull(fd: int) -> int:
-    try:
-        return os.dup(fd)
-    except OSError:
-        return os.open(os.devnull, os.O_WRONLY)
-
-
-def _watch_parent(fd: int, log_dir: str) -> None:
-    """Kill this child's whole process group as soon as the parent's end of the pipe closes.
-
-    The parent never closes it while a run executes (it kills the child instead), so this
-    only fires when the executor's process died: no run outlives its worker, and the log
-    directory the dead parent can no longer clean up goes too.
-    """
-    hangup = select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL
-    poller = select.poll()
-    poller.register(fd, select.POLLRDHUP)
-    while not any(event & hangup for _, event in poller.poll()):
-        pass
-    _orphaned(log_dir)
-
-
-def _orphaned(log_dir: str) -> None:
-    """The worker is gone: take every process of its runs along, and go."""
-    shutil.rmtree(log_dir, ignore_errors=True)
-    proctree.kill_descendants(reap=False)
-    with contextlib.suppress(OSError):
-        if os.getpgrp() == os.getpid():
-            os.killpg(0, signal.SIGKILL)
-    os._exit(1)
-
-
-def _child_main(conn: Connection, log_dir: str) -> None:
-    """Entry point of an executor child: serve runs until told to stop or the parent goes."""
-    with contextlib.suppress(OSError):
-        os.setsid()
-    proctree.become_subreaper()
-    # The parent is the fork server, which exits when the worker does.
-    proctree.on_parent_death(functools.partial(_orphaned, log_dir))
-    if hasattr(select, "POLLRDHUP"):  # Linux
-        threading.Thread(
-            target=_watch_parent, args=(conn.fileno(), log_dir), name="backfill-parent-watch", daemon=True
-        ).start()
-    saved = (_dup_or_devnull(1), _dup_or_devnull(2))
-    if sys.stdout is not None and hasattr(sys.stdout, "reconfigure"):
-        with contextlib.suppress(Exception):
-            sys.stdout.reconfigure(line_buffering=True)  # print() reaches read_log promptly
-    home = os.getcwd()
-    while True:
-        try:
-            payload = conn.recv()
-        except (EOFError, OSError):
-            return
-        if payload is None:
-            return
-        reply = _execute(conn, payload, saved)
-        proctree.kill_descendants()  # nothing a run started outlives it
-        with contextlib.suppress(OSError):
-            if os.getcwd() != home:
-                os.chdir(home)
-        try:
-            conn.send(reply)
-        except OSError:
-            return
-
-
-def _restore_stdio(saved: tuple[int, int]) -> int:
-    """Flush python's streams, point fds 1 and 2 back; return the size of the run's log."""
-    if sys.stdout is not sys.__stdout__ and sys.__stdout__ is not None:
-        sys.stdout = sys.__stdout__
-    if sys.stderr is not sys.__stderr__ and sys.__stderr__ is not None:
-        sys.stderr = sys.__stderr__
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.flush()
-    try:
-        size = os.fstat(1).st_size
-    except OSError:
-        size = -1
-    os.dup2(saved[0], 1)
-    os.dup2(saved[1], 2)
-    return size
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_blocks_cache: dict[bytes, tuple[Block, ...]] = {}  # child side: pickled selection -> blocks
-
-
-def _to_micros(value: datetime) -> int:
-    """Exact integer microseconds since the epoch (pickles far faster than an aware datetime)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // _MICROSECOND
-
-
-def _environ_snapshot() -> dict[Any, Any]:
-    data = getattr(os.environ, "_data", None)  # CPython's raw bytes mapping: a cheap copy
-    return dict(data) if isinstance(data, dict) else dict(os.environ)
-
-
-def _restore_environ(snapshot: dict[Any, Any]) -> None:
-    """Undo changes a block made to os.environ, so they do not leak into later runs."""
-    if _environ_snapshot() == snapshot:
-        return
-    data = getattr(os.environ, "_data", None)
-    if isinstance(data, dict):
-        decode = os.fsdecode
-        wanted = {decode(k): decode(v) for k, v in snapshot.items()}
-    else:
-        wanted = snapshot
-    for key in [k for k in os.environ if k not in wanted]:
-        del os.environ[key]
-    for key, value in wanted.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
-
-
-def _execute(conn: Connection, payload: tuple[Any, ...], saved: tuple[int, int]) -> tuple[Any, ...]:
-    (
-        run_id,
-        attempt,
-        backfill_id,
-        pipeline_uuid,
-        blocks_blob,
-        start_us,
-        end_us,
-        timezone,
-        variables,
-        connections,
-        log_path,
-    ) = payload
-    t0 = time.perf_counter()
-    blocks = _blocks_cache.get(blocks_blob)
-    if blocks is None:
-        blocks = pickle.loads(blocks_blob)
-        if len(_blocks_cache) >= 256:
-            _blocks_cache.clear()
-        _blocks_cache[blocks_blob] = blocks
-    interval_start = _EPOCH + timedelta(microseconds=start_us)
-    interval_end = _EPOCH + timedelta(microseconds=end_us)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    try:
-        fd = os.open(log_path, flags, 0o600)
-    except FileNotFoundError:  # the temp directory was cleaned up under a long-lived worker
-        os.makedirs(os.path.dirname(log_path), mode=0o700, exist_ok=True)
-        fd = os.open(log_path, flags, 0o600)
-    environ = _environ_snapshot()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    pending: list[_ResultTuple] = []
-    values: dict[str, Any] = {}
-    rows = 0
-    error: str | None = None
-    last = len(blocks) - 1
-    header_bytes = 0  # a success that printed nothing but block headers stores no log
-    try:
-        for index, block in enumerate(blocks):
-            if error is not None:
-                pending.append((block.uuid, "skipped", None, None, None, None, None))
-                continue
-            started = time.time()
-            header_bytes += _write_block_header(block)
-            try:
-                context = BlockContext(
-                    interval_start=interval_start,
-                    interval_end=interval_end,
-                    timezone=timezone,
-                    variables=variables,
-                    backfill_id=backfill_id,
-                    run_id=run_id,
-                    attempt=attempt,
-                    upstream={u: values[u] for u in block.upstream if u in values},
-                    connections=connections,
-                    block_uuid=block.uuid,
-                    block_path=block.path,
-                    pipeline_uuid=pipeline_uuid,
-                )
-                value = run_block(block, context)
-                block_rows = _rows_of(value)
-                output = sql_summary(value) if block.type == BlockType.SQL else _summarize(value)
-            except BaseException as exc:  # a block may raise anything, SystemExit included
-                error = _describe_failure(block, exc)
-                pending.append((block.uuid, "failed", started, time.time(), None, error, None))
-                continue
-            values[block.uuid] = value
-            rows += block_rows or 0
-            pending.append((block.uuid, "completed", started, time.time(), block_rows, None, output))
-            if index < last:
-                conn.send(("b", pending))
-                pending = []
-    finally:
-        log_size = _restore_stdio(saved)
-        _restore_environ(environ)
-    if error is None and log_size == header_bytes:  # a silent success: nothing to store
-        log_size = 0
-    if log_size == 0:  # nothing to read: spare the parent opening the file
-        with contextlib.suppress(OSError):
-            os.unlink(log_path)
-    return ("r", pending, error is None, error, rows, time.perf_counter() - t0, log_size)
-
-
-def block_header(block: Block) -> str:
-    """The line that starts a block's part of the run's log."""
-    return f"--- block {block.uuid} ({block.type.value}) ---\n"
-
-
-def _write_block_header(block: Block) -> int:
-    """Write the header at the log's current end, after what earlier blocks printed;
-    returns the bytes written."""
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.flush()
-    try:
-        return os.write(1, block_header(block).encode())
-    except OSError:
-        return 0
-
-
-def _rows_of(value: Any) -> int | None:
-    if isinstance(value, Mapping):
-        rows = value.get("rows")
-        if isinstance(rows, int) and not isinstance(rows, bool):
-            return rows
-    return None
-
-
-def _summarize(value: Any) -> str | None:
-    """A short, always picklable text for a block's return value."""
-    if value is None:
-        return None
-    try:
-        text = json.dumps(value, default=str, ensure_ascii=False)
-    except Exception:
-        try:
-            text = repr(value)
-        except Exception:
-            text = f"<{type(value).__name__}>"
-    if len(text) > MAX_OUTPUT_CHARS:
-        text = text[: MAX_OUTPUT_CHARS - 3] + "..."
-    return text
-
-
-def _describe_failure(block: Block, exc: BaseException) -> str:
-    """``block 'x' failed: <what>`` on the first line, then details (traceback for python)."""
-    try:
-        message = str(exc)
-    except Exception:
-        message = "<exception message could not be rendered>"
-    if isinstance(exc, BlockError):
-        what = message
-    else:
-        what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    first, _, rest = what.partition("\n")
-    headline = f"block {block.uuid!r} failed: {first}"
-    if len(headline) > MAX_HEADLINE_CHARS:
-        headline = headline[: MAX_HEADLINE_CHARS - 3] + "..."
-    detail = ""
-    if block.type == BlockType.PYTHON and not isinstance(exc, BlockError):
-        detail = _block_traceback(block, exc)
-    elif rest:
-        detail = rest
-    text = f"{headline}\n{detail.rstrip()}" if detail.strip() else headline
-    if len(text) > MAX_ERROR_CHARS:
-        text = text[: MAX_ERROR_CHARS - 3] + "..."
-    return text
-
-
-def _block_traceback(block: Block, exc: BaseException) -> str:
-    filename = block.path or f"<block {block.uuid}>"
-    if isinstance(exc, SyntaxError) and exc.filename == filename:
-        return "".join(traceback.format_exception_only(type(exc), exc))
-    tb = exc.__traceback__
-    frame = tb
-    while frame is not None and frame.tb_frame.f_code.co_filename != filename:
-        frame = frame.tb_next
-    try:
-        return "".join(traceback.format_exception(type(exc), exc, frame if frame is not None else tb))
-    except Exception:
-        return ""
-
-
-# =========================================================================== parent side
-
-
 def _start_context(method: str | None) -> Any:
     """The multiprocessing context children are started with (never plain fork)."""
     if method is None:
@@ -413,7 +114,7 @@ def _start_context(method: str | None) -> Any:
     if method == "forkserver":
         ctx = multiprocessing.get_context("forkserver")
         # Preloaded once in the fork server, so a fresh child starts in milliseconds.
-        ctx.set_forkserver_preload(["__main__", "backfill.engine.executor"])
+        ctx.set_forkserver_preload(["__main__", "backfill.engine.child"])
         return ctx
     if method == "spawn":
         return multiprocessing.get_context("spawn")
@@ -481,8 +182,8 @@ def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
-def _block_result(t: _ResultTuple) -> BlockResult:
-    return BlockResult(t[0], t[1], _dt(t[2]), _dt(t[3]), t[4], t[5], t[6])
+def _block_result(t: WireBlockResult) -> BlockResult:
+    return BlockResult(t.uuid, t.status, _dt(t.started), _dt(t.ended), t.rows, t.error, t.output)
 
 
 @dataclass
@@ -493,7 +194,7 @@ class _Run:
     started_mono: float
     started_wall: float
     deadline: float | None
-    results: list[_ResultTuple] = field(default_factory=list)
+    results: list[WireBlockResult] = field(default_factory=list)
     cancelled: bool = False
 
 
@@ -588,21 +289,23 @@ class Executor:
                 return
             name = f"run-{request.run_id}-{request.attempt}-{next(self._seq)}.log"
             log_path = os.path.join(self._dir, name)
-            payload = (
+            job = Job(
                 request.run_id,
                 request.attempt,
                 request.backfill_id,
                 request.pipeline.uuid,
                 blocks_blob,
-                _to_micros(request.interval_start),
-                _to_micros(request.interval_end),
+                to_micros(request.interval_start),
+                to_micros(request.interval_end),
                 request.timezone or "UTC",
                 dict(request.variables),
                 dict(request.connections),
                 log_path,
             )
             try:
-                data = bytes(ForkingPickler.dumps(payload))
+                # plain pickle: ForkingPickler looks a NamedTuple up in its Python-level
+                # reducer table (twice the cost); a job holds nothing it would reduce
+                data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:
                 self._fail_now(request, f"run request cannot be sent to the executor: {exc}")
                 return
@@ -787,7 +490,7 @@ class Executor:
     def _spawn(self, slot: _Slot) -> None:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process: BaseProcess = self._ctx.Process(
-            target=_child_main,
+            target=child_main,
             args=(child_conn, self._dir),
             name=f"backfill-executor-{slot.index}",
         )
@@ -849,26 +552,25 @@ class Executor:
             return True
         return False
 
-    def _on_message(self, slot: _Slot, msg: tuple[Any, ...]) -> None:
+    def _on_message(self, slot: _Slot, msg: Message) -> None:
         run = slot.run
         if run is None:
             return
-        if msg[0] == "b":
-            run.results.extend(msg[1])
+        run.results.extend(msg.results)
+        if type(msg) is Progress:
             return
-        _, pending, ok, error, rows, duration, log_size = msg
-        run.results.extend(pending)
+        assert type(msg) is Finished
         outcome = RunOutcome(
             run_id=run.request.run_id,
             attempt=run.request.attempt,
-            ok=ok,
-            error=error,
+            ok=msg.ok,
+            error=msg.error,
             timed_out=False,
             cancelled=False,
-            rows=rows,
-            duration=duration,
+            rows=msg.rows,
+            duration=msg.duration,
             block_results=tuple(_block_result(t) for t in run.results),
-            log="" if log_size == 0 else self._collect_log(run),
+            log="" if msg.log_size == 0 else self._collect_log(run),
         )
         self._ready.append(outcome)
         slot.run = None

@@ -54,15 +54,19 @@ class BackfillDetail:
         return transitions.allowed_actions(BackfillStatus(self.row["status"]), paused=bool(self.row["paused"]))
 
 
+# What a backfill takes from its pipeline: the pipeline's columns of the same names.
+PIPELINE_DEFAULTS = ("uuid", "timezone", "retries", "retry_delay_seconds", "timeout_seconds")
+# Settings of a backfill under the same name in a BackfillSpec, a backfill row and the
+# team dialect's create body.
+SPEC_SETTINGS = (
+    *("interval_type", "interval_units", "cron", "timezone", "variables", "max_active_runs"),
+    *("run_order", "reprocess", "retries", "retry_delay_seconds", "timeout_seconds"),
+)
+
+
 def _pipeline_defaults(pipeline: RowMapping) -> PipelineDefaults:
-    return PipelineDefaults(
-        uuid=pipeline["uuid"],
-        timezone=pipeline["timezone"],
-        retries=pipeline["retries"],
-        retry_delay_seconds=pipeline["retry_delay_seconds"],
-        timeout_seconds=pipeline["timeout_seconds"],
-        definition=pipeline_store.definition(pipeline),
-    )
+    columns = {name: pipeline[name] for name in PIPELINE_DEFAULTS}
+    return PipelineDefaults(**columns, definition=pipeline_store.definition(pipeline))
 
 
 def _values_from_spec(spec: BackfillSpec, pipeline: RowMapping) -> dict[str, Any]:
@@ -75,20 +79,10 @@ def spec_of_row(row: RowMapping) -> BackfillSpec:
     return BackfillSpec(
         start=row["start"],
         end=row["end"],
-        interval_type=row["interval_type"],
-        interval_units=row["interval_units"],
-        cron=row["cron"],
-        timezone=row["timezone"],
         name=row["name"],
-        variables=row["variables"],
         block_uuids=list(row["block_uuids"]) if row["block_uuids"] is not None else None,
-        max_active_runs=row["max_active_runs"],
-        run_order=row["run_order"],
-        reprocess=row["reprocess"],
-        retries=row["retries"],
-        retry_delay_seconds=row["retry_delay_seconds"],
-        timeout_seconds=row["timeout_seconds"],
         notify=list(row["notify"]) if row["notify"] else None,
+        **{name: row[name] for name in SPEC_SETTINGS},
     )
 
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import RowMapping
@@ -79,16 +79,7 @@ def list_pipeline_runs(db: Database, actor: Actor, pipeline_id: int, query: RunQ
     with db.read() as conn:
         pipeline = pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
         lower, upper = _date_bounds(start, end, pipeline["timezone"] or "UTC")
-        bounded = RunQuery(
-            statuses=query.statuses,
-            issues_only=query.issues_only,
-            start_from=lower,
-            start_before=upper,
-            sort_field=query.sort_field,
-            descending=query.descending,
-            limit=query.limit,
-            offset=query.offset,
-        )
+        bounded = replace(query, start_from=lower, start_before=upper)
         rows, total = store.list_runs(conn, actor.team_id, bounded, pipeline_id=pipeline_id)
         return Page(rows, total)
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
+from backfill.api.schemas import fields
 from backfill.api.schemas.common import (
     INSTANT_PATTERN,
     BackfillMetrics,
@@ -125,14 +126,14 @@ class PipelineBackfillSettingsAction(_Action):
     the backfill starts. Only ``cron``, ``timeout_seconds`` and
     ``block_uuids`` may be null."""
 
-    max_active_runs: Annotated[int, Field(ge=1, le=1000)] | SkipJsonSchema[None] = None
+    max_active_runs: fields.MaxActiveRuns | SkipJsonSchema[None] = None
     run_order: RunOrderName | SkipJsonSchema[None] = None
     reprocess: ReprocessName | SkipJsonSchema[None] = None
     timezone: ZoneName | SkipJsonSchema[None] = None
-    cron: str | None = Field(default=None, max_length=200, description="Cron expression (interval_type custom).")
-    retries: Annotated[int, Field(ge=0, le=100)] | SkipJsonSchema[None] = None
-    retry_delay_seconds: Annotated[float, Field(ge=0, le=86_400)] | SkipJsonSchema[None] = None
-    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    cron: fields.CronInput = None
+    retries: fields.Retries | SkipJsonSchema[None] = None
+    retry_delay_seconds: fields.RetryDelaySeconds | SkipJsonSchema[None] = None
+    timeout_seconds: fields.TimeoutSeconds | None = None
     paused: bool | SkipJsonSchema[None] = Field(default=None, description="A paused backfill starts no new runs.")
     block_uuids: list[BlockUuid] | None = Field(
         default=None, max_length=1000, description="The exact block selection; null = every block."
@@ -156,7 +157,7 @@ class PipelineBackfillAction(_Action):
     start_datetime: DateTimeInput | SkipJsonSchema[None] = None
     end_datetime: DateTimeInput | SkipJsonSchema[None] = None
     interval_type: IntervalTypeName | SkipJsonSchema[None] = None
-    interval_units: Annotated[int, Field(ge=1, le=1_000_000)] | SkipJsonSchema[None] = None
+    interval_units: fields.IntervalUnits | SkipJsonSchema[None] = None
     variables: dict[str, Any] | None = Field(
         default=None,
         description="Overrides of the pipeline's global variables for every run: at most 64 KiB of JSON, "
@@ -381,7 +382,7 @@ class PipelineRun(BaseModel):
     duration_seconds: float | None
     rows: int | None
     error: str | None
-    pipeline_version: str | None = Field(description="Digest of the pipeline files the latest attempt ran.")
+    pipeline_version: fields.PipelineVersion
     variables: dict[str, Any] = Field(description="The variables the run sees: globals ← backfill overrides.")
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from backfill.api.schemas import fields
 from backfill.api.schemas.common import (
     INSTANT_PATTERN,
     ErrorText,
@@ -81,20 +82,20 @@ class CreateBackfillAction(_Action):
     )
     name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     interval_type: IntervalTypeName = "day"
-    interval_units: int | None = Field(
-        default=1, ge=1, le=1_000_000, description="Units per interval; seconds for `custom` without cron."
+    interval_units: fields.IntervalUnits | None = Field(
+        default=1, description="Units per interval; seconds for `custom` without cron."
     )
-    cron: str | None = Field(default=None, max_length=200, description="Cron expression (interval_type custom).")
+    cron: fields.CronInput = None
     timezone: ZoneName | None = Field(default=None, description="IANA name; default the transfer's.")
     variables: dict[str, Any] | None = Field(
         default=None, description="At most 64 KiB of JSON, 32 levels deep, no NUL characters."
     )
-    max_active_runs: int = Field(default=4, ge=1, le=1000)
+    max_active_runs: fields.MaxActiveRuns = 4
     run_order: RunOrderName = "newest_first"
     reprocess: ReprocessName = "all"
-    retries: int | None = Field(default=None, ge=0, le=100)
-    retry_delay_seconds: float | None = Field(default=None, ge=0, le=86_400)
-    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    retries: fields.Retries | None = None
+    retry_delay_seconds: fields.RetryDelaySeconds | None = None
+    timeout_seconds: fields.TimeoutSeconds | None = None
     block_uuids: list[Annotated[str, Field(max_length=200)]] | None = Field(
         default=None, max_length=1000, description="Blocks to run; null = all."
     )
@@ -114,7 +115,7 @@ class UpdateBackfillAction(_Action):
 
     status: BackfillStatusName | SkipJsonSchema[None] = None
     paused: bool | SkipJsonSchema[None] = None
-    max_active_runs: Annotated[int, Field(ge=1, le=1000)] | SkipJsonSchema[None] = None
+    max_active_runs: fields.MaxActiveRuns | SkipJsonSchema[None] = None
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] | SkipJsonSchema[None] = None
     notify: Annotated[list[WebhookAction], Field(max_length=20)] | SkipJsonSchema[None] = Field(
         default=None,
@@ -273,7 +274,7 @@ class Run(BaseModel):
     total_duration: float | None = Field(description="Seconds.")
     total_rows: int | None
     message: str | None = Field(description="The error of the latest attempt, if any.")
-    pipeline_version: str | None = Field(description="Digest of the pipeline files the latest attempt ran.")
+    pipeline_version: fields.PipelineVersion
 
 
 class QueryDetail(BaseModel):
