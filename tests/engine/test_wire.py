@@ -43,10 +43,3 @@ def test_every_message_pickles_to_its_own_type_with_its_fields() -> None:
         assert back == message
     finished = pickle.loads(pickle.dumps(messages[2]))
     assert finished.results[0].rows == 3 and type(finished.results[0]) is WireBlockResult
-
-
-def test_a_message_names_its_class_by_its_extension_code_not_its_module_path() -> None:
-    message = Finished([WireBlockResult("a", "completed", 1.0, 2.0, None, None, None)], True, None, 0, 0.1, 0)
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    assert b"backfill" not in data and b"WireBlockResult" not in data
-    assert pickle.loads(data) == message

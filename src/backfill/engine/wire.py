@@ -1,10 +1,8 @@
 """What the executor's parent (``executor.py``) and its children (``child.py``) send each
 other over their pipe: defined once, imported by both sides.
 
-NamedTuples: picklable, with named fields, and nearly as cheap to build and to pickle as
-the plain tuples they replaced (the hot path of every run): each class has a code in
-``copyreg``'s extension registry, so a message names its class in two bytes and
-unpickling it skips the import lookup of the class (``find_class``, ~1 µs a class).
+NamedTuples: picklable by reference to their class, with named fields, and as cheap to
+build and to pickle as the plain tuples they replaced (the hot path of every run).
 
 Parent -> child: one ``Job`` per run (``None`` asks the child to exit). Child -> parent:
 ``Progress`` after each completed block that is not the last one (so a killed run still
@@ -13,7 +11,6 @@ reports its finished blocks) and ``Finished`` when the run ends.
 
 from __future__ import annotations
 
-import copyreg
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -79,9 +76,3 @@ def to_micros(value: datetime) -> int:
 def from_micros(micros: int) -> datetime:
     """The aware UTC instant of ``to_micros``."""
     return _EPOCH + timedelta(microseconds=micros)
-
-
-# Codes 240-255 of the extension registry are for private use (PEP 307); both sides of the
-# pipe import this module, so both know the codes before the first message.
-for _code, _cls in enumerate((Job, WireBlockResult, Progress, Finished), start=240):
-    copyreg.add_extension(__name__, _cls.__qualname__, _code)
