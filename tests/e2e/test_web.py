@@ -159,6 +159,14 @@ def open_form(page: Page) -> None:
     page.get_by_label("Pipeline", exact=True).select_option(label=PIPELINE_LABEL)
 
 
+def fill_range(page: Page, start: str, end: str, interval: str | None = None) -> None:
+    """The create form's interval (when given) and range."""
+    if interval:
+        page.get_by_label("Interval", exact=True).select_option(interval)
+    page.get_by_label("Start (first interval, inclusive)").fill(start)
+    page.get_by_label("End (last interval, inclusive)").fill(end)
+
+
 def create_backfill(server: Server, **body: Any) -> int:
     """A backfill of the example pipeline created through the API (not the page)."""
     transfers = server.api("GET", "/transfers").json()["data"]
@@ -261,9 +269,7 @@ def test_pause_resume_and_cancel(tab: Tab, server: Server, tmp_path: Path) -> No
     page = tab.page
     sign_in(page, server)
     open_form(page)
-    page.get_by_label("Interval", exact=True).select_option("minute")
-    page.get_by_label("Start (first interval, inclusive)").fill("2024-03-01T00:00")
-    page.get_by_label("End (last interval, inclusive)").fill("2024-03-03T23:59")
+    fill_range(page, "2024-03-01T00:00", "2024-03-03T23:59", "minute")
     page.get_by_label("Max active runs").fill("1")
     page.get_by_role("button", name="Preview").click()
     expect(page.locator("#preview-summary")).to_contain_text("4,320 intervals would run")

@@ -1284,7 +1284,8 @@ const newView = {
   showServerError(error, what) {
     const text = apiErrorText(error);
     const named = Object.fromEntries(fieldsNamed(error.serverMessage, FORM_FIELDS).map((field) => [field, text]));
-    this.showFieldErrors(named, `${what} refused: ${text}`);
+    const refused = error.status >= 400 && error.status < 500; // else the server or the network failed
+    this.showFieldErrors(named, `${what} ${refused ? "refused" : "failed"}: ${text}`);
     const other = error.status === 409 && error.serverMessage ? error.serverMessage.match(/backfill (\d+)/) : null;
     if (other) {
       $("new-error").append(" ", el("a", { href: `#/backfills/${other[1]}` }, `Open backfill #${other[1]}`));

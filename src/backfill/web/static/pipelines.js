@@ -92,17 +92,21 @@ export function makePipelineViews(ctx) {
   const pipelinesView = {
     section: "view-pipelines",
 
-    async enter(_route, gen) {
+    enter() {
       document.title = "Pipelines · backfill";
       showMessage("pipelines-error", "");
-      try {
-        await ensureTransfers(true);
-      } catch (error) {
-        if (alive(gen)) showMessage("pipelines-error", `Could not load the pipelines: ${apiErrorText(error)}`);
-        return;
-      }
+      this.signature = null;
+    },
+
+    /** The cards, redrawn when a pipeline changed (a new version, a load error). */
+    async refresh(_route, gen) {
+      await ensureTransfers(true);
       if (!alive(gen)) return;
+      showMessage("pipelines-error", "");
       const items = Array.from(state.transfers.values()).sort((a, b) => a.name.localeCompare(b.name));
+      const signature = JSON.stringify(items.map((t) => [t.id, t.version, t.load_error, t.name]));
+      if (signature === this.signature) return;
+      this.signature = signature;
       $("pipelines-empty").hidden = items.length > 0;
       setText("pipelines-empty", "This team has no pipelines yet: add them to the project directory and sync.");
       replaceChildren($("pipeline-cards"), items.map((t) => el("article", { class: "card pipeline-card", "data-pipeline": t.uuid },
@@ -113,6 +117,10 @@ export function makePipelineViews(ctx) {
           el("a", { class: "btn btn-small", href: `#/new?transfer=${t.id}` }, "New backfill")),
         t.load_error ? el("p", { class: "notice notice-error load-error", role: "alert" }, loadErrorText(t)) : null,
         el("div", { class: "dag-box" }, dagSvg(t.blocks, `Blocks of ${t.name}`)))));
+    },
+
+    failed(error) {
+      showMessage("pipelines-error", `Could not load the pipelines: ${apiErrorText(error)}`);
     },
   };
 
