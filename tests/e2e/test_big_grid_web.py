@@ -85,7 +85,7 @@ def test_an_87600_interval_hourly_backfill_renders_aggregated_and_zooms(tab: Tab
     expect(page.locator("#grid-zoom")).to_contain_text("by days")
     expect(cells).to_have_count(7)
     cells.first.click()  # Monday 2030-01-07: its 24 hours, as the plain grid's cells
-    expect(page.locator("#grid-zoom")).to_contain_text("by intervals")
+    expect(page.locator("#grid-zoom")).to_contain_text("87,600 intervals, one cell each on 2030-01-07")
     hours = page.locator("#grid .agg-cells .cell")
     expect(hours).to_have_count(24)
     expect(hours.first).to_have_attribute("title", re.compile(r"^2030-01-07 00:00: pending"))
@@ -116,7 +116,7 @@ def test_an_87600_interval_cron_backfill_renders_by_local_days(tab: Tab, server:
     expect(page.get_by_role("button", name=re.compile(r"^2044-03-14: 288 intervals"))).to_be_visible()
     assert 300 < cells.count() < 320  # ten months of days, not 87,600 cells
     cells.nth(1).click()  # 2044-01-01: its 288 intervals of five minutes
-    expect(page.locator("#grid-zoom")).to_contain_text("by intervals")
+    expect(page.locator("#grid-zoom")).to_contain_text("87,600 intervals, one cell each on 2044-01-01")
     minutes = page.locator("#grid .agg-cells .cell")
     expect(minutes).to_have_count(288)
     expect(minutes.first).to_have_attribute("title", re.compile(r"^2044-01-01 00:00: "))
@@ -202,6 +202,7 @@ def test_failed_intervals_open_and_rerun_from_the_aggregated_grid(tab: Tab, serv
     expect(page.locator("#run-status")).to_have_text("FAILED")
     expect(page.locator("#run-error")).to_contain_text("FileNotFoundError")
     expect(page.locator("#run-blocks")).to_contain_text("extract")
+    page.locator("#grid").locator("xpath=..").screenshot(path=IMG / "backfill-aggregated-day.png")
     page.get_by_role("button", name="Close").click()
 
     # Ctrl-click chooses one failed hour; re-running it queues it again (the backfill is paused).

@@ -313,17 +313,20 @@ export function renderAggregated(el, grid, bar, coverage, view, hooks) {
   }
   grid.classList.add("aggregated");
   grid.replaceChildren(...rows);
-  const levels = { month: "months", week: "weeks", day: "days", interval: "intervals" };
+  const levels = { month: "months", week: "weeks", day: "days" };
   const zoomOut = el("button", { type: "button", class: "btn btn-small", id: "agg-zoom-out" }, "Zoom out");
   zoomOut.disabled = view.stack.length <= 1;
   zoomOut.addEventListener("click", () => {
     view.stack.pop();
     draw();
   });
-  const hint = top.level === "interval"
-    ? " — select one for its error and its log; Ctrl- or ⌘-click failed ones to choose them."
-    : " — a cell's colours are the shares of each status; select one to zoom in, Ctrl- or ⌘-click to choose its failed intervals.";
-  bar.replaceChildren(el("span", {}, `${coverage.total.toLocaleString("en-US")} intervals by ${levels[top.level]}${hint}`), zoomOut);
+  const total = `${coverage.total.toLocaleString("en-US")} intervals`;
+  const text = top.level === "interval"
+    ? `${total}, one cell each on ${intervalLabel(coverage, view.data, top.from).slice(0, 10)} — select one for its error and `
+      + "its log; Ctrl- or ⌘-click failed ones to choose them."
+    : `${total} by ${levels[top.level]} — a cell's colours are the shares of each status; select one to zoom in, Ctrl- or `
+      + "⌘-click to choose its failed intervals.";
+  bar.replaceChildren(el("span", {}, text), zoomOut);
   bar.hidden = false;
   view.renderMs = performance.now() - t0;
   grid.dataset.renderMs = String(Math.round(view.renderMs));
