@@ -161,6 +161,29 @@ def test_a_weekly_backfill_over_a_century_renders_by_months(tab: Tab, server: Se
     expect(cells.first).to_have_attribute("title", re.compile(r"^2100-03-01: 1 interval,"))
 
 
+def test_monthly_and_two_day_backfills_render_by_their_calendar(tab: Tab, server: Server) -> None:
+    # Monthly from a 31st: each boundary from the first start, the day clamped (Feb 29 1504, Apr 30)
+    monthly = paused_backfill(
+        server, range_start="1504-01-31", range_end="2004-12-31", interval_type="month", max_active_runs=1
+    )
+    page = tab.page
+    cells = open_timed(page, server, monthly, "6,012-interval monthly")
+    expect(page.locator("#grid-zoom")).to_contain_text("6,012 intervals by months")
+    expect(cells.first).to_have_attribute("title", re.compile(r"^Jan 1504: 1 interval,"))
+    cells.nth(1).click()  # February 1504 by days: its one interval starts on the 29th
+    expect(cells).to_have_count(1)
+    expect(cells.first).to_have_attribute("title", re.compile(r"^1504-02-29: 1 interval,"))
+
+    two_days = paused_backfill(
+        server, range_start="2300-01-01", range_end="2330-12-31", interval_type="day", interval_units=2
+    )
+    page.goto(f"/#/backfills/{two_days}")
+    expect(page.locator("#grid-zoom")).to_contain_text("5,661 intervals by months")
+    cells = page.locator("#grid button.agg-cell")
+    expect(cells.first).to_have_attribute("title", re.compile(r"^Jan 2300: 16 intervals,"))  # the 1st, 3rd, … 31st
+    expect(cells.nth(1)).to_have_attribute("title", re.compile(r"^Feb 2300: 14 intervals,"))  # the 2nd, 4th, … 28th
+
+
 def test_failed_intervals_open_and_rerun_from_the_aggregated_grid(tab: Tab, server: Server) -> None:
     start = datetime(2041, 1, 1, tzinfo=UTC)
     backfill_id = create_backfill(
@@ -224,6 +247,7 @@ def test_failed_intervals_open_and_rerun_from_the_aggregated_grid(tab: Tab, serv
     run = server.api("GET", f"/transfer_runs/{body['run_ids'][0]}").json()["data"]
     assert run["interval_start"] == "2041-07-29T00:00:00Z"
     expect(page.locator("#count-failed")).to_have_text(str(failed_total - 2))
+    expect(days.last).to_have_attribute("title", re.compile(r"^2041-07-29: 1 interval, 1 queued"))  # grid redrawn
 
     # "Select failed": every failed interval in view, re-run by status.
     page.get_by_role("button", name="Select failed").click()
