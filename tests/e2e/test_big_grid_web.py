@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from playwright.sync_api import Locator, Page, expect
 from tests.e2e.test_coverage_web import IMG
 from tests.e2e.test_web import Server, Tab, create_backfill, sign_in
@@ -143,45 +144,47 @@ def test_a_cron_backfill_across_a_fall_back_day_counts_its_wall_clock_fire_times
     expect(page.locator("#grid .agg-cells .cell").first).to_have_attribute("title", re.compile(r"^2043-11-02 00:00: "))
 
 
-def test_a_weekly_backfill_over_a_century_renders_by_months(tab: Tab, server: Server) -> None:
-    backfill_id = paused_backfill(
-        server, range_start="2100-01-04", range_end="2199-12-28", interval_type="week", max_active_runs=1
-    )
-    page = tab.page
-    cells = open_timed(page, server, backfill_id, "5,217-interval weekly")
-    expect(page.locator("#count-total")).to_have_text("5,217")
-    expect(page.locator("#grid-zoom")).to_contain_text("5,217 intervals by months")
-    expect(cells).to_have_count(1200)
+# series: (body, the bar's text, (cell, title) pairs, (cell to zoom into, its days, its first day's title))
+CALENDAR_SERIES: dict[str, tuple[dict[str, Any], str, list[tuple[int, str]], tuple[int, int, str]]] = {
     # Mondays of January 2100: 4, 11, 18, 25; of March 2100: 1, 8, 15, 22, 29
-    expect(cells.first).to_have_attribute("title", re.compile(r"^Jan 2100: 4 intervals"))
-    expect(cells.nth(2)).to_have_attribute("title", re.compile(r"^Mar 2100: 5 intervals"))
-    cells.nth(2).click()  # March 2100 by days: a week's interval on the day it starts
-    expect(page.locator("#grid-zoom")).to_contain_text("by days")
-    expect(cells).to_have_count(5)
-    expect(cells.first).to_have_attribute("title", re.compile(r"^2100-03-01: 1 interval,"))
+    "weekly": (
+        {"range_start": "2100-01-04", "range_end": "2199-12-28", "interval_type": "week"},
+        "5,217 intervals by months",
+        [(0, "Jan 2100: 4 intervals,"), (2, "Mar 2100: 5 intervals,")],
+        (2, 5, "2100-03-01: 1 interval,"),
+    ),
+    # from a 31st: each boundary from the first start, its day clamped (Feb 29 1504, Apr 30 1504)
+    "monthly": (
+        {"range_start": "1504-01-31", "range_end": "2004-12-31", "interval_type": "month"},
+        "6,012 intervals by months",
+        [(0, "Jan 1504: 1 interval,"), (3, "Apr 1504: 1 interval,")],
+        (1, 1, "1504-02-29: 1 interval,"),
+    ),
+    # every other day: January 2300 the 1st, 3rd, … 31st; February the 2nd, … 28th
+    "two-day": (
+        {"range_start": "2300-01-01", "range_end": "2330-12-31", "interval_type": "day", "interval_units": 2},
+        "5,661 intervals by months",
+        [(0, "Jan 2300: 16 intervals,"), (1, "Feb 2300: 14 intervals,")],
+        (1, 14, "2300-02-02: 1 interval,"),
+    ),
+}
 
 
-def test_monthly_and_two_day_backfills_render_by_their_calendar(tab: Tab, server: Server) -> None:
-    # Monthly from a 31st: each boundary from the first start, the day clamped (Feb 29 1504, Apr 30)
-    monthly = paused_backfill(
-        server, range_start="1504-01-31", range_end="2004-12-31", interval_type="month", max_active_runs=1
-    )
+@pytest.mark.parametrize("series", list(CALENDAR_SERIES))
+def test_calendar_backfills_above_5000_intervals_render_by_the_day_each_interval_starts(
+    tab: Tab, server: Server, series: str
+) -> None:
+    body, bar, titles, (zoom, days, first_day) = CALENDAR_SERIES[series]
+    backfill_id = paused_backfill(server, max_active_runs=1, **body)
     page = tab.page
-    cells = open_timed(page, server, monthly, "6,012-interval monthly")
-    expect(page.locator("#grid-zoom")).to_contain_text("6,012 intervals by months")
-    expect(cells.first).to_have_attribute("title", re.compile(r"^Jan 1504: 1 interval,"))
-    cells.nth(1).click()  # February 1504 by days: its one interval starts on the 29th
-    expect(cells).to_have_count(1)
-    expect(cells.first).to_have_attribute("title", re.compile(r"^1504-02-29: 1 interval,"))
-
-    two_days = paused_backfill(
-        server, range_start="2300-01-01", range_end="2330-12-31", interval_type="day", interval_units=2
-    )
-    page.goto(f"/#/backfills/{two_days}")
-    expect(page.locator("#grid-zoom")).to_contain_text("5,661 intervals by months")
-    cells = page.locator("#grid button.agg-cell")
-    expect(cells.first).to_have_attribute("title", re.compile(r"^Jan 2300: 16 intervals,"))  # the 1st, 3rd, … 31st
-    expect(cells.nth(1)).to_have_attribute("title", re.compile(r"^Feb 2300: 14 intervals,"))  # the 2nd, 4th, … 28th
+    cells = open_timed(page, server, backfill_id, f"{bar.split(' by ')[0]} {series}")
+    expect(page.locator("#grid-zoom")).to_contain_text(bar)
+    for nth, title in titles:
+        expect(cells.nth(nth)).to_have_attribute("title", re.compile(f"^{re.escape(title)}"))
+    cells.nth(zoom).click()  # that month by days: each interval on the day it starts
+    expect(page.locator("#grid-zoom")).to_contain_text("by days")
+    expect(cells).to_have_count(days)
+    expect(cells.first).to_have_attribute("title", re.compile(f"^{re.escape(first_day)}"))
 
 
 def test_failed_intervals_open_and_rerun_from_the_aggregated_grid(tab: Tab, server: Server) -> None:
