@@ -6,7 +6,8 @@
 // #/new (create with a dry-run preview). Data from the server is only ever inserted as
 // text (textContent / text nodes / attributes), never as HTML.
 
-import { aggregatable, renderAggregated } from "./grid_aggregate.js";
+import { ApiError, apiErrorText, fieldLabel, fieldsNamed, serverMessage } from "./api_errors.js";
+import { aggregatable, intervalWindow, periodWindow, renderAggregated } from "./grid_aggregate.js";
 import { makePipelineViews } from "./pipelines.js";
 
 const REFRESH_MS = 2000;
@@ -155,20 +156,6 @@ function randomKey() {
 
 // ---- session and API ---------------------------------------------------------------------
 
-class ApiError extends Error {
-  constructor(status, code, message, requestId) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.requestId = requestId;
-  }
-
-  get detail() {
-    const where = this.status ? `HTTP ${this.status} ${this.code}` : this.code;
-    return this.requestId ? `${where}, request ${this.requestId}` : where;
-  }
-}
-
 const state = {
   session: loadSession(),
   transfers: new Map(),
@@ -211,7 +198,7 @@ async function api(method, path, { body, headers = {} } = {}) {
   try {
     response = await fetch(path, init);
   } catch {
-    throw new ApiError(0, "NETWORK_ERROR", "cannot reach the server; retrying", null);
+    throw new ApiError(0, "NETWORK_ERROR", null, null);
   }
   let payload = null;
   try {
@@ -222,14 +209,10 @@ async function api(method, path, { body, headers = {} } = {}) {
   if (!response.ok) {
     const error = payload && payload.error ? payload.error : {};
     const requestId = (payload && payload.meta && payload.meta.request_id) || response.headers.get("X-Request-ID");
-    const failure = new ApiError(
-      response.status,
-      error.code || `HTTP_${response.status}`,
-      error.message || `${response.status} ${response.statusText}`,
-      requestId,
-    );
+    const code = typeof error.code === "string" ? error.code : `HTTP_${response.status}`;
+    const failure = new ApiError(response.status, code, serverMessage(payload), requestId);
     if (response.status === 401 && session && state.session === session && path.startsWith("/v1/")) {
-      signOut(`Your session has ended (${failure.message}). Sign in again.`);
+      signOut(`Your session has ended: ${apiErrorText(failure)} Sign in again.`);
     }
     throw failure;
   }
@@ -358,7 +341,7 @@ function setupSignIn() {
       saveSession({ token: data.token, team_id: data.team_id, email: data.email, user_id: data.user_id });
       render();
     } catch (error) {
-      const message = error.status === 401 ? "Wrong email or password." : `Sign-in failed: ${error.message}`;
+      const message = error.status === 401 ? "Wrong email or password." : `Sign-in failed: ${apiErrorText(error)}`;
       showMessage("signin-error", message);
     } finally {
       button.disabled = false;
@@ -451,7 +434,7 @@ const listView = {
   },
 
   failed(error) {
-    showMessage("list-error", `Could not load the backfills: ${error.message} (${error.detail})`);
+    showMessage("list-error", `Could not load the backfills: ${apiErrorText(error)}`);
   },
 
   renderRows(items) {
@@ -518,7 +501,9 @@ const detailView = {
       log: null,
       busy: false,
       aggregate: {},
+      coverage: null, // the coverage the aggregated grid was drawn from
       chosen: new Set(), // run ids of failed intervals chosen to re-run
+      chosenPeriods: new Map(), // aggregated cells chosen to re-run their failed intervals: key → {first, last, failed}
       transferCheckedAt: 0,
     };
     document.title = `Backfill #${route.id} · backfill`;
@@ -577,6 +562,7 @@ const detailView = {
       d.runsSignature = signature;
       d.runsFetchedAt = Date.now();
       this.renderAggregatedGrid(bf, coverage.data);
+      if (intervalWindow(d.aggregate)) await this.loadDayRuns(gen);
     } else if (stale) {
       const runs = await api("GET",
         teamPath(`/backfills/${d.id}/runs?limit=${RUN_LIMIT}&sort_field=data_date&sort_direction=asc`));
@@ -589,7 +575,7 @@ const detailView = {
       try {
         await this.loadRun(gen); // tail the log of a run still going
       } catch (error) {
-        if (alive(gen)) showMessage("run-panel-error", `Could not load the run: ${error.message} (${error.detail})`);
+        if (alive(gen)) showMessage("run-panel-error", `Could not load the run: ${apiErrorText(error)}`);
       }
     }
   },
@@ -597,7 +583,7 @@ const detailView = {
   failed(error) {
     const message = error.status === 404
       ? `Backfill #${this.d.id} was not found in team ${state.session.team_id}.`
-      : `Could not load the backfill: ${error.message} (${error.detail})`;
+      : `Could not load the backfill: ${apiErrorText(error)}`;
     showMessage("detail-error", message);
     if (!this.d.backfill) setText("detail-summary", "");
   },
@@ -704,7 +690,7 @@ const detailView = {
       this.renderBackfill(res.data);
       refreshNow();
     } catch (error) {
-      if (this.d === d) showMessage("action-error", `Could not ${verb} the backfill: ${error.message} (${error.detail})`);
+      if (this.d === d) showMessage("action-error", `Could not ${verb} the backfill: ${apiErrorText(error)}`);
     } finally {
       d.busy = false;
       if (this.d === d) this.updateButtons();
@@ -739,13 +725,89 @@ const detailView = {
   },
 
   renderAggregatedGrid(bf, coverage) {
-    renderAggregated(el, $("grid"), $("grid-zoom"), coverage, this.d.aggregate);
+    const d = this.d;
+    d.coverage = coverage;
+    this.drawAggregated();
     this.renderLegend(bf);
     const pending = coverage.counts.MISSING;
     $("grid-note").hidden = pending === 0;
     setText("grid-note", !pending ? "" : isFinal(bf)
       ? `${plural(pending, "interval")} never queued: the backfill is ${bf.status}.`
       : `${plural(pending, "interval")} pending, not queued yet.`);
+  },
+
+  drawAggregated() {
+    const d = this.d;
+    renderAggregated(el, $("grid"), $("grid-zoom"), d.coverage, d.aggregate, {
+      runCell: (run) => this.runCell(run),
+      wantRuns: () => this.loadDayRuns(generation).catch((error) => {
+        if (this.d === d) showMessage("detail-error", `Could not load the runs of this day: ${apiErrorText(error)}`);
+      }),
+      periodClick: (b, event, button) => {
+        if (!event.ctrlKey && !event.metaKey) return false;
+        this.togglePeriod(b, button);
+        return true;
+      },
+      chosen: (b) => d.chosenPeriods.has(`${b.first}-${b.last}`),
+      zoomed: () => {
+        d.aggregate.runs = null;
+        d.chosen.clear();
+        d.chosenPeriods.clear();
+        this.updateChosen();
+      },
+    });
+  },
+
+  /** The runs of this backfill whose intervals start on the local days of intervals
+   * first..last (the transfer's run listing over that window, pages of RUN_LIMIT). */
+  async runsOfPeriod(first, last, status = null) {
+    const d = this.d;
+    const win = periodWindow(d.coverage, d.aggregate, first, last);
+    const found = [];
+    for (let offset = 0, total = 1; offset < total && offset < 20 * RUN_LIMIT; offset += RUN_LIMIT) {
+      const query = new URLSearchParams({
+        start_date: new Date(win.lo).toISOString(), end_date: new Date(win.hi).toISOString(), limit: String(RUN_LIMIT),
+        offset: String(offset), sort_field: "data_date", sort_direction: "asc",
+      });
+      if (status) query.set("status", status);
+      const page = await api("GET", teamPath(`/transfers/${d.backfill.transfer_id}/runs?${query}`));
+      total = page.meta.total;
+      found.push(...page.data.filter((r) => r.transfer_backfill_id === d.id && win.inDays(r.interval_start)));
+    }
+    return found;
+  },
+
+  /** At the finest zoom: the zoomed-in day's runs, drawn as the plain grid's cells. */
+  async loadDayRuns(gen) {
+    const d = this.d;
+    const day = intervalWindow(d.aggregate);
+    if (!day) return;
+    const items = await this.runsOfPeriod(day.from, day.to - 1);
+    if (!alive(gen) || this.d !== d || !intervalWindow(d.aggregate) || intervalWindow(d.aggregate).key !== day.key) return;
+    d.aggregate.runs = { key: day.key, items };
+    this.drawAggregated();
+  },
+
+  /** Ctrl/⌘-click on an aggregated cell: choose (or not) its failed intervals. */
+  togglePeriod(b, button) {
+    const d = this.d;
+    const key = `${b.first}-${b.last}`;
+    if (d.chosenPeriods.has(key)) d.chosenPeriods.delete(key);
+    else if (b.counts.FAILED) d.chosenPeriods.set(key, { first: b.first, last: b.last, failed: b.counts.FAILED });
+    button.classList.toggle("chosen", d.chosenPeriods.has(key));
+    this.updateChosen();
+  },
+
+  /** A run's cell in the grid (plain, or the finest zoom of the aggregated one). */
+  runCell(run) {
+    return this.fillRunCell(el("button", {
+      type: "button",
+      class: "cell",
+      "data-run-id": run.id,
+      "data-date": run.data_date,
+      "aria-pressed": String(run.id === this.d.selectedRunId),
+    }, el("span", { class: "glyph", "aria-hidden": "true" }), el("span", { class: "label", "aria-hidden": "true" },
+      cellLabel(run.data_date))), run);
   },
 
   renderGrid(bf, runs, materialized) {
@@ -764,14 +826,7 @@ const detailView = {
     } else {
       const focused = document.activeElement;
       const focusedId = focused && grid.contains(focused) && focused.dataset ? focused.dataset.runId : null;
-      const runCells = runs.map((run) => this.fillRunCell(el("button", {
-        type: "button",
-        class: "cell",
-        "data-run-id": run.id,
-        "data-date": run.data_date,
-        "aria-pressed": String(run.id === d.selectedRunId),
-      }, el("span", { class: "glyph", "aria-hidden": "true" }), el("span", { class: "label", "aria-hidden": "true" },
-        cellLabel(run.data_date))), run));
+      const runCells = runs.map((run) => this.runCell(run));
       const pendingCells = Array.from({ length: drawnPending }, () => el("div", {
         class: "cell st-PENDING",
         "data-status": "PENDING",
@@ -843,7 +898,7 @@ const detailView = {
     try {
       await this.loadRun(gen);
     } catch (error) {
-      if (alive(gen)) showMessage("run-panel-error", `Could not load the run: ${error.message} (${error.detail})`);
+      if (alive(gen)) showMessage("run-panel-error", `Could not load the run: ${apiErrorText(error)}`);
     }
     panel.scrollIntoView({ block: "nearest" });
   },
@@ -918,25 +973,48 @@ const detailView = {
     if (atBottom) pre.scrollTop = pre.scrollHeight;
   },
 
-  /** Re-run chosen intervals (runs:rerun) as new attempts. */
+  /** The chosen intervals as a runs:rerun body: run ids, the failed runs of the chosen
+   * aggregated cells, or every failed run when the cells chosen hold all of them. */
+  async chosenBody() {
+    const d = this.d;
+    const periods = [...d.chosenPeriods.values()];
+    const failed = periods.reduce((n, p) => n + p.failed, 0);
+    if (periods.length && !d.chosen.size && d.coverage && failed === d.coverage.counts.FAILED) {
+      return { statuses: ["FAILED"] };
+    }
+    const ids = new Set(d.chosen);
+    for (const p of periods) {
+      for (const run of await this.runsOfPeriod(p.first, p.last, "FAILED")) ids.add(run.id);
+    }
+    return { run_ids: [...ids] };
+  },
+
+  /** Re-run intervals (runs:rerun) as new attempts: `chosen` → the selection, else the
+   * run ids given (one run's panel). */
   async rerun(runIds, fromPanel) {
     const d = this.d;
-    if (!d || !d.backfill || d.busy || !runIds.length) return;
+    if (!d || !d.backfill || d.busy || !(runIds === "chosen" || runIds.length)) return;
     d.busy = true;
     this.updateButtons();
     const where = fromPanel ? "run-panel-error" : "rerun-error";
     showMessage(where, "");
     try {
-      const res = await api("POST", teamPath(`/backfills/${d.id}/runs:rerun`), { body: { run_ids: runIds } });
+      const body = runIds === "chosen" ? await this.chosenBody() : { run_ids: runIds };
+      if (body.run_ids && !body.run_ids.length) {
+        showMessage(where, "The chosen intervals have no failed run any more: nothing to re-run.");
+        return;
+      }
+      const res = await api("POST", teamPath(`/backfills/${d.id}/runs:rerun`), { body });
       if (this.d !== d || !state.session) return;
       d.chosen.clear();
+      d.chosenPeriods.clear();
       d.runsSignature = null;
       if (d.log) d.log.complete = false; // follow the open run into its new attempt
       d.busy = false;
       this.renderBackfill(res.data.backfill);
       refreshNow();
     } catch (error) {
-      if (this.d === d) showMessage(where, `Could not re-run: ${error.message} (${error.detail})`);
+      if (this.d === d) showMessage(where, `Could not re-run: ${apiErrorText(error)}`);
     } finally {
       d.busy = false;
       if (this.d === d) {
@@ -955,9 +1033,18 @@ const detailView = {
     this.updateChosen();
   },
 
+  /** "Select failed": the failed intervals in view (run cells, or aggregated cells). */
   chooseFailed() {
+    const d = this.d;
     for (const cell of $("grid").querySelectorAll('[data-run-id][data-status="FAILED"]')) {
-      this.d.chosen.add(Number(cell.dataset.runId));
+      d.chosen.add(Number(cell.dataset.runId));
+      cell.classList.add("chosen");
+    }
+    for (const cell of $("grid").querySelectorAll("button.agg-cell[data-failed]")) {
+      const failed = Number(cell.dataset.failed);
+      if (!failed) continue;
+      d.chosenPeriods.set(`${cell.dataset.first}-${cell.dataset.last}`,
+        { first: Number(cell.dataset.first), last: Number(cell.dataset.last), failed });
       cell.classList.add("chosen");
     }
     this.updateChosen();
@@ -965,6 +1052,7 @@ const detailView = {
 
   clearChosen() {
     this.d.chosen.clear();
+    this.d.chosenPeriods.clear();
     for (const cell of $("grid").querySelectorAll(".chosen")) cell.classList.remove("chosen");
     this.updateChosen();
   },
@@ -972,7 +1060,8 @@ const detailView = {
   updateChosen() {
     const d = this.d;
     if (!d) return;
-    const n = d.chosen.size;
+    let n = d.chosen.size;
+    for (const p of d.chosenPeriods.values()) n += p.failed;
     const bf = d.backfill;
     const allowed = can(bf, "rerun");
     $("rerun-bar").hidden = !allowed;
@@ -1018,7 +1107,7 @@ function setupDetail() {
   });
   $("rerun-select-failed").addEventListener("click", () => detailView.chooseFailed());
   $("rerun-clear").addEventListener("click", () => detailView.clearChosen());
-  $("rerun-selected").addEventListener("click", () => detailView.rerun([...detailView.d.chosen], false));
+  $("rerun-selected").addEventListener("click", () => detailView.rerun("chosen", false));
   $("run-rerun").addEventListener("click", (event) => {
     detailView.rerun([Number(event.currentTarget.dataset.runId)], true);
   });
@@ -1041,7 +1130,7 @@ const newView = {
     try {
       await ensureTransfers(true);
     } catch (error) {
-      if (alive(gen)) showMessage("new-error", `Could not load the pipelines: ${error.message} (${error.detail})`);
+      if (alive(gen)) showMessage("new-error", `Could not load the pipelines: ${apiErrorText(error)}`);
       return;
     }
     if (!alive(gen)) return;
@@ -1121,8 +1210,8 @@ const newView = {
       run_order: value("f-run_order"),
       reprocess: value("f-reprocess"),
     };
-    if (!body.range_start) errors.range_start = "range_start is required: the start of the first interval.";
-    if (!body.range_end) errors.range_end = "range_end is required: the start of the last interval.";
+    if (!body.range_start) errors.range_start = `${fieldLabel("range_start")} is required: the start of the first interval.`;
+    if (!body.range_end) errors.range_end = `${fieldLabel("range_end")} is required: the start of the last interval.`;
     const name = value("f-name");
     if (name) body.name = name;
     const timezone = value("f-timezone");
@@ -1136,11 +1225,11 @@ const newView = {
       const input = $(`f-${field}`);
       const raw = input.value.trim();
       if (!raw) {
-        if (input.validity && input.validity.badInput) errors[field] = `${field} must be a whole number.`;
+        if (input.validity && input.validity.badInput) errors[field] = `${fieldLabel(field)} must be a whole number.`;
         continue;
       }
       const n = Number(raw);
-      if (!Number.isInteger(n)) errors[field] = `${field} must be a whole number, not “${raw}”.`;
+      if (!Number.isInteger(n)) errors[field] = `${fieldLabel(field)} must be a whole number, not “${raw}”.`;
       else body[field] = n;
     }
     const variables = $("f-variables").value.trim();
@@ -1148,12 +1237,12 @@ const newView = {
       try {
         const parsed = JSON.parse(variables);
         if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-          errors.variables = 'variables must be a JSON object, like {"currency": "USD"}.';
+          errors.variables = 'Variables must be a JSON object, like {"currency": "USD"}.';
         } else {
           body.variables = parsed;
         }
       } catch (error) {
-        errors.variables = `variables is not valid JSON: ${error.message}.`;
+        errors.variables = `Variables is not valid JSON: ${error.message}.`;
       }
     }
     return { transferId, body, errors, key: JSON.stringify([transferId, body]) };
@@ -1191,15 +1280,13 @@ const newView = {
     if (first) first.focus();
   },
 
-  /** A refusal of the server next to the field(s) it names. */
+  /** A refusal of the server next to the field(s) it names (by their labels). */
   showServerError(error, what) {
-    const named = {};
-    for (const field of FORM_FIELDS) {
-      if (new RegExp(`\\b${field}\\b`).test(error.message)) named[field] = error.message;
-    }
-    const summary = `${what} refused: ${error.message} (${error.detail})`;
-    this.showFieldErrors(named, summary);
-    const other = error.status === 409 ? error.message.match(/backfill (\d+)/) : null;
+    const text = apiErrorText(error);
+    const named = Object.fromEntries(fieldsNamed(error.serverMessage, FORM_FIELDS).map((field) => [field, text]));
+    const refused = error.status >= 400 && error.status < 500; // else the server or the network failed
+    this.showFieldErrors(named, `${what} ${refused ? "refused" : "failed"}: ${text}`);
+    const other = error.status === 409 && error.serverMessage ? error.serverMessage.match(/backfill (\d+)/) : null;
     if (other) {
       $("new-error").append(" ", el("a", { href: `#/backfills/${other[1]}` }, `Open backfill #${other[1]}`));
     }

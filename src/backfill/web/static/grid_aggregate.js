@@ -3,7 +3,11 @@
 // per row for months and weeks, a month per row for days). A cell zooms into its period;
 // "Zoom out" goes back. Drawn from the backfill's coverage spans
 // (GET /v1/teams/{team}/backfills/{id}/coverage): every interval of the backfill by the
-// status of its own run, MISSING while it is not queued yet.
+// status of its own run, MISSING while it is not queued yet. An interval belongs to the
+// local day (backfill's zone) its start falls on, whatever its type: fixed steps and cron
+// by their start times, days / weeks / months / years by calendar arithmetic from the
+// first start. At the finest zoom (one day) the page draws that day's runs as the plain
+// grid's cells (`hooks.runCell`), fetched by the page (`hooks.wantRuns`).
 
 export const AGGREGATE_ABOVE = 5000;
 const MAX_CELLS = 1500;
@@ -13,15 +17,12 @@ const COLOURS = {
   QUEUED: "var(--st-queued)", CANCELLED: "var(--st-cancelled)", MISSING: "#eef0f4",
 };
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const ABSOLUTE = new Set(["second", "minute", "hour"]);
 const DAY = 86400000;
 const pad = (n) => String(n).padStart(2, "0");
 
-/** Whether a backfill's intervals can be drawn aggregated (fixed steps, or whole days). */
+/** Whether a backfill's grid is drawn aggregated: above AGGREGATE_ABOVE intervals, any type. */
 export function aggregatable(bf) {
-  if (bf.transfer_runs_total <= AGGREGATE_ABOVE) return false;
-  if (ABSOLUTE.has(bf.interval_type)) return true;
-  return bf.interval_type === "day" && (bf.interval_units || 1) === 1;
+  return bf.transfer_runs_total > AGGREGATE_ABOVE;
 }
 
 const FORMATS = new Map();
@@ -63,28 +64,90 @@ function localDays(timeZone) {
   };
 }
 
+function civil(day) {
+  const d = new Date(day * DAY);
+  return { y: d.getUTCFullYear(), m: d.getUTCMonth(), d: d.getUTCDate(), weekday: (d.getUTCDay() + 6) % 7 };
+}
+
+const CALENDAR_DAYS = { day: 1, week: 7 };
+const CALENDAR_MONTHS = { month: 1, year: 12 };
+
+/** The local day of interval i of a calendar series (days, weeks, months, years): the
+ * series' rule, boundary k from the first start's local date, a month's day clamped. */
+function calendarDay(coverage, firstDay) {
+  const units = coverage.interval_units || 1;
+  if (CALENDAR_DAYS[coverage.interval_type]) {
+    const step = CALENDAR_DAYS[coverage.interval_type] * units;
+    return (i) => firstDay + i * step;
+  }
+  if (!CALENDAR_MONTHS[coverage.interval_type]) return null;
+  const step = CALENDAR_MONTHS[coverage.interval_type] * units;
+  const anchor = civil(firstDay);
+  return (i) => {
+    const months = anchor.m + i * step;
+    const y = anchor.y + Math.floor(months / 12);
+    const m = ((months % 12) + 12) % 12;
+    const last = new Date(Date.UTC(y, m + 1, 0)).getUTCDate();
+    return Math.floor(Date.UTC(y, m, Math.min(anchor.d, last)) / DAY);
+  };
+}
+
+/** The local day of each interval of a span of fixed steps or cron, whose starts are read
+ * evenly spaced between its first and last start: in absolute time (fixed steps; a cron
+ * across a spring-forward gap), else in wall-clock time when only that spacing is whole
+ * seconds (a cron across a fall-back overlap, where one interval is an hour longer). */
+function spanClock(span, timeZone) {
+  const start = Date.parse(span.start);
+  const last = Date.parse(span.last_start);
+  const steps = Math.max(1, span.count - 1);
+  const step = (last - start) / steps;
+  const wallStart = start + offsetAt(start, timeZone);
+  const wallStep = (last + offsetAt(last, timeZone) - wallStart) / steps;
+  const wall = !Number.isInteger(step / 1000) && Number.isInteger(wallStep / 1000);
+  return { wall, start, step, wallStart, wallStep };
+}
+
+function spanDays(span, timeZone, dayOf) {
+  const c = spanClock(span, timeZone);
+  return c.wall ? (k) => Math.floor((c.wallStart + k * c.wallStep) / DAY) : (k) => dayOf(c.start + k * c.step);
+}
+
 /** The local day of every interval of the coverage (Int32Array) and its status (array). */
 function perInterval(coverage) {
   const days = new Int32Array(coverage.total);
   const statuses = new Array(coverage.total);
-  const daily = coverage.interval_type === "day";
   const dayOf = localDays(coverage.timezone);
-  const firstDay = dayOf(Date.parse(coverage.start));
+  const byCalendar = coverage.cron ? null : calendarDay(coverage, dayOf(Date.parse(coverage.start)));
   let i = 0;
   for (const span of coverage.spans) {
-    const start = Date.parse(span.start);
-    const step = span.count > 1 ? (Date.parse(span.last_start) - start) / (span.count - 1) : 0;
+    const inSpan = byCalendar ? null : spanDays(span, coverage.timezone, dayOf);
     for (let k = 0; k < span.count; k += 1, i += 1) {
-      days[i] = daily ? firstDay + i : dayOf(start + k * step);
+      days[i] = byCalendar ? byCalendar(i) : inSpan(k);
       statuses[i] = span.status;
     }
   }
-  return { days, statuses };
+  return { days, statuses, dayOf, calendar: byCalendar !== null };
 }
 
-function civil(day) {
-  const d = new Date(day * DAY);
-  return { y: d.getUTCFullYear(), m: d.getUTCMonth(), d: d.getUTCDate(), weekday: (d.getUTCDay() + 6) % 7 };
+/** UTC ms of the local midnight that starts local day `day` in a zone. */
+function midnight(day, timeZone) {
+  const guess = day * DAY - offsetAt(day * DAY, timeZone);
+  return day * DAY - offsetAt(guess, timeZone);
+}
+
+/** The UTC bounds [lo, hi) of the local days of intervals first..last, an hour wider on
+ * each side (a query window; `inDays` keeps the runs that belong). */
+export function periodWindow(coverage, view, first, last) {
+  const from = view.data.days[first];
+  const to = view.data.days[last];
+  return {
+    lo: midnight(from, coverage.timezone) - 3600000,
+    hi: midnight(to + 1, coverage.timezone) + 3600000,
+    inDays: (iso) => {
+      const day = view.data.dayOf(Date.parse(iso));
+      return day >= from && day <= to;
+    },
+  };
 }
 
 const KEYS = {
@@ -144,30 +207,69 @@ function share(counts, total) {
 
 function describe(b) {
   const parts = ORDER.filter((s) => b.counts[s]).map((s) => `${b.counts[s]} ${s.toLowerCase()}`);
-  return `${b.label}: ${b.total} intervals, ${parts.join(", ")}`;
+  return `${b.label}: ${b.total} interval${b.total === 1 ? "" : "s"}, ${parts.join(", ")}`;
 }
 
 const FINER = { month: "day", week: "day", day: "interval" };
 
-/** "YYYY-MM-DD HH:MM" (the coverage's zone) of the start of interval i. */
-function intervalLabel(coverage, i) {
+/** "YYYY-MM-DD HH:MM" (the coverage's zone) of the start of interval i; the date of a
+ * calendar interval. */
+function intervalLabel(coverage, data, i) {
+  if (data.calendar) {
+    const c = civil(data.days[i]);
+    return `${c.y}-${pad(c.m + 1)}-${pad(c.d)}`;
+  }
   let at = 0;
   for (const span of coverage.spans) {
     if (i < at + span.count) {
-      const start = Date.parse(span.start);
-      const step = span.count > 1 ? (Date.parse(span.last_start) - start) / (span.count - 1) : 0;
-      return formatter(coverage.timezone, "label").format(new Date(start + (i - at) * step));
+      const c = spanClock(span, coverage.timezone);
+      const k = i - at;
+      if (c.wall) return new Date(c.wallStart + k * c.wallStep).toISOString().slice(0, 16).replace("T", " ");
+      return formatter(coverage.timezone, "label").format(new Date(c.start + k * c.step));
     }
     at += span.count;
   }
   return String(i);
 }
 
+/** The zoomed-in day when the grid shows single intervals: {from, to, key}, else null. */
+export function intervalWindow(view) {
+  const top = view.stack && view.stack[view.stack.length - 1];
+  return top && top.level === "interval" ? { from: top.from, to: top.to, key: `${top.from}-${top.to}` } : null;
+}
+
+/** The cells of one day's intervals: its runs (as the plain grid draws them, so a click
+ * opens the run and Ctrl-click chooses it) in the order of the coverage's statuses, and a
+ * pending cell for each interval not queued yet. Until the runs are there, plain cells. */
+function intervalCells(el, coverage, view, top, hooks) {
+  const key = `${top.from}-${top.to}`;
+  const runs = view.runs && view.runs.key === key ? view.runs.items : null;
+  const cells = [];
+  let next = 0;
+  for (let i = top.from; i < top.to; i += 1) {
+    const s = view.data.statuses[i];
+    if (runs && s !== "MISSING" && next < runs.length) {
+      cells.push(hooks.runCell(runs[next]));
+      next += 1;
+    } else {
+      const label = `${intervalLabel(coverage, view.data, i)}: ${s === "MISSING" ? "pending, not queued yet" : s}`;
+      const status = s === "MISSING" ? "PENDING" : s;
+      cells.push(el("span", { class: `cell st-${status}`, "data-status": status, title: label, role: "img", "aria-label": label }));
+    }
+  }
+  if (runs) cells.push(...runs.slice(next).map(hooks.runCell)); // queued since the coverage was read
+  return el("div", { class: "agg-cells" }, ...cells);
+}
+
 /**
  * Draw the aggregated grid into `grid` and its controls into `bar`. `view` keeps the zoom
- * ({stack: [{level, from, to}]}) across refreshes.
+ * ({stack: [{level, from, to}]}) and the runs of the zoomed-in day across refreshes.
+ * `hooks`: runCell(run) → the plain grid's cell of a run; wantRuns() → fetch the runs of
+ * intervalWindow(view); periodClick(bucket, event) → true when the page handled the click
+ * (Ctrl-click chooses a period); chosen(bucket) → whether it is chosen; zoomed() → the
+ * zoom changed.
  */
-export function renderAggregated(el, grid, bar, coverage, view) {
+export function renderAggregated(el, grid, bar, coverage, view, hooks) {
   const t0 = performance.now();
   if (!view.data || view.total !== coverage.total || view.signature !== JSON.stringify(coverage.spans)) {
     view.data = perInterval(coverage);
@@ -178,16 +280,15 @@ export function renderAggregated(el, grid, bar, coverage, view) {
     view.stack = [{ level: defaultLevel(view.data, 0, coverage.total), from: 0, to: coverage.total }];
   }
   const top = view.stack[view.stack.length - 1];
-  const draw = () => renderAggregated(el, grid, bar, coverage, view);
+  const draw = () => {
+    hooks.zoomed();
+    renderAggregated(el, grid, bar, coverage, view, hooks);
+    if (intervalWindow(view)) hooks.wantRuns();
+  };
   let rows;
   if (top.level === "interval") {
-    const cells = [];
-    for (let i = top.from; i < top.to; i += 1) {
-      const s = view.data.statuses[i];
-      const label = `${intervalLabel(coverage, i)}: ${s}`;
-      cells.push(el("span", { class: `agg-cell st-${s}`, "data-status": s, title: label, role: "img", "aria-label": label }));
-    }
-    rows = [el("div", { class: "agg-row" }, el("span", { class: "agg-axis" }, intervalLabel(coverage, top.from).slice(0, 10)), ...cells)];
+    rows = [el("div", { class: "agg-row" }, el("span", { class: "agg-axis" }, intervalLabel(coverage, view.data, top.from).slice(0, 10))),
+      intervalCells(el, coverage, view, top, hooks)];
   } else {
     const found = buckets(view.data, top.level, top.from, top.to);
     const byRow = [];
@@ -197,11 +298,13 @@ export function renderAggregated(el, grid, bar, coverage, view) {
     }
     rows = byRow.map((r) => el("div", { class: "agg-row" }, el("span", { class: "agg-axis" }, r.row), ...r.items.map((b) => {
       const button = el("button", {
-        type: "button", class: `agg-cell agg-${top.level}`, title: describe(b), "aria-label": describe(b),
-        "data-first": b.first, "data-total": b.total, "data-failed": b.counts.FAILED || 0,
+        type: "button", class: `agg-cell agg-${top.level}${hooks.chosen(b) ? " chosen" : ""}`, title: describe(b),
+        "aria-label": describe(b), "data-first": b.first, "data-last": b.last, "data-total": b.total,
+        "data-failed": b.counts.FAILED || 0,
       });
       button.style.background = share(b.counts, b.total); // CSSOM: allowed by the page's CSP
-      button.addEventListener("click", () => {
+      button.addEventListener("click", (event) => {
+        if (hooks.periodClick(b, event, button)) return;
         view.stack.push({ level: FINER[top.level], from: b.first, to: b.last + 1 });
         draw();
       });
@@ -210,15 +313,20 @@ export function renderAggregated(el, grid, bar, coverage, view) {
   }
   grid.classList.add("aggregated");
   grid.replaceChildren(...rows);
-  const levels = { month: "months", week: "weeks", day: "days", interval: "intervals" };
+  const levels = { month: "months", week: "weeks", day: "days" };
   const zoomOut = el("button", { type: "button", class: "btn btn-small", id: "agg-zoom-out" }, "Zoom out");
   zoomOut.disabled = view.stack.length <= 1;
   zoomOut.addEventListener("click", () => {
     view.stack.pop();
     draw();
   });
-  bar.replaceChildren(el("span", {}, `${coverage.total.toLocaleString("en-US")} intervals by ${levels[top.level]}`
-    + " — a cell's colours are the shares of each status; select one to zoom in."), zoomOut);
+  const total = `${coverage.total.toLocaleString("en-US")} intervals`;
+  const text = top.level === "interval"
+    ? `${total}, one cell each on ${intervalLabel(coverage, view.data, top.from).slice(0, 10)} — select one for its error and `
+      + "its log; Ctrl- or ⌘-click failed ones to choose them."
+    : `${total} by ${levels[top.level]} — a cell's colours are the shares of each status; select one to zoom in, Ctrl- or `
+      + "⌘-click to choose its failed intervals.";
+  bar.replaceChildren(el("span", {}, text), zoomOut);
   bar.hidden = false;
   view.renderMs = performance.now() - t0;
   grid.dataset.renderMs = String(Math.round(view.renderMs));

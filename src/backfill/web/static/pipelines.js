@@ -2,7 +2,7 @@
 // and a pipeline's page (#/pipelines/{id}: its coverage heatmap over all backfills, where a
 // span or "all gaps" opens the create form prefilled with reprocess missing / failed).
 // The views get the page's helpers from app.js (makePipelineViews(ctx)).
-
+import { apiErrorText } from "./api_errors.js";
 import { heatmap, rangeOf } from "./coverage_map.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -81,23 +81,32 @@ function isoDate(ms) {
   return new Date(ms).toISOString().slice(0, 10);
 }
 
+/** A pipeline's load error (its files as they are now do not load) as the page says it. */
+function loadErrorText(t) {
+  return `The latest version of this pipeline does not load, the last good one (${t.version}) keeps running: ${t.load_error}`;
+}
+
 export function makePipelineViews(ctx) {
   const { $, el, api, teamPath, setText, showMessage, replaceChildren, ensureTransfers, state, alive, fmtNumber } = ctx;
 
   const pipelinesView = {
     section: "view-pipelines",
 
-    async enter(_route, gen) {
+    enter() {
       document.title = "Pipelines · backfill";
       showMessage("pipelines-error", "");
-      try {
-        await ensureTransfers(true);
-      } catch (error) {
-        if (alive(gen)) showMessage("pipelines-error", `Could not load the pipelines: ${error.message} (${error.detail})`);
-        return;
-      }
+      this.signature = null;
+    },
+
+    /** The cards, redrawn when a pipeline changed (a new version, a load error). */
+    async refresh(_route, gen) {
+      await ensureTransfers(true);
       if (!alive(gen)) return;
+      showMessage("pipelines-error", "");
       const items = Array.from(state.transfers.values()).sort((a, b) => a.name.localeCompare(b.name));
+      const signature = JSON.stringify(items.map((t) => [t.id, t.version, t.load_error, t.name]));
+      if (signature === this.signature) return;
+      this.signature = signature;
       $("pipelines-empty").hidden = items.length > 0;
       setText("pipelines-empty", "This team has no pipelines yet: add them to the project directory and sync.");
       replaceChildren($("pipeline-cards"), items.map((t) => el("article", { class: "card pipeline-card", "data-pipeline": t.uuid },
@@ -106,9 +115,12 @@ export function makePipelineViews(ctx) {
           el("span", { class: "muted" }, `${t.uuid} · ${t.timezone || "UTC"} · ${t.blocks.length} block${t.blocks.length === 1 ? "" : "s"}`),
           el("a", { class: "btn btn-small", href: `#/pipelines/${t.id}` }, "Coverage"),
           el("a", { class: "btn btn-small", href: `#/new?transfer=${t.id}` }, "New backfill")),
-        t.load_error ? el("p", { class: "notice notice-error", role: "alert" },
-          `The latest version of this pipeline does not load, the last good one keeps running: ${t.load_error}`) : null,
+        t.load_error ? el("p", { class: "notice notice-error load-error", role: "alert" }, loadErrorText(t)) : null,
         el("div", { class: "dag-box" }, dagSvg(t.blocks, `Blocks of ${t.name}`)))));
+    },
+
+    failed(error) {
+      showMessage("pipelines-error", `Could not load the pipelines: ${apiErrorText(error)}`);
     },
   };
 
@@ -136,13 +148,17 @@ export function makePipelineViews(ctx) {
       replaceChildren($("cov-map"), []);
       replaceChildren($("cov-spans"), []);
       $("cov-selection").hidden = true;
+      $("cov-load-error").hidden = true;
     },
 
     async refresh(_route, gen) {
       const d = this.d;
       await ensureTransfers();
       if (!alive(gen)) return;
-      const t = state.transfers.get(d.id);
+      const t = (await api("GET", teamPath(`/transfers/${d.id}`))).data; // its load error as of now
+      if (!alive(gen)) return;
+      $("cov-load-error").hidden = !t.load_error;
+      setText("cov-load-error", t.load_error ? loadErrorText(t) : "");
       setText("cov-title", t ? `${t.name}` : `Pipeline ${d.id}`);
       setText("cov-subtitle", t ? `${t.uuid} · ${t.timezone || "UTC"}` : "");
       const hour = d.interval === "hour";
@@ -159,7 +175,7 @@ export function makePipelineViews(ctx) {
 
     failed(error) {
       const message = error.status === 404 ? `Pipeline ${this.d.id} was not found in this team.`
-        : `Could not load the coverage: ${error.message} (${error.detail})`;
+        : `Could not load the coverage: ${apiErrorText(error)}`;
       showMessage("cov-error", message);
       setText("cov-summary", "");
     },
