@@ -74,8 +74,9 @@ typecheck: install
 test-sqlite: install chromium
 	$(BIN)/pytest --ignore=tests/deploy --ignore=tests/multihost $(PYTEST_ARGS)
 
-test-postgres: install pgbouncer socat
-	BACKFILL_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+# The same suite on PostgreSQL, the browser tests included (their servers use it too).
+test-postgres: install chromium pgbouncer socat
+	BACKFILL_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck test-sqlite test-postgres
 
