@@ -23,6 +23,7 @@ Dialect rules that live here (and nowhere else):
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -656,6 +657,37 @@ def spec_from_body(body: s.PipelineBackfillAction, pipeline: RowMapping) -> tupl
 # ---- backfills -------------------------------------------------------------------------------------
 
 
+def _twin_routes(
+    method: str,
+    path: str,
+    handler: Callable[..., Response],
+    *,
+    team_wide: tuple[str, str],
+    in_pipeline: tuple[str, str],
+    pipeline_query: Any = None,
+    **route: Any,
+) -> None:
+    """One operation at the two paths the pipeline API gives it: ``{path}`` for any backfill
+    of the team and ``/pipelines/{pipeline_uuid}{path}`` for one of that pipeline (404
+    otherwise). ``handler`` takes ``pipeline_uuid``; the team-wide route calls it with None,
+    or takes it as an optional query parameter of type ``pipeline_query``. ``team_wide``
+    and ``in_pipeline`` are (operation name, summary) of each route."""
+    signature = inspect.signature(handler, eval_str=True)
+    parameters = [
+        p.replace(annotation=pipeline_query, default=None) if p.name == "pipeline_uuid" else p
+        for p in signature.parameters.values()
+        if p.name != "pipeline_uuid" or pipeline_query is not None
+    ]
+
+    def everywhere(**kwargs: Any) -> Response:
+        return handler(**{"pipeline_uuid": None, **kwargs})
+
+    everywhere.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    for where, (name, summary) in ((path, team_wide), (f"/pipelines/{{pipeline_uuid}}{path}", in_pipeline)):
+        endpoint = everywhere if where == path else handler
+        router.add_api_route(where, endpoint, methods=[method], name=name, summary=summary, **route)
+
+
 def _list(
     request: Request,
     principal: auth.Principal,
@@ -685,11 +717,6 @@ def definitions_row(definitions: _Definitions, pipeline_uuid: str) -> RowMapping
     return row
 
 
-@router.get(
-    "/pipelines/{pipeline_uuid}/backfills",
-    response_model=s.PipelineBackfillListResponse,
-    summary="Backfills of a pipeline, newest first",
-)
 def list_pipeline_backfills(
     request: Request,
     principal: Reader,
@@ -701,20 +728,15 @@ def list_pipeline_backfills(
     return _list(request, principal, pipeline_uuid, limit, offset, include_run_count)
 
 
-@router.get(
+_twin_routes(
+    "GET",
     "/backfills",
+    list_pipeline_backfills,
+    team_wide=("list_backfills", "Backfills of the team (optionally of one pipeline), newest first"),
+    in_pipeline=("list_pipeline_backfills", "Backfills of a pipeline, newest first"),
+    pipeline_query=Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL)],
     response_model=s.PipelineBackfillListResponse,
-    summary="Backfills of the team (optionally of one pipeline), newest first",
 )
-def list_backfills(
-    request: Request,
-    principal: Reader,
-    pipeline_uuid: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL)] = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
-    include_run_count: IncludeRunCount = False,
-) -> Response:
-    return _list(request, principal, pipeline_uuid, limit, offset, include_run_count)
 
 
 @router.post(
@@ -738,36 +760,6 @@ def create_backfill(
     return _one(backfills.get(db, actor, backfill_id), definitions)
 
 
-def _get(
-    request: Request,
-    principal: auth.Principal,
-    backfill_id: int,
-    pipeline_uuid: str | None,
-    run_count: bool,
-    preview: bool,
-) -> Response:
-    db = database(request)
-    actor = principal.actor
-    d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
-    return _one(d, _Definitions(db, actor), run_count=run_count, preview=preview)
-
-
-@router.get("/backfills/{backfill_id}", response_model=s.PipelineBackfillResponse, summary="One backfill")
-def get_backfill(
-    request: Request,
-    principal: Reader,
-    backfill_id: BackfillId,
-    include_run_count: IncludeRunCount = False,
-    include_preview_runs: IncludePreviewRuns = False,
-) -> Response:
-    return _get(request, principal, backfill_id, None, include_run_count, include_preview_runs)
-
-
-@router.get(
-    "/pipelines/{pipeline_uuid}/backfills/{backfill_id}",
-    response_model=s.PipelineBackfillResponse,
-    summary="One backfill of a pipeline",
-)
 def get_pipeline_backfill(
     request: Request,
     principal: Reader,
@@ -776,7 +768,20 @@ def get_pipeline_backfill(
     include_run_count: IncludeRunCount = False,
     include_preview_runs: IncludePreviewRuns = False,
 ) -> Response:
-    return _get(request, principal, backfill_id, pipeline_uuid, include_run_count, include_preview_runs)
+    db = database(request)
+    actor = principal.actor
+    d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
+    return _one(d, _Definitions(db, actor), run_count=include_run_count, preview=include_preview_runs)
+
+
+_twin_routes(
+    "GET",
+    "/backfills/{backfill_id}",
+    get_pipeline_backfill,
+    team_wide=("get_backfill", "One backfill"),
+    in_pipeline=("get_pipeline_backfill", "One backfill of a pipeline"),
+    response_model=s.PipelineBackfillResponse,
+)
 
 
 PUT_DESCRIPTION = """\
@@ -794,11 +799,11 @@ Any attribute of the backfill, in `{"backfill": {...}}`; only what differs from 
 """
 
 
-def _put(
+def update_pipeline_backfill(
     request: Request,
-    principal: auth.Principal,
-    backfill_id: int,
-    pipeline_uuid: str | None,
+    principal: Writer,
+    pipeline_uuid: PipelineUuid,
+    backfill_id: BackfillId,
     body: s.PipelineBackfillBody,
 ) -> Response:
     db = database(request)
@@ -810,35 +815,20 @@ def _put(
     return _one(backfills.get(db, actor, backfill_id), definitions)
 
 
-@router.put(
-    "/pipelines/{pipeline_uuid}/backfills/{backfill_id}",
-    response_model=s.PipelineBackfillResponse,
-    summary="Update a backfill of a pipeline (edit, start, retry, cancel)",
-    description=PUT_DESCRIPTION,
-)
-def update_pipeline_backfill(
-    request: Request,
-    principal: Writer,
-    pipeline_uuid: PipelineUuid,
-    backfill_id: BackfillId,
-    body: s.PipelineBackfillBody,
-) -> Response:
-    return _put(request, principal, backfill_id, pipeline_uuid, body)
-
-
-@router.put(
+_twin_routes(
+    "PUT",
     "/backfills/{backfill_id}",
+    update_pipeline_backfill,
+    team_wide=("update_backfill", "Update a backfill (edit, start, retry, cancel)"),
+    in_pipeline=("update_pipeline_backfill", "Update a backfill of a pipeline (edit, start, retry, cancel)"),
     response_model=s.PipelineBackfillResponse,
-    summary="Update a backfill (edit, start, retry, cancel)",
     description=PUT_DESCRIPTION,
 )
-def update_backfill(
-    request: Request, principal: Writer, backfill_id: BackfillId, body: s.PipelineBackfillBody
+
+
+def delete_pipeline_backfill(
+    request: Request, principal: Writer, pipeline_uuid: PipelineUuid, backfill_id: BackfillId
 ) -> Response:
-    return _put(request, principal, backfill_id, None, body)
-
-
-def _delete(request: Request, principal: auth.Principal, backfill_id: int, pipeline_uuid: str | None) -> Response:
     db = database(request)
     actor = principal.actor
     d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
@@ -847,24 +837,14 @@ def _delete(request: Request, principal: auth.Principal, backfill_id: int, pipel
     return response
 
 
-@router.delete(
+_twin_routes(
+    "DELETE",
     "/backfills/{backfill_id}",
+    delete_pipeline_backfill,
+    team_wide=("delete_backfill", "Delete a backfill that is not running (cancel it first); returns it as it was"),
+    in_pipeline=("delete_pipeline_backfill", "Delete a backfill of a pipeline that is not running (cancel it first)"),
     response_model=s.PipelineBackfillResponse,
-    summary="Delete a backfill that is not running (cancel it first); returns it as it was",
 )
-def delete_backfill(request: Request, principal: Writer, backfill_id: BackfillId) -> Response:
-    return _delete(request, principal, backfill_id, None)
-
-
-@router.delete(
-    "/pipelines/{pipeline_uuid}/backfills/{backfill_id}",
-    response_model=s.PipelineBackfillResponse,
-    summary="Delete a backfill of a pipeline that is not running (cancel it first)",
-)
-def delete_pipeline_backfill(
-    request: Request, principal: Writer, pipeline_uuid: PipelineUuid, backfill_id: BackfillId
-) -> Response:
-    return _delete(request, principal, backfill_id, pipeline_uuid)
 
 
 # ---- pipelines ---------------------------------------------------------------------------------------
