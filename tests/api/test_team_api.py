@@ -608,6 +608,15 @@ def test_runs_of_a_transfer_by_date(client: TestClient, db: Database, world: Wor
         )
     )
     assert [r["data_date"] for r in desc] == ["2024-01-31", "2024-01-30", "2024-01-29"]  # all materialized
+    # instants bound the interval starts, both ends inclusive (the web page's day view asks so)
+    instants = assert_ok(
+        client.get(
+            url,
+            params={"start_date": "2024-01-02T00:00:00Z", "end_date": "2024-01-04T00:00:00Z"},
+            headers=w.auth("viewer"),
+        )
+    )
+    assert [r["data_date"] for r in instants] == ["2024-01-02", "2024-01-03", "2024-01-04"]
     error = assert_error(
         client.get(url, params={"end_date": "2024-01-03"}, headers=w.auth("viewer")), 400, "BAD_REQUEST"
     )

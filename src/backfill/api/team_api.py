@@ -623,12 +623,17 @@ async def list_transfer_runs(
         str,
         Query(
             max_length=64,
-            description="First data date (inclusive), in the transfer's timezone.",
-            json_schema_extra={"format": "date"},
+            description="First data date (inclusive), in the transfer's timezone; or an ISO 8601 instant: "
+            "runs whose interval starts at or after it.",
         ),
     ],
     end_date: Annotated[
-        str, Query(max_length=64, description="Last data date (inclusive).", json_schema_extra={"format": "date"})
+        str,
+        Query(
+            max_length=64,
+            description="Last data date (inclusive: its whole day); or an ISO 8601 instant: runs whose interval "
+            "starts at or before it.",
+        ),
     ],
     query: RunFilters,
 ) -> Response:
