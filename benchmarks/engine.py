@@ -11,7 +11,7 @@
 - the memory of a `backfill serve` process (RSS sampled every second) while it works
   through a backfill of 1,000,000 one-minute intervals for --soak-seconds.
 
-Usage: python benchmarks/engine.py [--runs 3000] [--concurrency 8] [--pg URL|--no-pg]
+Usage: python benchmarks/engine.py [--runs 3000] [--concurrency 8] [--pg URL|--no-pg] [--no-sqlite]
        [--processes 1,2,4] [--soak-seconds 60] [--only throughput,processes,create,soak]
 """
 
@@ -110,25 +110,52 @@ def check_once(db: Database, ids: list[int], runs: int) -> None:
     assert (rows, distinct) == (runs, runs) and attempts == 1, (rows, distinct, attempts, runs)
 
 
-def throughput(url: str, runs: int, concurrency: int) -> tuple[float, float]:
-    """Runs/s and this process's CPU per run (µs) with one in-process worker."""
+def steal_ticks() -> int:
+    """CPU time the hypervisor gave to other guests so far (the ``steal`` of /proc/stat), in ticks."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[8])
+
+
+def throughput(url: str, runs: int, concurrency: int) -> dict[str, float]:
+    """Runs/s, this process's CPU per run (µs) with one in-process worker and, on
+    PostgreSQL, the CPU per run of the server processes serving it; with the load
+    average before and the CPU steal (ticks) during the run."""
+    postgres = url.startswith("postgresql")
+    application = f"bench-{uuid.uuid4().hex[:8]}"
+    worker_db = None
+    if postgres:
+        worker_db = Database(f"{url}&application_name={application}")
     db, actor, pid = setup(url)
     stop = threading.Event()
-    worker = Worker(db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05))
+    worker = Worker(worker_db or db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05))
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
     time.sleep(2.0)  # let the child processes start: measure steady state, not start-up
+    server = backends(db, application) if postgres else []
+    server_before = {p.pid: cpu_of([p]) for p in server}
+    load = os.getloadavg()[0]
+    steal0 = steal_ticks()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     bf = svc.create(db, actor, pid, hours_spec(2020, runs, concurrency * 2), start=True)
     wait_final(db, [bf])
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    server_cpu = sum(cpu_of([p]) - server_before.get(p.pid, 0.0) for p in backends(db, application)) if postgres else 0
+    steal = steal_ticks() - steal0
     stop.set()
     thread.join()
     check_once(db, [bf], runs)
     db.dispose()
-    return runs / elapsed, cpu / runs * 1e6
+    if worker_db is not None:
+        worker_db.dispose()
+    return {
+        "rate": runs / elapsed,
+        "worker_us": cpu / runs * 1e6,
+        "server_us": server_cpu / runs * 1e6,
+        "load": load,
+        "steal": steal,
+    }
 
 
 # ---- several worker processes ----------------------------------------------------------
@@ -359,6 +386,7 @@ def main() -> None:
         "--pg", default=os.environ.get("BACKFILL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
     )
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--processes", default="1,2,4", help="worker process counts on PostgreSQL")
     parser.add_argument("--process-runs", type=int, default=6000, help="runs per multi-process measurement")
     parser.add_argument("--soak-seconds", type=float, default=60.0)
@@ -367,15 +395,17 @@ def main() -> None:
     parts = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="backfill-bench-"))
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}")
-    targets = [("sqlite", lambda: f"sqlite:///{tmp / uuid.uuid4().hex}.db")]
+    targets = [] if args.no_sqlite else [("sqlite", lambda: f"sqlite:///{tmp / uuid.uuid4().hex}.db")]
     if not args.no_pg:
         targets.append(("postgresql", lambda: pg_schema_url(args.pg)))
     for name, make_url in targets:
         if "throughput" in parts:
-            rate, cpu = throughput(make_url(), args.runs, args.concurrency)
+            t = throughput(make_url(), args.runs, args.concurrency)
+            server = f", PostgreSQL server CPU {t['server_us']:.0f} us/run" if name == "postgresql" else ""
             print(
-                f"{name}: no-op runs/s end to end ({args.runs} runs, concurrency {args.concurrency}): {rate:.0f}; "
-                f"worker process CPU {cpu:.0f} us/run"
+                f"{name}: no-op runs/s end to end ({args.runs} runs, concurrency {args.concurrency}): "
+                f"{t['rate']:.0f}; worker process CPU {t['worker_us']:.0f} us/run{server} "
+                f"(load before {t['load']:.2f}, CPU steal {t['steal']:.0f} ticks)"
             )
         if "create" in parts:
             for hours in (87_600, 876_000):
