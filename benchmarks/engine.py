@@ -161,16 +161,30 @@ def throughput(url: str, runs: int, concurrency: int) -> dict[str, float]:
 # ---- several worker processes ----------------------------------------------------------
 
 
-def worker_process(url: str, concurrency: int, stop: Any) -> None:
+class CountingWorker(Worker):
+    """A worker that adds the runs it claims to a counter shared with the benchmark."""
+
+    def __init__(self, db: Database, settings: WorkerSettings, claimed: Any) -> None:
+        super().__init__(db, settings)
+        self.claimed = claimed
+
+    def step(self, *, claim: bool = True) -> int:
+        n = super().step(claim=claim)
+        with self.claimed.get_lock():
+            self.claimed.value += n
+        return n
+
+
+def worker_process(url: str, concurrency: int, stop: Any, claimed: Any) -> None:
     """One worker process, as `backfill worker` runs it: a scheduler thread (lease
     expiry) and the worker (its poll interval shortened as in the in-process figure, so
-    an idle worker notices new work within 50 ms)."""
+    an idle worker notices new work within 50 ms); ``claimed`` counts its runs."""
     db = Database(url)
     done = threading.Event()
     scheduler = threading.Thread(target=Scheduler(db).run, args=(done,), daemon=True)
     scheduler.start()
     try:
-        Worker(db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05)).run(stop)
+        CountingWorker(db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05), claimed).run(stop)
     finally:
         done.set()
         scheduler.join(5)
@@ -197,13 +211,16 @@ def backends(db: Database, application: str) -> list[psutil.Process]:
         return [psutil.Process(pid) for pid in pids]
 
 
-def processes_run(url: str, processes: int, backfills: int, runs: int, concurrency: int) -> dict[str, float]:
+def processes_run(url: str, processes: int, backfills: int, runs: int, concurrency: int) -> dict[str, Any]:
     db, actor, pid = setup(url)
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
     application = f"bench-{uuid.uuid4().hex[:8]}"
     worker_url = f"{url}&application_name={application}"  # their server processes, found by name
-    workers = [ctx.Process(target=worker_process, args=(worker_url, concurrency, stop)) for _ in range(processes)]
+    counters = [ctx.Value("l", 0) for _ in range(processes)]
+    workers = [
+        ctx.Process(target=worker_process, args=(worker_url, concurrency, stop, counter)) for counter in counters
+    ]
     for w in workers:
         w.start()
     time.sleep(3.0 + processes)  # imports and child pools started: steady state
@@ -211,6 +228,7 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
     children = [c for p in parents for c in p.children(recursive=True)]
     server_before = {p.pid: cpu_of([p]) for p in backends(db, application)}
     before = (cpu_of(parents), cpu_of(children))
+    claimed_before = [c.value for c in counters]
     slots = processes * concurrency
     per = runs // backfills
     t0 = time.perf_counter()
@@ -227,6 +245,7 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
         raise
     elapsed = time.perf_counter() - t0
     after = (cpu_of(parents), cpu_of(children))
+    shares = [c.value - b for c, b in zip(counters, claimed_before, strict=True)]
     # connections the workers opened meanwhile count in full; none closes (pooled)
     server = sum(cpu_of([p]) - server_before.get(p.pid, 0.0) for p in backends(db, application))
     stop.set()
@@ -237,6 +256,7 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
     done = per * backfills
     return {
         "rate": done / elapsed,
+        "shares": "/".join(str(n) for n in shares),
         "worker_us": (after[0] - before[0]) / done * 1e6,
         "children_us": (after[1] - before[1]) / done * 1e6,
         "server_us": server / done * 1e6,
@@ -426,7 +446,8 @@ def main() -> None:
                     continue
                 print(
                     f"postgresql: {n} worker process(es) x concurrency {args.concurrency}, {backfills} backfill(s), "
-                    f"{args.process_runs} runs: {r['rate']:.0f} runs/s; CPU per run: workers {r['worker_us']:.0f} us, "
+                    f"{args.process_runs} runs: {r['rate']:.0f} runs/s, runs per process {r['shares']}; "
+                    f"CPU per run: workers {r['worker_us']:.0f} us, "
                     f"their executor children {r['children_us']:.0f} us, PostgreSQL server {r['server_us']:.0f} us"
                 )
     if "soak" in parts and args.soak_seconds > 0:

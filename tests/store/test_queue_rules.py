@@ -5,7 +5,7 @@ runs. Each test fails against the mutant ``make mutants`` names next to it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -19,7 +19,7 @@ from backfill.services.actor import Actor
 from backfill.store import backfills as store
 from backfill.store import queue
 from backfill.store.db import Database
-from backfill.store.tables import interval_runs, run_logs
+from backfill.store.tables import backfills, interval_runs, run_logs
 
 
 def run_row(db: Database, run_id: int) -> dict[str, object]:
@@ -280,7 +280,8 @@ def test_a_mixed_batch_records_each_outcome_and_the_counters_match_a_recount(
         None,
         "v7",
     )
-    assert again["not_before"] is not None and again["not_before"] > T0 and again["queued_at"] == T0
+    not_before = again["not_before"]
+    assert isinstance(not_before, datetime) and not_before > T0 and again["queued_at"] == T0
     failed = run_row(db, b_fail.run_id)
     assert (failed["status"], failed["error"], failed["not_before"], failed["ended_at"]) == ("failed", "boom", None, T0)
     assert len(str(run_row(db, b_fail2.run_id)["error"])) == queue.ERROR_LIMIT
@@ -320,3 +321,25 @@ def test_a_batch_of_stale_attempts_writes_nothing(db: Database, team: Actor, pip
         assert queue.record_many(conn, "w2", stale, later) == set()  # right owner, stale attempts
     assert row(db, bf) == before
     assert runs_by_status(db, bf) == {"running": 4}
+
+
+def test_a_claim_that_skipped_a_locked_backfill_says_so(db: Database, team: Actor, pipeline_id: int) -> None:
+    """PostgreSQL skips the backfill row another claimer holds: the claim comes back short
+    and ``contended`` (the worker asks again soon instead of after its poll interval);
+    short for want of work or room, it is not contended."""
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-02", max_active_runs=1)
+    if db.is_postgres:  # SQLite serializes writers: no claim runs while another holds the lock
+        with db.write() as holder:
+            holder.execute(select(backfills.c.id).where(backfills.c.id == bf).with_for_update())
+            with db.write() as conn:
+                assert queue.claim_runs(conn, "w2", 4, lease_seconds=30, now=T0) == queue.Claim([], contended=True)
+    with db.write() as conn:
+        got = queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0)
+    assert len(got.runs) == 1 and not got.contended  # max_active_runs 1: no room, not contended
+    with db.write() as conn:
+        assert queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0) == queue.Claim([], contended=False)
+    record(db, got.runs[0])
+    (last,) = claim(db)
+    record(db, last)
+    with db.write() as conn:
+        assert queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0) == queue.Claim([], contended=False)

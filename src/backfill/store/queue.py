@@ -9,11 +9,31 @@ counters and status consistent with its runs in the same transaction. Decisions
 The hot path is batched: a claim takes each backfill's share of runs in one statement
 (or materializes the next chunk already claimed, in one INSERT) and moves that
 backfill's counters in one UPDATE; a worker step records all its successes in one
-fenced UPDATE and moves each backfill's counters once.
+fenced UPDATE, all its failures in one fenced read and one batched UPDATE, and moves
+each backfill's counters once. On PostgreSQL the per-run values travel as one array per
+column (``unnest``): a statement has one short text whatever the batch size, which
+psycopg caches and the server prepares (psycopg prepares no text over 4,096 characters).
 
 Locking: on PostgreSQL, claimers lock the backfill row ``FOR UPDATE SKIP LOCKED``, so
 ``max_active_runs`` holds with any number of workers; on SQLite every write
 transaction is ``BEGIN IMMEDIATE`` (see ``store.db``), which serializes writers.
+
+Why SKIP LOCKED and not a blocking lock (the spread over workers): a blocking
+``FOR UPDATE`` spreads runs evenly, but a step takes backfill row locks in two places —
+the counter updates of the runs it recorded (blocking, in id order) and then the claim
+candidates, in least-recently-claimed order, which is not id order and changes with
+every claim. Two workers could then each hold one backfill row and wait for the other's:
+a deadlock PostgreSQL breaks only after ``deadlock_timeout``, failing a step. SKIP LOCKED
+never waits, so the only waits are the id-ordered counter updates: no cycle. Its cost —
+a worker that finds the hot backfill row held skips it and, finding nothing, would sleep
+a whole poll interval while the holder takes everything — is removed by
+``Claim.contended``: a short claim that skipped a row with room and work says so (one
+plain read, only on a short claim), and the worker asks again within
+``CONTENDED_RETRY_SECONDS`` instead of after its poll interval.
+
+Commits stay synchronous: a recorded outcome is forgotten by the worker right after the
+commit, so an asynchronous commit lost in a PostgreSQL crash would bring back a finished
+run as running (and, after its lease, run it again) after the API had shown it finished.
 """
 
 from __future__ import annotations
@@ -34,6 +54,7 @@ from sqlalchemy import (
     RowMapping,
     String,
     Text,
+    all_,
     and_,
     any_,
     bindparam,
@@ -299,6 +320,16 @@ _QUEUED = (
 )
 
 
+def _claimable() -> list[Any]:
+    """Backfills a claim may serve: claimable status, not paused, with a free slot and work."""
+    return [
+        backfills.c.status.in_(CLAIMABLE),
+        backfills.c.paused.is_(False),
+        backfills.c.runs_running < backfills.c.max_active_runs,
+        or_(backfills.c.exhausted.is_(False), _QUEUED > 0),
+    ]
+
+
 @lru_cache(maxsize=2)
 def _candidates_statement(postgres: bool) -> Any:
     """Backfills with room and work, least recently claimed first (locked on PostgreSQL,
@@ -306,12 +337,7 @@ def _candidates_statement(postgres: bool) -> Any:
     newest = select(func.max(backfills.c.last_claimed_at)).where(backfills.c.status.in_(CLAIMABLE)).scalar_subquery()
     q = (
         select(backfills, newest.label("newest_claim"))
-        .where(
-            backfills.c.status.in_(CLAIMABLE),
-            backfills.c.paused.is_(False),
-            backfills.c.runs_running < backfills.c.max_active_runs,
-            or_(backfills.c.exhausted.is_(False), _QUEUED > 0),
-        )
+        .where(*_claimable())
         .order_by(backfills.c.last_claimed_at.asc().nulls_first(), backfills.c.id)
         .limit(bindparam("p_limit"))
     )
@@ -323,6 +349,19 @@ def _candidates_statement(postgres: bool) -> Any:
 def _claim_candidates(conn: Connection, limit: int) -> list[RowMapping]:
     stmt = _candidates_statement(conn.dialect.name == "postgresql")
     return list(conn.execute(stmt, {"p_limit": limit}).mappings())
+
+
+_SKIPPED = (
+    select(backfills.c.id)
+    .where(*_claimable(), backfills.c.id != all_(bindparam("p_locked", type_=ARRAY(BigInteger()))))
+    .limit(1)
+)
+
+
+def _skipped_any(conn: Connection, locked: Sequence[int]) -> bool:
+    """PostgreSQL: whether a backfill with room and work was skipped because another
+    claimer held its row (a plain read sees the row the locking read skipped)."""
+    return conn.execute(_SKIPPED, {"p_locked": list(locked)}).first() is not None
 
 
 @lru_cache(maxsize=8)
@@ -411,7 +450,20 @@ def _claim_from(
     return runs
 
 
+@dataclass(frozen=True)
+class Claim:
+    runs: list[ClaimedRun]
+    contended: bool
+    """Fewer runs than asked, and a backfill with room and work was skipped because
+    another claimer held its row (PostgreSQL): worth asking again soon, not after a poll."""
+
+
 def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now: datetime) -> list[ClaimedRun]:
+    """The runs of ``claim_runs``."""
+    return claim_runs(conn, owner, limit, lease_seconds=lease_seconds, now=now).runs
+
+
+def claim_runs(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now: datetime) -> Claim:
     """Claim up to ``limit`` runs for worker ``owner``, sharing the slots fairly over
     competing backfills.
 
@@ -422,7 +474,7 @@ def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now
     queue runs dry, one UPDATE moves its counters and cursor.
     """
     if limit <= 0:
-        return []
+        return Claim([], contended=False)
     candidates = [dict(c) for c in _claim_candidates(conn, limit=max(limit, 16))]
     lease_until = now + timedelta(seconds=lease_seconds)
     stamp = _claim_stamp_base(candidates, now)
@@ -458,7 +510,8 @@ def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now
         deltas = (bf["runs_running"] - running, bf["runs_created"] - created)
         _claim_bump(conn, bf, now, running=deltas[0], created=deltas[1], claimed_at=claimed_at)
         claimed.extend(_claimed_run(bf, r) for r in runs)
-    return claimed
+    contended = len(claimed) < limit and conn.dialect.name == "postgresql"
+    return Claim(claimed, contended=contended and _skipped_any(conn, [bf["id"] for bf in candidates]))
 
 
 def _claimed_run(bf: Row, run: RowMapping) -> ClaimedRun:
