@@ -3,6 +3,9 @@
 - no-op interval runs completed per second, end to end (claim → child process →
   record), one in-process worker, SQLite and PostgreSQL, with the worker process's CPU
   per run (claim, record, executor parent);
+- the worker's database path alone (``hotpath``, not in the default set): its real step
+  with an executor that finishes every run at once, CPU per run of the worker and of
+  the PostgreSQL backends serving it;
 - PostgreSQL: 1, 2 and 4 worker processes (concurrency 8 each) against one backfill and
   against 8 competing backfills: runs/s, CPU per run of the worker processes, of their
   executor children and of the PostgreSQL server; every interval checked completed once;
@@ -12,7 +15,7 @@
   through a backfill of 1,000,000 one-minute intervals for --soak-seconds.
 
 Usage: python benchmarks/engine.py [--runs 3000] [--concurrency 8] [--pg URL|--no-pg] [--no-sqlite]
-       [--processes 1,2,4] [--soak-seconds 60] [--only throughput,processes,create,soak]
+       [--processes 1,2,4] [--soak-seconds 60] [--only throughput,hotpath,processes,create,soak]
 """
 
 from __future__ import annotations
@@ -116,6 +119,32 @@ def steal_ticks() -> int:
         return int(f.readline().split()[8])
 
 
+class Meter:
+    """From its creation to ``stop``: wall time, this process's CPU, the CPU of the
+    PostgreSQL server processes serving connections named ``application`` (if given),
+    the load average at the start and the CPU steal meanwhile."""
+
+    def __init__(self, db: Database, application: str | None) -> None:
+        self.db, self.application = db, application
+        self.server_before = {p.pid: cpu_of([p]) for p in self._server()}
+        self.load, self.steal = os.getloadavg()[0], steal_ticks()
+        self.cpu, self.t0 = time.process_time(), time.perf_counter()
+
+    def _server(self) -> list[psutil.Process]:
+        return backends(self.db, self.application) if self.application else []
+
+    def stop(self, runs: int) -> dict[str, float]:
+        elapsed, cpu = time.perf_counter() - self.t0, time.process_time() - self.cpu
+        server = sum(cpu_of([p]) - self.server_before.get(p.pid, 0.0) for p in self._server())
+        return {
+            "rate": runs / elapsed,
+            "worker_us": cpu / runs * 1e6,
+            "server_us": server / runs * 1e6,
+            "load": self.load,
+            "steal": steal_ticks() - self.steal,
+        }
+
+
 def throughput(url: str, runs: int, concurrency: int) -> dict[str, float]:
     """Runs/s, this process's CPU per run (µs) with one in-process worker and, on
     PostgreSQL, the CPU per run of the server processes serving it; with the load
@@ -131,31 +160,46 @@ def throughput(url: str, runs: int, concurrency: int) -> dict[str, float]:
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
     time.sleep(2.0)  # let the child processes start: measure steady state, not start-up
-    server = backends(db, application) if postgres else []
-    server_before = {p.pid: cpu_of([p]) for p in server}
-    load = os.getloadavg()[0]
-    steal0 = steal_ticks()
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
+    meter = Meter(db, application if postgres else None)
     bf = svc.create(db, actor, pid, hours_spec(2020, runs, concurrency * 2), start=True)
     wait_final(db, [bf])
-    elapsed = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
-    server_cpu = sum(cpu_of([p]) - server_before.get(p.pid, 0.0) for p in backends(db, application)) if postgres else 0
-    steal = steal_ticks() - steal0
+    figures = meter.stop(runs)
     stop.set()
     thread.join()
     check_once(db, [bf], runs)
     db.dispose()
     if worker_db is not None:
         worker_db.dispose()
-    return {
-        "rate": runs / elapsed,
-        "worker_us": cpu / runs * 1e6,
-        "server_us": server_cpu / runs * 1e6,
-        "load": load,
-        "steal": steal,
-    }
+    return figures
+
+
+def hot_path(url: str, runs: int, concurrency: int) -> dict[str, float]:
+    """The worker's database path alone: its real ``step`` drains a backfill with an
+    executor that finishes every run at once (no child processes). Runs/s, this
+    process's CPU per run and, on PostgreSQL, that of the backends serving the worker."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' helper
+    from tests.engine.instant_executor import InstantExecutor
+
+    postgres = url.startswith("postgresql")
+    application = f"bench-{uuid.uuid4().hex[:8]}"
+    db, actor, pid = setup(url)
+    worker_db = Database(f"{url}&application_name={application}") if postgres else db
+    bf = svc.create(db, actor, pid, hours_spec(2020, runs, concurrency * 2), start=True)
+    worker = Worker(worker_db, WorkerSettings(concurrency=concurrency, lease_seconds=3600))
+    executor = InstantExecutor(concurrency)
+    worker._executor = executor  # type: ignore[assignment]  # step() outside run(): no children
+    worker._definition(pid)  # the pipeline read is cached for the whole drain
+    worker.step(claim=True)  # start-up (dead owners' reclaim) and the first claim
+    meter = Meter(db, application if postgres else None)
+    while len(executor.executed) < runs:
+        worker.step(claim=True)
+    figures = meter.stop(runs)
+    worker.step(claim=True)  # records the last outcomes
+    check_once(db, [bf], runs)
+    db.dispose()
+    if worker_db is not db:
+        worker_db.dispose()
+    return figures
 
 
 # ---- several worker processes ----------------------------------------------------------
@@ -419,11 +463,17 @@ def main() -> None:
     if not args.no_pg:
         targets.append(("postgresql", lambda: pg_schema_url(args.pg)))
     for name, make_url in targets:
-        if "throughput" in parts:
-            t = throughput(make_url(), args.runs, args.concurrency)
+        rates = [
+            ("throughput", throughput, "no-op runs/s end to end"),
+            ("hotpath", hot_path, "worker hot path alone (instant executor), runs/s"),
+        ]
+        for part, measure, label in rates:
+            if part not in parts:
+                continue
+            t = measure(make_url(), args.runs, args.concurrency)
             server = f", PostgreSQL server CPU {t['server_us']:.0f} us/run" if name == "postgresql" else ""
             print(
-                f"{name}: no-op runs/s end to end ({args.runs} runs, concurrency {args.concurrency}): "
+                f"{name}: {label} ({args.runs} runs, concurrency {args.concurrency}): "
                 f"{t['rate']:.0f}; worker process CPU {t['worker_us']:.0f} us/run{server} "
                 f"(load before {t['load']:.2f}, CPU steal {t['steal']:.0f} ticks)"
             )

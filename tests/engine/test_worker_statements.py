@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from tests.engine.instant_executor import InstantExecutor
 from tests.store.test_queue import make, row
 
-from backfill.engine.executor import RunOutcome, RunRequest
 from backfill.engine.worker import Worker, WorkerSettings
 from backfill.services.actor import Actor
 from backfill.store.db import Database
@@ -30,37 +30,6 @@ CONCURRENCY = 8
 # the figures.
 STATEMENTS_PER_RUN = 0.7
 TRANSACTIONS_PER_RUN = 0.2  # one per step of 8 runs (0.125) plus the heartbeat
-
-
-class InstantExecutor:
-    """Stands in for ``Executor``: every submitted run has succeeded by the next poll."""
-
-    def __init__(self, slots: int) -> None:
-        self.slots = slots
-        self.submitted: list[RunRequest] = []
-        self.executed: list[tuple[int, int]] = []
-
-    @property
-    def free_slots(self) -> int:
-        return self.slots - len(self.submitted)
-
-    def submit(self, request: RunRequest) -> None:
-        assert len(self.submitted) < self.slots, "the worker claimed more runs than it has slots"
-        self.submitted.append(request)
-
-    def poll(self, _timeout: float) -> list[RunOutcome]:
-        done, self.submitted = self.submitted, []
-        self.executed.extend((r.run_id, r.attempt) for r in done)
-        return [RunOutcome(r.run_id, r.attempt, True, None, False, False, 1, 0.001, (), "") for r in done]
-
-    def log_size(self, _run_id: int) -> int:
-        return 0
-
-    def read_log(self, _run_id: int) -> str:
-        return ""
-
-    def cancel(self, _run_id: int) -> bool:
-        return False
 
 
 @pytest.fixture
