@@ -3,6 +3,9 @@
 - no-op interval runs completed per second, end to end (claim → child process →
   record), one in-process worker, SQLite and PostgreSQL, with the worker process's CPU
   per run (claim, record, executor parent);
+- the worker's database path alone (``hotpath``, not in the default set): its real step
+  with an executor that finishes every run at once, CPU per run of the worker and of
+  the PostgreSQL backends serving it;
 - PostgreSQL: 1, 2 and 4 worker processes (concurrency 8 each) against one backfill and
   against 8 competing backfills: runs/s, CPU per run of the worker processes, of their
   executor children and of the PostgreSQL server; every interval checked completed once;
@@ -11,8 +14,8 @@
 - the memory of a `backfill serve` process (RSS sampled every second) while it works
   through a backfill of 1,000,000 one-minute intervals for --soak-seconds.
 
-Usage: python benchmarks/engine.py [--runs 3000] [--concurrency 8] [--pg URL|--no-pg]
-       [--processes 1,2,4] [--soak-seconds 60] [--only throughput,processes,create,soak]
+Usage: python benchmarks/engine.py [--runs 3000] [--concurrency 8] [--pg URL|--no-pg] [--no-sqlite]
+       [--processes 1,2,4] [--soak-seconds 60] [--only throughput,hotpath,processes,create,soak]
 """
 
 from __future__ import annotations
@@ -110,40 +113,122 @@ def check_once(db: Database, ids: list[int], runs: int) -> None:
     assert (rows, distinct) == (runs, runs) and attempts == 1, (rows, distinct, attempts, runs)
 
 
-def throughput(url: str, runs: int, concurrency: int) -> tuple[float, float]:
-    """Runs/s and this process's CPU per run (µs) with one in-process worker."""
+def steal_ticks() -> int:
+    """CPU time the hypervisor gave to other guests so far (the ``steal`` of /proc/stat), in ticks."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[8])
+
+
+class Meter:
+    """From its creation to ``stop``: wall time, this process's CPU, the CPU of the
+    PostgreSQL server processes serving connections named ``application`` (if given),
+    the load average at the start and the CPU steal meanwhile."""
+
+    def __init__(self, db: Database, application: str | None) -> None:
+        self.db, self.application = db, application
+        self.server_before = {p.pid: cpu_of([p]) for p in self._server()}
+        self.load, self.steal = os.getloadavg()[0], steal_ticks()
+        self.cpu, self.t0 = time.process_time(), time.perf_counter()
+
+    def _server(self) -> list[psutil.Process]:
+        return backends(self.db, self.application) if self.application else []
+
+    def stop(self, runs: int) -> dict[str, float]:
+        elapsed, cpu = time.perf_counter() - self.t0, time.process_time() - self.cpu
+        server = sum(cpu_of([p]) - self.server_before.get(p.pid, 0.0) for p in self._server())
+        return {
+            "rate": runs / elapsed,
+            "worker_us": cpu / runs * 1e6,
+            "server_us": server / runs * 1e6,
+            "load": self.load,
+            "steal": steal_ticks() - self.steal,
+        }
+
+
+def throughput(url: str, runs: int, concurrency: int) -> dict[str, float]:
+    """Runs/s, this process's CPU per run (µs) with one in-process worker and, on
+    PostgreSQL, the CPU per run of the server processes serving it; with the load
+    average before and the CPU steal (ticks) during the run."""
+    postgres = url.startswith("postgresql")
+    application = f"bench-{uuid.uuid4().hex[:8]}"
+    worker_db = None
+    if postgres:
+        worker_db = Database(f"{url}&application_name={application}")
     db, actor, pid = setup(url)
     stop = threading.Event()
-    worker = Worker(db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05))
+    worker = Worker(worker_db or db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05))
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
     time.sleep(2.0)  # let the child processes start: measure steady state, not start-up
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
+    meter = Meter(db, application if postgres else None)
     bf = svc.create(db, actor, pid, hours_spec(2020, runs, concurrency * 2), start=True)
     wait_final(db, [bf])
-    elapsed = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
+    figures = meter.stop(runs)
     stop.set()
     thread.join()
     check_once(db, [bf], runs)
     db.dispose()
-    return runs / elapsed, cpu / runs * 1e6
+    if worker_db is not None:
+        worker_db.dispose()
+    return figures
+
+
+def hot_path(url: str, runs: int, concurrency: int) -> dict[str, float]:
+    """The worker's database path alone: its real ``step`` drains a backfill with an
+    executor that finishes every run at once (no child processes). Runs/s, this
+    process's CPU per run and, on PostgreSQL, that of the backends serving the worker."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' helper
+    from tests.engine.instant_executor import InstantExecutor
+
+    postgres = url.startswith("postgresql")
+    application = f"bench-{uuid.uuid4().hex[:8]}"
+    db, actor, pid = setup(url)
+    worker_db = Database(f"{url}&application_name={application}") if postgres else db
+    bf = svc.create(db, actor, pid, hours_spec(2020, runs, concurrency * 2), start=True)
+    worker = Worker(worker_db, WorkerSettings(concurrency=concurrency, lease_seconds=3600))
+    executor = InstantExecutor(concurrency)
+    worker._executor = executor  # type: ignore[assignment]  # step() outside run(): no children
+    worker._definition(pid)  # the pipeline read is cached for the whole drain
+    worker.step(claim=True)  # start-up (dead owners' reclaim) and the first claim
+    meter = Meter(db, application if postgres else None)
+    while len(executor.executed) < runs:
+        worker.step(claim=True)
+    figures = meter.stop(runs)
+    worker.step(claim=True)  # records the last outcomes
+    check_once(db, [bf], runs)
+    db.dispose()
+    if worker_db is not db:
+        worker_db.dispose()
+    return figures
 
 
 # ---- several worker processes ----------------------------------------------------------
 
 
-def worker_process(url: str, concurrency: int, stop: Any) -> None:
+class CountingWorker(Worker):
+    """A worker that adds the runs it claims to a counter shared with the benchmark."""
+
+    def __init__(self, db: Database, settings: WorkerSettings, claimed: Any) -> None:
+        super().__init__(db, settings)
+        self.claimed = claimed
+
+    def step(self, *, claim: bool = True) -> int:
+        n = super().step(claim=claim)
+        with self.claimed.get_lock():
+            self.claimed.value += n
+        return n
+
+
+def worker_process(url: str, concurrency: int, stop: Any, claimed: Any) -> None:
     """One worker process, as `backfill worker` runs it: a scheduler thread (lease
     expiry) and the worker (its poll interval shortened as in the in-process figure, so
-    an idle worker notices new work within 50 ms)."""
+    an idle worker notices new work within 50 ms); ``claimed`` counts its runs."""
     db = Database(url)
     done = threading.Event()
     scheduler = threading.Thread(target=Scheduler(db).run, args=(done,), daemon=True)
     scheduler.start()
     try:
-        Worker(db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05)).run(stop)
+        CountingWorker(db, WorkerSettings(concurrency=concurrency, poll_seconds=0.05), claimed).run(stop)
     finally:
         done.set()
         scheduler.join(5)
@@ -170,13 +255,16 @@ def backends(db: Database, application: str) -> list[psutil.Process]:
         return [psutil.Process(pid) for pid in pids]
 
 
-def processes_run(url: str, processes: int, backfills: int, runs: int, concurrency: int) -> dict[str, float]:
+def processes_run(url: str, processes: int, backfills: int, runs: int, concurrency: int) -> dict[str, Any]:
     db, actor, pid = setup(url)
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
     application = f"bench-{uuid.uuid4().hex[:8]}"
     worker_url = f"{url}&application_name={application}"  # their server processes, found by name
-    workers = [ctx.Process(target=worker_process, args=(worker_url, concurrency, stop)) for _ in range(processes)]
+    counters = [ctx.Value("l", 0) for _ in range(processes)]
+    workers = [
+        ctx.Process(target=worker_process, args=(worker_url, concurrency, stop, counter)) for counter in counters
+    ]
     for w in workers:
         w.start()
     time.sleep(3.0 + processes)  # imports and child pools started: steady state
@@ -184,6 +272,7 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
     children = [c for p in parents for c in p.children(recursive=True)]
     server_before = {p.pid: cpu_of([p]) for p in backends(db, application)}
     before = (cpu_of(parents), cpu_of(children))
+    claimed_before = [c.value for c in counters]
     slots = processes * concurrency
     per = runs // backfills
     t0 = time.perf_counter()
@@ -200,6 +289,7 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
         raise
     elapsed = time.perf_counter() - t0
     after = (cpu_of(parents), cpu_of(children))
+    shares = [c.value - b for c, b in zip(counters, claimed_before, strict=True)]
     # connections the workers opened meanwhile count in full; none closes (pooled)
     server = sum(cpu_of([p]) - server_before.get(p.pid, 0.0) for p in backends(db, application))
     stop.set()
@@ -210,6 +300,7 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
     done = per * backfills
     return {
         "rate": done / elapsed,
+        "shares": "/".join(str(n) for n in shares),
         "worker_us": (after[0] - before[0]) / done * 1e6,
         "children_us": (after[1] - before[1]) / done * 1e6,
         "server_us": server / done * 1e6,
@@ -359,6 +450,7 @@ def main() -> None:
         "--pg", default=os.environ.get("BACKFILL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
     )
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--processes", default="1,2,4", help="worker process counts on PostgreSQL")
     parser.add_argument("--process-runs", type=int, default=6000, help="runs per multi-process measurement")
     parser.add_argument("--soak-seconds", type=float, default=60.0)
@@ -367,15 +459,23 @@ def main() -> None:
     parts = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="backfill-bench-"))
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}")
-    targets = [("sqlite", lambda: f"sqlite:///{tmp / uuid.uuid4().hex}.db")]
+    targets = [] if args.no_sqlite else [("sqlite", lambda: f"sqlite:///{tmp / uuid.uuid4().hex}.db")]
     if not args.no_pg:
         targets.append(("postgresql", lambda: pg_schema_url(args.pg)))
     for name, make_url in targets:
-        if "throughput" in parts:
-            rate, cpu = throughput(make_url(), args.runs, args.concurrency)
+        rates = [
+            ("throughput", throughput, "no-op runs/s end to end"),
+            ("hotpath", hot_path, "worker hot path alone (instant executor), runs/s"),
+        ]
+        for part, measure, label in rates:
+            if part not in parts:
+                continue
+            t = measure(make_url(), args.runs, args.concurrency)
+            server = f", PostgreSQL server CPU {t['server_us']:.0f} us/run" if name == "postgresql" else ""
             print(
-                f"{name}: no-op runs/s end to end ({args.runs} runs, concurrency {args.concurrency}): {rate:.0f}; "
-                f"worker process CPU {cpu:.0f} us/run"
+                f"{name}: {label} ({args.runs} runs, concurrency {args.concurrency}): "
+                f"{t['rate']:.0f}; worker process CPU {t['worker_us']:.0f} us/run{server} "
+                f"(load before {t['load']:.2f}, CPU steal {t['steal']:.0f} ticks)"
             )
         if "create" in parts:
             for hours in (87_600, 876_000):
@@ -396,7 +496,8 @@ def main() -> None:
                     continue
                 print(
                     f"postgresql: {n} worker process(es) x concurrency {args.concurrency}, {backfills} backfill(s), "
-                    f"{args.process_runs} runs: {r['rate']:.0f} runs/s; CPU per run: workers {r['worker_us']:.0f} us, "
+                    f"{args.process_runs} runs: {r['rate']:.0f} runs/s, runs per process {r['shares']}; "
+                    f"CPU per run: workers {r['worker_us']:.0f} us, "
                     f"their executor children {r['children_us']:.0f} us, PostgreSQL server {r['server_us']:.0f} us"
                 )
     if "soak" in parts and args.soak_seconds > 0:

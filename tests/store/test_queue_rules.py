@@ -5,7 +5,7 @@ runs. Each test fails against the mutant ``make mutants`` names next to it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -19,7 +19,7 @@ from backfill.services.actor import Actor
 from backfill.store import backfills as store
 from backfill.store import queue
 from backfill.store.db import Database
-from backfill.store.tables import interval_runs
+from backfill.store.tables import backfills, interval_runs, run_logs
 
 
 def run_row(db: Database, run_id: int) -> dict[str, object]:
@@ -239,3 +239,107 @@ def test_materialize_creates_queued_runs_nobody_holds(db: Database, team: Actor,
     r = row(db, bf)
     assert (r["runs_created"], r["runs_running"], r["status"], r["exhausted"]) == (4, 0, "scheduled", False)
     assert sorted(x.interval_start.day for x in claim(db, n=10)) == list(range(1, 11))  # then the other 6
+
+
+def test_a_mixed_batch_records_each_outcome_and_the_counters_match_a_recount(
+    db: Database, team: Actor, pipeline_id: int
+) -> None:
+    """Completions, failures with a retry left, failures without, a stale attempt and
+    another owner's run in ONE record_many: each is recorded (or refused) as on its own,
+    over two backfills, and the counters equal ``queue.recount``."""
+    retrying = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-04", max_active_runs=4, retries=1)
+    final = make(db, team, pipeline_id, start="2025-01-01", end="2025-01-04", max_active_runs=4, retries=0)
+    mine = claim(db, owner="w1", n=6)
+    theirs = claim(db, owner="w2", n=2)
+    by_bf = {b: [r for r in mine if r.backfill_id == b] for b in (retrying, final)}
+    assert [len(v) for v in by_bf.values()] == [3, 3] and len(theirs) == 2
+    (a_ok, a_fail, a_stale), (b_ok, b_fail, b_fail2) = by_bf[retrying], by_bf[final]
+    blocks = [{"uuid": "main", "status": "completed", "rows": 4}]
+    ok = queue.AttemptResult(ok=True, rows=4, duration=0.25, block_results=blocks, pipeline_version="v7")
+    boom = queue.AttemptResult(ok=False, error="boom", rows=1, duration=0.5, pipeline_version="v7")
+    batch = [
+        (a_ok.key, ok),
+        (a_fail.key, boom),  # retries left: queued again, with a delay
+        (queue.RunKey(a_stale.run_id, a_stale.attempt + 1), ok),  # an attempt that is not the running one
+        (b_ok.key, ok),
+        (b_fail.key, boom),  # no retries: failed
+        (b_fail2.key, queue.AttemptResult(ok=False, error="x" * (queue.ERROR_LIMIT + 5))),
+        (theirs[0].key, boom),  # not w1's run
+        (theirs[1].key, ok),
+    ]
+    with db.write() as conn:
+        recorded = queue.record_many(conn, "w1", batch, T0)
+    assert recorded == {a_ok.key, a_fail.key, b_ok.key, b_fail.key, b_fail2.key}
+    done = run_row(db, a_ok.run_id)
+    assert (done["status"], done["rows"], done["duration"], done["block_results"]) == ("completed", 4, 0.25, blocks)
+    assert (done["pipeline_version"], done["lease_owner"], done["error"]) == ("v7", None, None)
+    again = run_row(db, a_fail.run_id)
+    assert (again["status"], again["error"], again["lease_owner"], again["pipeline_version"]) == (
+        "queued",
+        "boom",
+        None,
+        "v7",
+    )
+    not_before = again["not_before"]
+    assert isinstance(not_before, datetime) and not_before > T0 and again["queued_at"] == T0
+    failed = run_row(db, b_fail.run_id)
+    assert (failed["status"], failed["error"], failed["not_before"], failed["ended_at"]) == ("failed", "boom", None, T0)
+    assert len(str(run_row(db, b_fail2.run_id)["error"])) == queue.ERROR_LIMIT
+    for untouched in (a_stale, theirs[0], theirs[1]):
+        assert run_row(db, untouched.run_id)["status"] == "running"
+    with db.read() as conn:
+        for b in (retrying, final):
+            assert queue.counts_of(row(db, b)) == queue.recount(conn, b)
+        assert conn.execute(select(func.count()).select_from(run_logs)).scalar() == 3  # each failure's error
+    r, f = row(db, retrying), row(db, final)
+    assert (r["runs_completed"], r["runs_failed"], r["runs_running"], r["rows_total"]) == (
+        1,
+        0,
+        2,
+        4,
+    )  # a stale one and w2's left
+    assert (f["runs_completed"], f["runs_failed"], f["runs_running"], f["rows_total"]) == (1, 2, 1, 4)
+
+
+def test_a_batch_of_stale_attempts_writes_nothing(db: Database, team: Actor, pipeline_id: int) -> None:
+    """The fence refuses a whole batch of a worker that lost its leases: the runs were
+    expired and claimed again (a newer attempt) — neither its successes nor its failures
+    touch them or the counters."""
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-04", max_active_runs=4, retries=3)
+    old = claim(db, owner="w1", n=4, lease=10)
+    with db.write() as conn:
+        assert len(queue.expire_leases(conn, T0 + timedelta(seconds=11))) == 4
+    later = T0 + timedelta(hours=1)  # past the retry delay
+    new = claim(db, owner="w2", n=4, now=later)
+    assert {r.run_id for r in new} == {r.run_id for r in old} and all(r.attempt == 2 for r in new)
+    before = row(db, bf)
+    stale = [
+        (r.key, queue.AttemptResult(ok=i % 2 == 0, error=None if i % 2 == 0 else "late")) for i, r in enumerate(old)
+    ]
+    with db.write() as conn:
+        assert queue.record_many(conn, "w1", stale, later) == set()
+        assert queue.record_many(conn, "w2", stale, later) == set()  # right owner, stale attempts
+    assert row(db, bf) == before
+    assert runs_by_status(db, bf) == {"running": 4}
+
+
+def test_a_claim_that_skipped_a_locked_backfill_says_so(db: Database, team: Actor, pipeline_id: int) -> None:
+    """PostgreSQL skips the backfill row another claimer holds: the claim comes back short
+    and ``contended`` (the worker asks again soon instead of after its poll interval);
+    short for want of work or room, it is not contended."""
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-02", max_active_runs=1)
+    if db.is_postgres:  # SQLite serializes writers: no claim runs while another holds the lock
+        with db.write() as holder:
+            holder.execute(select(backfills.c.id).where(backfills.c.id == bf).with_for_update())
+            with db.write() as conn:
+                assert queue.claim_runs(conn, "w2", 4, lease_seconds=30, now=T0) == queue.Claim([], contended=True)
+    with db.write() as conn:
+        got = queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0)
+    assert len(got.runs) == 1 and not got.contended  # max_active_runs 1: no room, not contended
+    with db.write() as conn:
+        assert queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0) == queue.Claim([], contended=False)
+    record(db, got.runs[0])
+    (last,) = claim(db)
+    record(db, last)
+    with db.write() as conn:
+        assert queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0) == queue.Claim([], contended=False)

@@ -39,6 +39,10 @@ log = logging.getLogger("backfill.worker")
 
 PIPELINE_CACHE_SECONDS = 5.0
 LOG_FLUSH_SECONDS = 2.0
+# A claim that skipped a backfill row another worker held (PostgreSQL, SKIP LOCKED) is
+# retried this soon: that worker's step transaction lasts milliseconds.
+CONTENDED_RETRY_SECONDS = 0.01
+CONTENDED_RETRIES = 10
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Worker:
         self._last_heartbeat = 0.0
         self._last_log_flush = 0.0
         self._next_claim_at = 0.0
+        self._contended = 0  # claims in a row that skipped a backfill row another worker held
         self._flushed: dict[int, int] = {}  # run id -> size of its log file when last stored
         self._versions: dict[int, str | None] = {}  # run id -> pipeline version it runs
 
@@ -118,7 +123,7 @@ class Worker:
         error: it is counted by ``self.backoff`` and the next tries wait."""
         executor = self._executor
         assert executor is not None, "step() runs inside run()"
-        wait = 0.005 if self._running else self.settings.poll_seconds
+        wait = 0.005 if self._running else self._idle_wait()
         if self.backoff.failing:
             wait = min(self.settings.poll_seconds, max(0.005, self.backoff.remaining()))
         self._unrecorded.extend(executor.poll(wait))
@@ -153,17 +158,24 @@ class Worker:
             with self.db.write() as conn:
                 now = utcnow()
                 recorded = self._record(conn, outcomes, now)
-                runs = (
-                    queue.claim(conn, self.owner, slots, lease_seconds=self.settings.lease_seconds, now=now)
+                got = (
+                    queue.claim_runs(conn, self.owner, slots, lease_seconds=self.settings.lease_seconds, now=now)
                     if slots
-                    else []
+                    else queue.Claim([], contended=False)
                 )
             # committed: only now forget the outcomes and take the claimed runs
             self._forget(outcomes, recorded)
+            runs = got.runs
             claimed = len(runs)
             # Nothing (more) to claim: do not ask again before the poll interval, unless a
-            # run finishes and frees a slot.
-            self._next_claim_at = 0.0 if claimed == slots else time.monotonic() + self.settings.poll_seconds
+            # run finishes and frees a slot. Work skipped because another worker held its
+            # backfill row (for a few ms): ask again soon, or one worker takes it all.
+            # At most CONTENDED_RETRIES in a row: a row held for longer (a user's long
+            # transaction) is waited for at the poll interval, not by a busy loop.
+            self._contended = self._contended + 1 if got.contended else 0
+            soon = 0 < self._contended <= CONTENDED_RETRIES
+            pause = CONTENDED_RETRY_SECONDS if soon else self.settings.poll_seconds
+            self._next_claim_at = 0.0 if claimed == slots else time.monotonic() + pause
             self._unsubmitted.extend(runs)
             self._submit()
         if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_seconds:
@@ -171,6 +183,12 @@ class Worker:
         if self._running and time.monotonic() - self._last_log_flush >= LOG_FLUSH_SECONDS:
             self._flush_logs(executor)
         return claimed
+
+    def _idle_wait(self) -> float:
+        """How long an idle step waits for outcomes: the poll interval, or less when a
+        claim is due sooner (a contended claim retries within ``CONTENDED_RETRY_SECONDS``)."""
+        due = self._next_claim_at - time.monotonic()
+        return self.settings.poll_seconds if due <= 0 else max(0.005, min(self.settings.poll_seconds, due))
 
     # -- pieces --------------------------------------------------------------------
 

@@ -9,15 +9,36 @@ counters and status consistent with its runs in the same transaction. Decisions
 The hot path is batched: a claim takes each backfill's share of runs in one statement
 (or materializes the next chunk already claimed, in one INSERT) and moves that
 backfill's counters in one UPDATE; a worker step records all its successes in one
-fenced UPDATE and moves each backfill's counters once.
+fenced UPDATE, all its failures in one fenced read and one batched UPDATE, and moves
+each backfill's counters once. On PostgreSQL the per-run values travel as one array per
+column (``unnest``): a statement has one short text whatever the batch size, which
+psycopg caches and the server prepares (psycopg prepares no text over 4,096 characters).
 
 Locking: on PostgreSQL, claimers lock the backfill row ``FOR UPDATE SKIP LOCKED``, so
 ``max_active_runs`` holds with any number of workers; on SQLite every write
 transaction is ``BEGIN IMMEDIATE`` (see ``store.db``), which serializes writers.
+
+Why SKIP LOCKED and not a blocking lock (the spread over workers): a blocking
+``FOR UPDATE`` spreads runs evenly, but a step takes backfill row locks in two places —
+the counter updates of the runs it recorded (blocking, in id order) and then the claim
+candidates, in least-recently-claimed order, which is not id order and changes with
+every claim. Two workers could then each hold one backfill row and wait for the other's:
+a deadlock PostgreSQL breaks only after ``deadlock_timeout``, failing a step. SKIP LOCKED
+never waits, so the only waits are the id-ordered counter updates: no cycle. Its cost —
+a worker that finds the hot backfill row held skips it and, finding nothing, would sleep
+a whole poll interval while the holder takes everything — is removed by
+``Claim.contended``: a short claim that skipped a row with room and work says so (one
+plain read, only on a short claim), and the worker asks again within
+``CONTENDED_RETRY_SECONDS`` instead of after its poll interval.
+
+Commits stay synchronous: a recorded outcome is forgotten by the worker right after the
+commit, so an asynchronous commit lost in a PostgreSQL crash would bring back a finished
+run as running (and, after its lease, run it again) after the API had shown it finished.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,17 +50,23 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Float,
+    Integer,
     RowMapping,
     String,
+    Text,
+    all_,
     and_,
+    any_,
     bindparam,
     case,
+    cast,
     func,
     insert,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from backfill.domain import transitions
 from backfill.domain.intervals import IntervalSeries
@@ -210,8 +237,12 @@ def _materialize(
     bf["runs_created"] += len(rows)
     if not rows:
         return []
-    inserted = conn.execute(_INSERT_RUNS, rows).mappings().all()
-    return [r for r in inserted if r["status"] == running]
+    if conn.dialect.name == "postgresql":
+        inserted = conn.execute(_pg_insert_runs_statement(), _pg_insert_params(bf, rows, now)).mappings().all()
+    else:
+        inserted = conn.execute(_INSERT_RUNS, rows).mappings().all()
+    claimed = [r for r in inserted if r["status"] == running]
+    return sorted(claimed, key=lambda r: r["interval_start"], reverse=descending)
 
 
 def _new_run(bf: Row, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
@@ -231,7 +262,7 @@ def _new_run(bf: Row, start: datetime, end: datetime, now: datetime) -> dict[str
     }
 
 
-_INSERT_RUNS = insert(interval_runs).returning(
+_NEW_RUN_RETURNING = (
     interval_runs.c.id,
     interval_runs.c.status,
     interval_runs.c.attempt,
@@ -239,6 +270,42 @@ _INSERT_RUNS = insert(interval_runs).returning(
     interval_runs.c.interval_start,
     interval_runs.c.interval_end,
 )
+_INSERT_RUNS = insert(interval_runs).returning(*_NEW_RUN_RETURNING)
+
+
+_NEW_RUN_COLUMNS = {
+    "interval_start": UTCDateTime(),
+    "interval_end": UTCDateTime(),
+    "status": String(),
+    "attempt": Integer(),
+    "tries": Integer(),
+    "lease_owner": String(),
+    "lease_expires_at": UTCDateTime(),
+    "started_at": UTCDateTime(),
+}
+
+
+@lru_cache(maxsize=1)
+def _pg_insert_runs_statement() -> Any:
+    """PostgreSQL: the chunk of new runs of one backfill in one INSERT … SELECT from one
+    array per varying column (``_unnest``): one short statement text for every chunk."""
+    v = _unnest("v", **_NEW_RUN_COLUMNS)
+    now = bindparam("p_now", type_=UTCDateTime())
+    source = select(
+        bindparam("p_backfill", type_=BigInteger()),
+        bindparam("p_pipeline", type_=BigInteger()),
+        *(v.c[name] for name in _NEW_RUN_COLUMNS),
+        now,
+        now,
+    )
+    columns = ["backfill_id", "pipeline_id", *_NEW_RUN_COLUMNS, "created_at", "queued_at"]
+    return insert(interval_runs).from_select(columns, source).returning(*_NEW_RUN_RETURNING)
+
+
+def _pg_insert_params(bf: Row, rows: Sequence[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
+    params: dict[str, Any] = {f"p_{name}": [r[name] for r in rows] for name in _NEW_RUN_COLUMNS}
+    params.update(p_backfill=bf["id"], p_pipeline=bf["pipeline_id"], p_now=now)
+    return params
 
 
 # ---- claiming ------------------------------------------------------------------------
@@ -253,6 +320,16 @@ _QUEUED = (
 )
 
 
+def _claimable() -> list[Any]:
+    """Backfills a claim may serve: claimable status, not paused, with a free slot and work."""
+    return [
+        backfills.c.status.in_(CLAIMABLE),
+        backfills.c.paused.is_(False),
+        backfills.c.runs_running < backfills.c.max_active_runs,
+        or_(backfills.c.exhausted.is_(False), _QUEUED > 0),
+    ]
+
+
 @lru_cache(maxsize=2)
 def _candidates_statement(postgres: bool) -> Any:
     """Backfills with room and work, least recently claimed first (locked on PostgreSQL,
@@ -260,12 +337,7 @@ def _candidates_statement(postgres: bool) -> Any:
     newest = select(func.max(backfills.c.last_claimed_at)).where(backfills.c.status.in_(CLAIMABLE)).scalar_subquery()
     q = (
         select(backfills, newest.label("newest_claim"))
-        .where(
-            backfills.c.status.in_(CLAIMABLE),
-            backfills.c.paused.is_(False),
-            backfills.c.runs_running < backfills.c.max_active_runs,
-            or_(backfills.c.exhausted.is_(False), _QUEUED > 0),
-        )
+        .where(*_claimable())
         .order_by(backfills.c.last_claimed_at.asc().nulls_first(), backfills.c.id)
         .limit(bindparam("p_limit"))
     )
@@ -277,6 +349,19 @@ def _candidates_statement(postgres: bool) -> Any:
 def _claim_candidates(conn: Connection, limit: int) -> list[RowMapping]:
     stmt = _candidates_statement(conn.dialect.name == "postgresql")
     return list(conn.execute(stmt, {"p_limit": limit}).mappings())
+
+
+_SKIPPED = (
+    select(backfills.c.id)
+    .where(*_claimable(), backfills.c.id != all_(bindparam("p_locked", type_=ARRAY(BigInteger()))))
+    .limit(1)
+)
+
+
+def _skipped_any(conn: Connection, locked: Sequence[int]) -> bool:
+    """PostgreSQL: whether a backfill with room and work was skipped because another
+    claimer held its row (a plain read sees the row the locking read skipped)."""
+    return conn.execute(_SKIPPED, {"p_locked": list(locked)}).first() is not None
 
 
 @lru_cache(maxsize=8)
@@ -365,7 +450,20 @@ def _claim_from(
     return runs
 
 
+@dataclass(frozen=True)
+class Claim:
+    runs: list[ClaimedRun]
+    contended: bool
+    """Fewer runs than asked, and a backfill with room and work was skipped because
+    another claimer held its row (PostgreSQL): worth asking again soon, not after a poll."""
+
+
 def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now: datetime) -> list[ClaimedRun]:
+    """The runs of ``claim_runs``."""
+    return claim_runs(conn, owner, limit, lease_seconds=lease_seconds, now=now).runs
+
+
+def claim_runs(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now: datetime) -> Claim:
     """Claim up to ``limit`` runs for worker ``owner``, sharing the slots fairly over
     competing backfills.
 
@@ -376,7 +474,7 @@ def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now
     queue runs dry, one UPDATE moves its counters and cursor.
     """
     if limit <= 0:
-        return []
+        return Claim([], contended=False)
     candidates = [dict(c) for c in _claim_candidates(conn, limit=max(limit, 16))]
     lease_until = now + timedelta(seconds=lease_seconds)
     stamp = _claim_stamp_base(candidates, now)
@@ -412,7 +510,8 @@ def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now
         deltas = (bf["runs_running"] - running, bf["runs_created"] - created)
         _claim_bump(conn, bf, now, running=deltas[0], created=deltas[1], claimed_at=claimed_at)
         claimed.extend(_claimed_run(bf, r) for r in runs)
-    return claimed
+    contended = len(claimed) < limit and conn.dialect.name == "postgresql"
+    return Claim(claimed, contended=contended and _skipped_any(conn, [bf["id"] for bf in candidates]))
 
 
 def _claimed_run(bf: Row, run: RowMapping) -> ClaimedRun:
@@ -484,17 +583,21 @@ def expire_leases(conn: Connection, now: datetime, *, limit: int = 500) -> list[
     )
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
-    expired: list[RunKey] = []
-    deltas: dict[int, _Deltas] = {}
-    for row in conn.execute(q).all():
-        key = RunKey(int(row.id), int(row.attempt))
-        message = (
-            f"worker {row.lease_owner} stopped renewing its lease (killed or lost); attempt {row.attempt} abandoned"
+    lapsed = [
+        (
+            RunKey(int(row.id), int(row.attempt)),
+            AttemptResult(
+                ok=False,
+                error=f"worker {row.lease_owner} stopped renewing its lease (killed or lost); "
+                f"attempt {row.attempt} abandoned",
+            ),
         )
-        if _finish_one(conn, key, None, AttemptResult(ok=False, error=message), now, now, deltas):
-            expired.append(key)
+        for row in conn.execute(q).all()
+    ]
+    deltas: dict[int, _Deltas] = {}
+    recorded = _finish_many(conn, None, lapsed, now, now, deltas)
     _bump_finished(conn, deltas, now)
-    return expired
+    return [key for key, _ in lapsed if key in recorded]
 
 
 def running_owners(conn: Connection) -> dict[str, datetime]:
@@ -569,9 +672,9 @@ def record_attempt(
     if result.ok and owner is not None and expired_before is None:
         return key in record_many(conn, owner, [(key, result)], now)
     deltas: dict[int, _Deltas] = {}
-    recorded = _finish_one(conn, key, owner, result, now, expired_before, deltas)
+    recorded = _finish_many(conn, owner, [(key, result)], now, expired_before, deltas)
     _bump_finished(conn, deltas, now)
-    return recorded
+    return key in recorded
 
 
 def record_many(
@@ -588,18 +691,17 @@ def record_many(
     successes = [(key, result) for key, result in finished if result.ok]
     for i in range(0, len(successes), COMPLETE_BATCH):
         recorded |= _complete(conn, owner, successes[i : i + COMPLETE_BATCH], now, deltas)
-    for key, result in finished:
-        if not result.ok and _finish_one(conn, key, owner, result, now, None, deltas):
-            recorded.add(key)
+    failures = [(key, result) for key, result in finished if not result.ok]
+    recorded |= _finish_many(conn, owner, failures, now, None, deltas)
     _bump_finished(conn, deltas, now)
     return recorded
 
 
 @lru_cache(maxsize=COMPLETE_BATCH)
 def _complete_statement(n: int) -> Any:
-    """Complete ``n`` running attempts in one UPDATE, each fenced on its own attempt
-    and the common lease owner (``r{i}``: run id, ``a{i}`` attempt, ``d{i}`` duration,
-    ``n{i}`` rows, ``b{i}`` block results, ``v{i}`` pipeline version)."""
+    """SQLite: complete ``n`` running attempts in one UPDATE, each fenced on its own
+    attempt and the common lease owner (``r{i}``: run id, ``a{i}`` attempt, ``d{i}``
+    duration, ``n{i}`` rows, ``b{i}`` block results, ``v{i}`` pipeline version)."""
 
     def per_run(name: str, type_: Any = None) -> Any:
         whens = [(interval_runs.c.id == bindparam(f"r{i}"), bindparam(f"{name}{i}", type_=type_)) for i in range(n)]
@@ -629,6 +731,46 @@ def _complete_statement(n: int) -> Any:
     )
 
 
+def _unnest(name: str, **columns: Any) -> Any:
+    """PostgreSQL: ``unnest(:p_<col>, ...) AS name(col, ...)`` — one array parameter per
+    column, so a statement over any number of runs has one text, short enough for
+    psycopg to cache and prepare it (it prepares none longer than 4,096 characters, and
+    one VALUES row or CASE branch per run made each batch size a new, long text)."""
+    arrays = [bindparam(f"p_{col}", type_=ARRAY(type_)) for col, type_ in columns.items()]
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
+
+
+@lru_cache(maxsize=1)
+def _pg_complete_statement() -> Any:
+    """PostgreSQL: complete any number of running attempts in one UPDATE, each fenced on
+    its own attempt and the common lease owner; one array per column (``_complete``)."""
+    v = _unnest(
+        "v", id=BigInteger(), attempt=Integer(), duration=Float(), rows=BigInteger(), blocks=Text(), version=String()
+    )
+    return (
+        update(interval_runs)
+        .where(
+            interval_runs.c.id == v.c.id,
+            interval_runs.c.attempt == v.c.attempt,
+            interval_runs.c.status == RunStatus.RUNNING.value,
+            interval_runs.c.lease_owner == bindparam("p_owner"),
+        )
+        .values(
+            status=transitions.run_succeed(RunStatus.RUNNING).value,
+            ended_at=bindparam("p_now", type_=UTCDateTime()),
+            duration=v.c.duration,
+            rows=v.c.rows,
+            error=None,
+            block_results=cast(v.c.blocks, JSONB),  # JSON texts: psycopg reads a list of lists as a 2-D array
+            pipeline_version=v.c.version,
+            lease_owner=None,
+            lease_expires_at=None,
+            not_before=None,
+        )
+        .returning(interval_runs.c.id, interval_runs.c.backfill_id)
+    )
+
+
 def _complete(
     conn: Connection,
     owner: str,
@@ -639,18 +781,29 @@ def _complete(
     if not successes:
         return set()
     params: dict[str, Any] = {"p_owner": owner, "p_now": now}
-    for i, (key, result) in enumerate(successes):
+    if conn.dialect.name == "postgresql":
         params.update(
-            {
-                f"r{i}": key.run_id,
-                f"a{i}": key.attempt,
-                f"d{i}": result.duration or 0.0,
-                f"n{i}": result.rows,
-                f"b{i}": result.block_results,
-                f"v{i}": result.pipeline_version,
-            }
+            p_id=[key.run_id for key, _ in successes],
+            p_attempt=[key.attempt for key, _ in successes],
+            p_duration=[result.duration or 0.0 for _, result in successes],
+            p_rows=[result.rows for _, result in successes],
+            p_blocks=[json.dumps(result.block_results) for _, result in successes],
+            p_version=[result.pipeline_version for _, result in successes],
         )
-    done = dict(conn.execute(_complete_statement(len(successes)), params).all())
+        done = dict(conn.execute(_pg_complete_statement(), params).all())
+    else:
+        for i, (key, result) in enumerate(successes):
+            params.update(
+                {
+                    f"r{i}": key.run_id,
+                    f"a{i}": key.attempt,
+                    f"d{i}": result.duration or 0.0,
+                    f"n{i}": result.rows,
+                    f"b{i}": result.block_results,
+                    f"v{i}": result.pipeline_version,
+                }
+            )
+        done = dict(conn.execute(_complete_statement(len(successes)), params).all())
     recorded: set[RunKey] = set()
     for key, result in successes:
         if key.run_id in done:
@@ -660,27 +813,25 @@ def _complete(
     return recorded
 
 
-def _finish_one(
-    conn: Connection,
-    key: RunKey,
-    owner: str | None,
-    result: AttemptResult,
-    now: datetime,
-    expired_before: datetime | None,
-    deltas: dict[int, _Deltas],
-) -> bool:
-    """The end of one attempt with the retry decision (failures, expiry)."""
-    fence = [
-        interval_runs.c.id == key.run_id,
-        interval_runs.c.attempt == key.attempt,
-        interval_runs.c.status == RunStatus.RUNNING.value,
-    ]
-    if owner is not None:
-        fence.append(interval_runs.c.lease_owner == owner)
-    if expired_before is not None:
-        fence.append(interval_runs.c.lease_expires_at < expired_before)
+@lru_cache(maxsize=8)
+def _fenced_attempts_statement(owner: bool, expiry: bool, postgres: bool) -> Any:
+    """The running attempts among ``p_ids`` (with what the retry decision needs), held by
+    ``p_owner`` if ``owner``, with a lease older than ``p_expired`` if ``expiry``; locked on
+    PostgreSQL. One text per shape: an array on PostgreSQL, an expanding IN on SQLite."""
+    ids = (
+        interval_runs.c.id == any_(bindparam("p_ids", type_=ARRAY(BigInteger())))
+        if postgres
+        else interval_runs.c.id.in_(bindparam("p_ids", expanding=True))
+    )
+    fence = [ids, interval_runs.c.status == RunStatus.RUNNING.value]
+    if owner:
+        fence.append(interval_runs.c.lease_owner == bindparam("p_owner"))
+    if expiry:
+        fence.append(interval_runs.c.lease_expires_at < bindparam("p_expired", type_=UTCDateTime()))
     q = (
         select(
+            interval_runs.c.id,
+            interval_runs.c.attempt,
             interval_runs.c.backfill_id,
             interval_runs.c.tries,
             interval_runs.c.started_at,
@@ -691,43 +842,91 @@ def _finish_one(
         .join(backfills, backfills.c.id == interval_runs.c.backfill_id)
         .where(and_(*fence))
     )
-    if conn.dialect.name == "postgresql":
+    if postgres:
         q = q.with_for_update(of=interval_runs)
-    row = conn.execute(q).first()
-    if row is None:
-        return False
-    backfill_active = BackfillStatus(row.backfill_status) in ACTIVE_BACKFILL_STATUSES
-    status = transitions.run_after_attempt(ok=result.ok, tries=row.tries, retries=row.retries if backfill_active else 0)
-    duration = result.duration
-    if duration is None and row.started_at is not None:
-        duration = max(0.0, (now - row.started_at).total_seconds())
-    not_before = None
-    if status is RunStatus.QUEUED:
-        not_before = now + timedelta(seconds=transitions.retry_delay(row.retry_delay_seconds, row.tries))
-    error = result.error[:ERROR_LIMIT] if result.error else None
-    known: dict[str, Any] = {}
-    if result.pipeline_version is not None:
-        known["pipeline_version"] = result.pipeline_version
-    conn.execute(
-        update(interval_runs)
-        .where(interval_runs.c.id == key.run_id)
-        .values(
-            **known,
-            status=status.value,
-            ended_at=now,
-            duration=duration,
-            rows=result.rows,
-            error=error,
-            block_results=result.block_results,
-            lease_owner=None,
-            lease_expires_at=None,
-            not_before=not_before,
-            queued_at=now if status is RunStatus.QUEUED else interval_runs.c.queued_at,
-        )
+    return q
+
+
+_FINISH_ATTEMPT = (
+    update(interval_runs)
+    .where(interval_runs.c.id == bindparam("p_id"))
+    .values(
+        status=bindparam("p_status"),
+        ended_at=bindparam("p_now", type_=UTCDateTime()),
+        duration=bindparam("p_duration", type_=Float()),
+        rows=bindparam("p_rows", type_=BigInteger()),
+        error=bindparam("p_error", type_=Text()),
+        block_results=bindparam("p_blocks", type_=json_type()),
+        lease_owner=None,
+        lease_expires_at=None,
+        not_before=bindparam("p_not_before", type_=UTCDateTime()),
+        queued_at=func.coalesce(bindparam("p_queued", type_=UTCDateTime()), interval_runs.c.queued_at),
+        pipeline_version=func.coalesce(bindparam("p_version", type_=String()), interval_runs.c.pipeline_version),
     )
-    _save_log(conn, key, result, now)
-    deltas.setdefault(row.backfill_id, _Deltas()).add(status, result.rows, duration or 0.0)
-    return True
+)
+
+
+def _finish_many(
+    conn: Connection,
+    owner: str | None,
+    items: Sequence[tuple[RunKey, AttemptResult]],
+    now: datetime,
+    expired_before: datetime | None,
+    deltas: dict[int, _Deltas],
+) -> set[RunKey]:
+    """The end of attempts with the retry decision (failures, expiry), fenced on (run id,
+    attempt[, lease owner][, lease expired before]): one read of the attempts still held
+    (locked on PostgreSQL), the decisions (``domain.transitions``), one batched UPDATE
+    (executemany: one round trip), then each attempt's log. Returns the keys recorded."""
+    if not items:
+        return set()
+    postgres = conn.dialect.name == "postgresql"
+    stmt = _fenced_attempts_statement(owner is not None, expired_before is not None, postgres)
+    params: dict[str, Any] = {"p_ids": [key.run_id for key, _ in items]}
+    if owner is not None:
+        params["p_owner"] = owner
+    if expired_before is not None:
+        params["p_expired"] = expired_before
+    held = {row.id: row for row in conn.execute(stmt, params)}
+    writes: list[dict[str, Any]] = []
+    recorded: list[tuple[RunKey, AttemptResult]] = []
+    for key, result in items:
+        row = held.get(key.run_id)
+        if row is None or row.attempt != key.attempt:
+            continue  # not held any more (or a newer attempt): the fence refuses it
+        backfill_active = BackfillStatus(row.backfill_status) in ACTIVE_BACKFILL_STATUSES
+        status = transitions.run_after_attempt(
+            ok=result.ok, tries=row.tries, retries=row.retries if backfill_active else 0
+        )
+        duration = result.duration
+        if duration is None and row.started_at is not None:
+            duration = max(0.0, (now - row.started_at).total_seconds())
+        retry = status is RunStatus.QUEUED
+        writes.append(
+            {
+                "p_id": key.run_id,
+                "p_status": status.value,
+                "p_now": now,
+                "p_duration": duration,
+                "p_rows": result.rows,
+                "p_error": result.error[:ERROR_LIMIT] if result.error else None,
+                "p_blocks": result.block_results,
+                "p_not_before": (
+                    now + timedelta(seconds=transitions.retry_delay(row.retry_delay_seconds, row.tries))
+                    if retry
+                    else None
+                ),
+                "p_queued": now if retry else None,
+                "p_version": result.pipeline_version,
+            }
+        )
+        deltas.setdefault(row.backfill_id, _Deltas()).add(status, result.rows, duration or 0.0)
+        recorded.append((key, result))
+    if writes:
+        conn.execute(_FINISH_ATTEMPT, writes)
+    for key, result in recorded:
+        _save_log(conn, key, result, now)
+    return {key for key, _ in recorded}
 
 
 def _save_log(conn: Connection, key: RunKey, result: AttemptResult, now: datetime) -> None:
