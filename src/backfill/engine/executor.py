@@ -106,6 +106,22 @@ class RunOutcome:
     block_results: tuple[BlockResult, ...]
     log: str
 
+    @classmethod
+    def not_run(cls, run_id: int, attempt: int, error: str) -> RunOutcome:
+        """The failed outcome of an attempt that never ran (it could not start)."""
+        return cls(
+            run_id=run_id,
+            attempt=attempt,
+            ok=False,
+            error=error[:MAX_ERROR_CHARS],
+            timed_out=False,
+            cancelled=False,
+            rows=0,
+            duration=0.0,
+            block_results=(),
+            log="",
+        )
+
 
 def _start_context(method: str | None) -> Any:
     """The multiprocessing context children are started with (never plain fork)."""
@@ -652,18 +668,5 @@ class Executor:
 
     def _fail_now(self, request: RunRequest, error: str) -> None:
         """Queue a failed outcome for a request that never reached a child."""
-        self._ready.append(
-            RunOutcome(
-                run_id=request.run_id,
-                attempt=request.attempt,
-                ok=False,
-                error=error[:MAX_ERROR_CHARS],
-                timed_out=False,
-                cancelled=False,
-                rows=0,
-                duration=0.0,
-                block_results=(),
-                log="",
-            )
-        )
+        self._ready.append(RunOutcome.not_run(request.run_id, request.attempt, error))
         self._wake()

@@ -208,7 +208,7 @@ class Worker:
                 log.exception("run %s: cannot prepare", run.run_id)
                 self._unsubmitted.pop(0)
                 self._running[run.run_id] = run
-                self._unrecorded.append(_failed_outcome(run, f"cannot prepare the run: {exc}"))
+                self._unrecorded.append(RunOutcome.not_run(run.run_id, run.attempt, f"cannot prepare the run: {exc}"))
                 continue
             self._unsubmitted.pop(0)
             self._running[run.run_id] = run
@@ -335,21 +335,6 @@ class Worker:
             self._versions.pop(key.run_id, None)
             if self._running.pop(key.run_id, None) is not None:
                 executor.cancel(key.run_id)
-
-
-def _failed_outcome(run: queue.ClaimedRun, error: str) -> RunOutcome:
-    return RunOutcome(
-        run_id=run.run_id,
-        attempt=run.attempt,
-        ok=False,
-        error=error,
-        timed_out=False,
-        cancelled=False,
-        rows=0,
-        duration=0.0,
-        block_results=(),
-        log="",
-    )
 
 
 def attempt_result(outcome: RunOutcome, pipeline_version: str | None = None) -> queue.AttemptResult:
