@@ -48,6 +48,7 @@ from backfill.api.rendering import (
     run_counts,
 )
 from backfill.api.schemas import pipeline as s
+from backfill.api.schemas.webhooks import webhooks_in
 from backfill.config import Settings
 from backfill.domain import transitions
 from backfill.domain.errors import InvalidTransition, NotFound, ValidationError
@@ -561,7 +562,7 @@ def plan_edit(body: s.PipelineBackfillAction, row: RowMapping, definition: Pipel
         if key in settings_sent and getattr(settings, key) != row[key]:
             changes[key] = getattr(settings, key)
     if "notify" in settings_sent:  # replaces the webhooks; secrets are write-only, so sent again
-        changes["notify"] = [h.model_dump(exclude_none=True) for h in settings.notify or []]
+        changes["notify"] = webhooks_in(settings.notify)
     current_selection = tuple(row["block_uuids"]) if row["block_uuids"] is not None else None
     selection = _selection(body, settings, settings_sent, definition, current_selection)
     # An equivalent selection (say block_uuid = the only root) is not an edit of a started
@@ -642,7 +643,7 @@ def spec_from_body(body: s.PipelineBackfillAction, pipeline: RowMapping) -> tupl
         retries=settings.retries,
         retry_delay_seconds=settings.retry_delay_seconds,
         timeout_seconds=settings.timeout_seconds,
-        notify=[h.model_dump(exclude_none=True) for h in settings.notify] if settings.notify else None,
+        notify=webhooks_in(settings.notify) or None,
         naive="utc",
     )
     if settings.max_active_runs is not None:

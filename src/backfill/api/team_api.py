@@ -34,7 +34,7 @@ from backfill.api.rendering import (
     run_counts,
 )
 from backfill.api.schemas import team as s
-from backfill.api.schemas.webhooks import webhooks_of
+from backfill.api.schemas.webhooks import webhooks_in, webhooks_of
 from backfill.domain.errors import DomainError, ValidationError, Wording
 from backfill.domain.model import UNFINISHED_BACKFILL_STATUSES, BackfillStatus, RunStatus, is_calendar
 from backfill.domain.spec import BackfillSpec
@@ -390,7 +390,7 @@ def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
         start=body.range_start,
         end=body.range_end,
         name=body.name or None,  # an empty name: the default one
-        notify=[h.model_dump(exclude_none=True) for h in body.notify] if body.notify else None,
+        notify=webhooks_in(body.notify) or None,
         naive="local",
         block_uuids=body.block_uuids,
         **{name: getattr(body, name) for name in backfills.SPEC_SETTINGS},
@@ -546,7 +546,7 @@ def update_backfill(
         raise ValidationError("set at least one of: status, paused, max_active_runs, name, notify", field="body")
     settings: dict[str, Any] = {k: getattr(body, k) for k in ("name", "max_active_runs") if k in fields}
     if "notify" in fields:
-        settings["notify"] = [h.model_dump(exclude_none=True) for h in body.notify or []]
+        settings["notify"] = webhooks_in(body.notify)
     if "status" in fields and body.status is None:
         raise ValidationError("status must not be null", field="status")
     if "paused" in fields and body.paused is None:

@@ -39,3 +39,8 @@ class Webhook(BaseModel):
 def webhooks_of(stored: list[dict[str, Any]] | None) -> list[Webhook]:
     """The webhooks of a backfill row's ``notify`` column, without their secrets."""
     return [Webhook(url=h["url"], events=h["events"], has_secret=bool(h.get("secret"))) for h in stored or []]
+
+
+def webhooks_in(sent: list[WebhookAction] | None) -> list[dict[str, Any]]:
+    """The webhooks of a request body as the services take them (``[]`` when none)."""
+    return [h.model_dump(exclude_none=True) for h in sent or []]
