@@ -20,9 +20,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-
-from sqlalchemy import Connection
 
 from backfill.domain.pipeline import PipelineDefinition
 from backfill.engine import owners
@@ -155,16 +152,20 @@ class Worker:
         claimed = 0
         if self._unrecorded or slots:
             outcomes = list(self._unrecorded)
+            finished, ours = self._finished(outcomes)
             with self.db.write() as conn:
-                now = utcnow()
-                recorded = self._record(conn, outcomes, now)
-                got = (
-                    queue.claim_runs(conn, self.owner, slots, lease_seconds=self.settings.lease_seconds, now=now)
-                    if slots
-                    else queue.Claim([], contended=False)
+                result = queue.step(
+                    conn, self.owner, finished, slots, lease_seconds=self.settings.lease_seconds, now=utcnow()
                 )
             # committed: only now forget the outcomes and take the claimed runs
+            recorded = []
+            for finish, outcome in zip(finished, ours, strict=True):
+                if finish.key in result.recorded:
+                    recorded.append(outcome)
+                else:
+                    log.warning("run %s attempt %s: lease lost, result dropped", finish.key.run_id, finish.key.attempt)
             self._forget(outcomes, recorded)
+            got = result.claim
             runs = got.runs
             claimed = len(runs)
             # Nothing (more) to claim: do not ask again before the poll interval, unless a
@@ -256,28 +257,19 @@ class Worker:
             timeout_seconds=run.timeout_seconds,
         )
 
-    def _record(self, conn: Connection, outcomes: list[RunOutcome], now: datetime) -> list[RunOutcome]:
-        """Record the outcomes of attempts this worker still holds (one batched, fenced
-        write); returns those recorded. Changes nothing in memory: the transaction may
-        still fail (see ``_forget``)."""
-        finished: list[tuple[queue.ClaimedRun, RunOutcome, str | None]] = []
+    def _finished(self, outcomes: list[RunOutcome]) -> tuple[list[queue.Finish], list[RunOutcome]]:
+        """The outcomes of attempts this worker still holds, as the step records them (with
+        the outcomes, in the same order). The others lost their lease earlier: not ours."""
+        finished: list[queue.Finish] = []
+        ours: list[RunOutcome] = []
         for outcome in outcomes:
             run = self._running.get(outcome.run_id)
-            version = self._versions.get(outcome.run_id)
             if run is None or run.attempt != outcome.attempt:
-                continue  # lost its lease earlier; the result is not ours to record
-            finished.append((run, outcome, version))
-        if not finished:
-            return []
-        results = [(run.key, attempt_result(outcome, version)) for run, outcome, version in finished]
-        keys = queue.record_many(conn, self.owner, results, now)
-        recorded = []
-        for run, outcome, _ in finished:
-            if run.key not in keys:
-                log.warning("run %s attempt %s: lease lost, result dropped", run.run_id, run.attempt)
                 continue
-            recorded.append(outcome)
-        return recorded
+            result = attempt_result(outcome, self._versions.get(outcome.run_id))
+            finished.append(queue.Finish(run.key, run.backfill_id, result))
+            ours.append(outcome)
+        return finished, ours
 
     def _forget(self, outcomes: list[RunOutcome], recorded: list[RunOutcome]) -> None:
         """After the commit: the outcomes are settled (recorded, or refused by the fence)."""

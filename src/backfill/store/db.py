@@ -8,6 +8,13 @@ with the file's mode) is private to its owner: 0600, in a 0700 directory when cr
 PostgreSQL goes through psycopg 3. Every wait is bounded (``DatabaseTimeouts``): connect,
 statement and lock timeouts, TCP keepalives and a TCP user timeout (a database that drops
 packets breaks the connection instead of hanging it), and the pool checkout.
+
+A pooled PostgreSQL connection is pinged (``SELECT 1``) on checkout only when it has been
+idle for ``PING_AFTER_IDLE_SECONDS``: a worker's steps reuse one connection every few
+milliseconds, and a ping before each was one round trip in eight of the hot path. A
+connection that broke within that window fails its next statement instead; SQLAlchemy then
+discards every pooled connection (a disconnect invalidates the pool) and the caller retries
+as after any transient error (a worker backs off, the API answers 503 once).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -23,11 +31,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 
 from backfill.store import pgbouncer
 
 DEFAULT_SQLITE_PATH = Path(".backfill") / "backfill.db"
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def normalize_url(url: str) -> str:
@@ -113,7 +122,6 @@ class Database:
             kwargs["connect_args"] = _pg_connect_args(options if isinstance(options, str) else None, timeouts)
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 20
-            kwargs["pool_pre_ping"] = True
             kwargs["pool_timeout"] = timeouts.pool
             if self.behind_pgbouncer:  # no server timeouts in "options" through PgBouncer
                 kwargs["connect_args"] = pgbouncer.connect_args(kwargs["connect_args"])
@@ -121,6 +129,8 @@ class Database:
         self._driver_sql: dict[Select[Any], tuple[str, tuple[str, ...]]] = {}
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine, busy_ms=int(timeouts.busy * 1000))
+        else:
+            _install_idle_ping(self.engine)
 
     @property
     def is_sqlite(self) -> bool:
@@ -196,6 +206,33 @@ _LOCKS_GUARD = threading.Lock()
 def _sqlite_write_lock(url: str) -> threading.Lock:
     with _LOCKS_GUARD:
         return _SQLITE_WRITE_LOCKS.setdefault(url, threading.Lock())
+
+
+def _install_idle_ping(engine: Engine) -> None:
+    """Ping a pooled connection on checkout when it sat idle for ``PING_AFTER_IDLE_SECONDS``
+    (SQLAlchemy's ``pool_pre_ping`` pings every checkout). A ping that finds the connection
+    gone invalidates the pool, and the checkout goes on with a fresh connection."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info["backfill_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["backfill_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("backfill_idle_since")
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise InvalidatePoolError() from exc
+            raise
 
 
 def _install_sqlite_hooks(engine: Engine, *, busy_ms: int) -> None:

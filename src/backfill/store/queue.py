@@ -6,30 +6,34 @@ expiry, cancelling queued runs and re-queueing for a retry — and keeps the bac
 counters and status consistent with its runs in the same transaction. Decisions
 (what status comes next) are taken by ``domain.transitions``.
 
-The hot path is batched: a claim takes each backfill's share of runs in one statement
-(or materializes the next chunk already claimed, in one INSERT) and moves that
-backfill's counters in one UPDATE; a worker step records all its successes in one
-fenced UPDATE, all its failures in one fenced read and one batched UPDATE, and moves
-each backfill's counters once. On PostgreSQL the per-run values travel as one array per
-column (``unnest``): a statement has one short text whatever the batch size, which
-psycopg caches and the server prepares (psycopg prepares no text over 4,096 characters).
+The hot path is batched: a worker step is ONE transaction (``step``) that records what
+the worker saw end — all successes in one fenced UPDATE, all failures in one fenced read
+and one batched UPDATE — and claims into its free slots: per backfill one statement takes
+its share of queued runs (or one INSERT materializes the next chunk, already claimed),
+and then every backfill the step touched gets ONE counter update. On PostgreSQL the
+per-run values travel as one JSON document or one array per column: a statement has one
+short text whatever the batch size, which psycopg caches and the server prepares
+(psycopg prepares no text over 4,096 characters).
 
 Locking: on PostgreSQL, claimers lock the backfill row ``FOR UPDATE SKIP LOCKED``, so
 ``max_active_runs`` holds with any number of workers; on SQLite every write
 transaction is ``BEGIN IMMEDIATE`` (see ``store.db``), which serializes writers.
 
-Why SKIP LOCKED and not a blocking lock (the spread over workers): a blocking
-``FOR UPDATE`` spreads runs evenly, but a step takes backfill row locks in two places —
-the counter updates of the runs it recorded (blocking, in id order) and then the claim
-candidates, in least-recently-claimed order, which is not id order and changes with
-every claim. Two workers could then each hold one backfill row and wait for the other's:
-a deadlock PostgreSQL breaks only after ``deadlock_timeout``, failing a step. SKIP LOCKED
-never waits, so the only waits are the id-ordered counter updates: no cycle. Its cost —
-a worker that finds the hot backfill row held skips it and, finding nothing, would sleep
-a whole poll interval while the holder takes everything — is removed by
-``Claim.contended``: a short claim that skipped a row with room and work says so (one
-plain read, only on a short claim), and the worker asks again within
-``CONTENDED_RETRY_SECONDS`` instead of after its poll interval.
+Lock order: every writer takes backfill rows before run rows. A user's action on a
+backfill (rerun, cancel, retry) locks its row first; a worker step's first statement
+locks the backfill rows of the runs it records, waiting, in id order, and then the claim
+candidates with SKIP LOCKED (``_candidates_statement``); lease expiry reads the lapsed
+runs, locks their backfills in id order, and only then locks the runs. The only waits on
+a backfill row are id-ordered and come before any run row is touched, so no two writers
+wait for each other in a cycle.
+
+Why SKIP LOCKED for the candidates and not a blocking lock: they come in
+least-recently-claimed order, not id order, so waiting for them could close a cycle
+with another worker's id-ordered locks. Its cost — a worker that finds the hot backfill
+row held skips it and, finding nothing, would sleep a whole poll interval while the
+holder takes everything — is removed by ``Claim.contended``: a short claim that skipped
+a row with room and work says so (one plain read, only on a short claim), and the worker
+asks again within ``CONTENDED_RETRY_SECONDS`` instead of after its poll interval.
 
 Commits stay synchronous: a recorded outcome is forgotten by the worker right after the
 commit, so an asynchronous commit lost in a PostgreSQL crash would bring back a finished
@@ -60,6 +64,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    column,
     func,
     insert,
     or_,
@@ -186,8 +191,9 @@ def materialize(conn: Connection, bf: Row, limit: int, now: datetime) -> int:
     row = dict(bf)
     created = row["runs_created"]
     _materialize(conn, row, 0, "", now, now, size=limit)
-    _claim_bump(conn, row, now, running=0, created=row["runs_created"] - created, claimed_at=None)
-    return int(row["runs_created"] - created)
+    made = int(row["runs_created"] - created)
+    _bump(conn, {row["id"]: _Deltas(created=made)}, now, moved={row["id"]: (row, None)})
+    return made
 
 
 def _materialize(
@@ -320,35 +326,104 @@ _QUEUED = (
 )
 
 
-def _claimable() -> list[Any]:
-    """Backfills a claim may serve: claimable status, not paused, with a free slot and work."""
+def _served() -> list[Any]:
+    """Backfills a claim may serve at all: claimable status, not paused."""
     return [
         backfills.c.status.in_(CLAIMABLE),
         backfills.c.paused.is_(False),
+    ]
+
+
+def _room_and_work() -> list[Any]:
+    """... with a free slot and work (as its counters read before this step)."""
+    return [
         backfills.c.runs_running < backfills.c.max_active_runs,
         or_(backfills.c.exhausted.is_(False), _QUEUED > 0),
     ]
 
 
+def _claimable() -> list[Any]:
+    """Backfills a claim may serve now: claimable status, not paused, a free slot, work."""
+    return [*_served(), *_room_and_work()]
+
+
+_LOCK_MINE = (
+    select(backfills.c.id)
+    .where(backfills.c.id == any_(bindparam("p_mine", type_=ARRAY(BigInteger()))))
+    .order_by(backfills.c.id)
+    .with_for_update()
+)
+
+
+# What a claim reads of a backfill (its series, counters, cursor and what a claimed run
+# carries): every column a result has costs the driver a description object per statement.
+_CLAIM_COLUMNS = tuple(
+    backfills.c[name]
+    for name in (
+        "id",
+        "pipeline_id",
+        "start",
+        "end",
+        "interval_type",
+        "interval_units",
+        "cron",
+        "timezone",
+        "block_uuids",
+        "variables",
+        "max_active_runs",
+        "run_order",
+        "reprocess",
+        "retries",
+        "timeout_seconds",
+        "status",
+        "runs_created",
+        "runs_completed",
+        "runs_failed",
+        "runs_cancelled",
+        "runs_running",
+        "cursor",
+        "exhausted",
+    )
+)
+
+
 @lru_cache(maxsize=2)
 def _candidates_statement(postgres: bool) -> Any:
-    """Backfills with room and work, least recently claimed first (locked on PostgreSQL,
-    skipping those another claimer holds), each with the newest claim stamp of all."""
+    """Backfills with room and work, least recently claimed first, each with the newest
+    claim stamp of all. On PostgreSQL the backfill rows of the runs this step records
+    (``p_mine``) are locked first, waiting, in id order (a one-time InitPlan), then the
+    candidates, skipping rows another claimer holds (not our own)."""
     newest = select(func.max(backfills.c.last_claimed_at)).where(backfills.c.status.in_(CLAIMABLE)).scalar_subquery()
+    # the backfills of the recorded runs may have room again once they are recorded:
+    # candidates by status alone (``_room`` decides with the counters the step leaves)
+    mine = (
+        backfills.c.id == any_(bindparam("p_mine", type_=ARRAY(BigInteger())))
+        if postgres
+        else backfills.c.id.in_(bindparam("p_mine", expanding=True))
+    )
     q = (
-        select(backfills, newest.label("newest_claim"))
-        .where(*_claimable())
+        select(*_CLAIM_COLUMNS, newest.label("newest_claim"))
+        .where(*_served(), or_(mine, and_(*_room_and_work())))
         .order_by(backfills.c.last_claimed_at.asc().nulls_first(), backfills.c.id)
         .limit(bindparam("p_limit"))
     )
     if postgres:
-        q = q.with_for_update(of=backfills, skip_locked=True)
+        locked_first = select(func.count()).select_from(_LOCK_MINE.cte("mine")).scalar_subquery()
+        q = q.where(locked_first >= 0).with_for_update(of=backfills, skip_locked=True)
     return q
 
 
-def _claim_candidates(conn: Connection, limit: int) -> list[RowMapping]:
-    stmt = _candidates_statement(conn.dialect.name == "postgresql")
-    return list(conn.execute(stmt, {"p_limit": limit}).mappings())
+def _claim_candidates(conn: Connection, limit: int, mine: Sequence[int] = ()) -> list[RowMapping]:
+    postgres = conn.dialect.name == "postgresql"
+    params = {"p_limit": limit, "p_mine": list(mine)}
+    return list(conn.execute(_candidates_statement(postgres), params).mappings())
+
+
+def _lock_backfills(conn: Connection, ids: Sequence[int]) -> None:
+    """PostgreSQL: lock these backfill rows, waiting, in id order: a step takes backfill
+    rows before run rows, as a user's action on a backfill does (no lock-order cycle)."""
+    if ids and conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_MINE, {"p_mine": list(ids)}).all()
 
 
 _SKIPPED = (
@@ -458,24 +533,85 @@ class Claim:
     another claimer held its row (PostgreSQL): worth asking again soon, not after a poll."""
 
 
+@dataclass(frozen=True)
+class Finish:
+    """An attempt a worker saw end: its fence, the backfill it belongs to, its result."""
+
+    key: RunKey
+    backfill_id: int
+    result: AttemptResult
+
+
+@dataclass(frozen=True)
+class Step:
+    recorded: set[RunKey]
+    """The attempts recorded; the others were no longer held by the owner and wrote nothing."""
+    claim: Claim
+
+
 def claim(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now: datetime) -> list[ClaimedRun]:
     """The runs of ``claim_runs``."""
     return claim_runs(conn, owner, limit, lease_seconds=lease_seconds, now=now).runs
 
 
 def claim_runs(conn: Connection, owner: str, limit: int, *, lease_seconds: float, now: datetime) -> Claim:
-    """Claim up to ``limit`` runs for worker ``owner``, sharing the slots fairly over
-    competing backfills.
+    """A ``step`` that records nothing: claim up to ``limit`` runs for ``owner``."""
+    return step(conn, owner, [], limit, lease_seconds=lease_seconds, now=now).claim
+
+
+def step(
+    conn: Connection, owner: str, finished: Sequence[Finish], limit: int, *, lease_seconds: float, now: datetime
+) -> Step:
+    """One worker step in one transaction: record the attempts ``owner`` saw end (fenced
+    on run, attempt and lease owner) and claim up to ``limit`` runs into its free slots,
+    sharing them fairly over competing backfills.
+
+    Statements, in lock order (backfill rows, then run rows, as every user action on a
+    backfill): the claim candidates, with the backfill rows of the recorded runs locked
+    first (``_candidates_statement``); the successes in one fenced UPDATE, the failures in
+    one fenced read and one batched UPDATE; per served backfill one statement that takes
+    its share of queued runs (or one INSERT that materializes the next chunk, claimed);
+    then ONE counter update per backfill for everything the step changed in it.
 
     Backfills are served least-recently-claimed first, the slots dealt one per backfill
     per round, so a large backfill cannot starve the others; ``last_claimed_at`` carries
-    that order to the next claim of any worker. Per backfill: one statement takes its
-    share of queued runs, one INSERT materializes (and claims) the next chunk when the
-    queue runs dry, one UPDATE moves its counters and cursor.
+    that order to the next claim of any worker. The claim sees the counters as the
+    recorded runs leave them: a slot freed by a run of a backfill at ``max_active_runs``
+    can go to that backfill at once.
     """
+    if len({f.key.run_id for f in finished}) != len(finished):
+        raise ValueError("a run appears twice in one step")
+    mine = sorted({f.backfill_id for f in finished})
+    candidates: list[dict[str, Any]] = []
+    if limit > 0:
+        candidates = [dict(c) for c in _claim_candidates(conn, max(limit, 16), mine)]
+    else:
+        _lock_backfills(conn, mine)
+    deltas: dict[int, _Deltas] = {}
+    recorded = _record(conn, owner, [(f.key, f.result) for f in finished], now, deltas)
     if limit <= 0:
-        return Claim([], contended=False)
-    candidates = [dict(c) for c in _claim_candidates(conn, limit=max(limit, 16))]
+        _bump(conn, deltas, now)
+        return Step(recorded, Claim([], contended=False))
+    return Step(recorded, _claim(conn, owner, candidates, limit, lease_seconds, now, deltas))
+
+
+def _claim(
+    conn: Connection,
+    owner: str,
+    candidates: list[dict[str, Any]],
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+    deltas: dict[int, _Deltas],
+) -> Claim:
+    """Deal ``limit`` slots over the locked ``candidates``, then the one counter update
+    of every backfill the step touched (``deltas``: what its recorded runs moved)."""
+    for bf in candidates:  # as the recorded runs left them
+        d = deltas.get(bf["id"])
+        if d is not None:
+            bf["runs_running"] += d.running
+            bf["runs_completed"] += d.completed
+            bf["runs_failed"] += d.failed
     lease_until = now + timedelta(seconds=lease_seconds)
     stamp = _claim_stamp_base(candidates, now)
     before = {bf["id"]: (bf["runs_running"], bf["runs_created"], bf["cursor"], bf["exhausted"]) for bf in candidates}
@@ -497,19 +633,23 @@ def claim_runs(conn: Connection, owner: str, limit: int, *, lease_seconds: float
                 again.append(bf)  # got its full share: may take more in the next round
         pending = again
     claimed: list[ClaimedRun] = []
+    moved: dict[int, tuple[dict[str, Any], datetime | None]] = {}
     served = 0
     for bf in candidates:
         runs = taken.get(bf["id"], [])
         running, created, cursor, exhausted = before[bf["id"]]
         if not runs and (bf["runs_created"], bf["cursor"], bf["exhausted"]) == (created, cursor, exhausted):
-            continue  # untouched
+            continue  # untouched by the claim
         claimed_at = None
         if runs:
             served += 1  # distinct, increasing stamps: this claim's order carries over
             claimed_at = stamp + timedelta(microseconds=served)
-        deltas = (bf["runs_running"] - running, bf["runs_created"] - created)
-        _claim_bump(conn, bf, now, running=deltas[0], created=deltas[1], claimed_at=claimed_at)
+        d = deltas.setdefault(bf["id"], _Deltas())
+        d.running += bf["runs_running"] - running
+        d.created += bf["runs_created"] - created
+        moved[bf["id"]] = (bf, claimed_at)
         claimed.extend(_claimed_run(bf, r) for r in runs)
+    _bump(conn, deltas, now, moved=moved)
     contended = len(claimed) < limit and conn.dialect.name == "postgresql"
     return Claim(claimed, contended=contended and _skipped_any(conn, [bf["id"] for bf in candidates]))
 
@@ -575,14 +715,16 @@ def heartbeat(
 
 def expire_leases(conn: Connection, now: datetime, *, limit: int = 500) -> list[RunKey]:
     """Runs whose worker stopped heartbeating: re-queued as a new attempt while retries
-    remain, else failed with a clear error. Returns the runs it expired."""
+    remain, else failed with a clear error. Returns the runs it expired.
+
+    A plain read finds them; their backfill rows are locked before the fenced read locks
+    the runs (the lock order of every writer), which re-checks the lapsed lease."""
     q = (
-        select(interval_runs.c.id, interval_runs.c.attempt, interval_runs.c.lease_owner)
+        select(interval_runs.c.id, interval_runs.c.attempt, interval_runs.c.lease_owner, interval_runs.c.backfill_id)
         .where(interval_runs.c.status == RunStatus.RUNNING.value, interval_runs.c.lease_expires_at < now)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
+    rows = conn.execute(q).all()
     lapsed = [
         (
             RunKey(int(row.id), int(row.attempt)),
@@ -592,11 +734,12 @@ def expire_leases(conn: Connection, now: datetime, *, limit: int = 500) -> list[
                 f"attempt {row.attempt} abandoned",
             ),
         )
-        for row in conn.execute(q).all()
+        for row in rows
     ]
+    _lock_backfills(conn, sorted({int(row.backfill_id) for row in rows}))
     deltas: dict[int, _Deltas] = {}
     recorded = _finish_many(conn, None, lapsed, now, now, deltas)
-    _bump_finished(conn, deltas, now)
+    _bump(conn, deltas, now)
     return [key for key, _ in lapsed if key in recorded]
 
 
@@ -616,18 +759,23 @@ def expire_owners(conn: Connection, owners: Sequence[str], now: datetime, *, rea
     Fenced on (run id, attempt, owner). Returns the runs it expired."""
     if not owners:
         return []
-    q = select(interval_runs.c.id, interval_runs.c.attempt, interval_runs.c.lease_owner).where(
-        interval_runs.c.status == RunStatus.RUNNING.value, interval_runs.c.lease_owner.in_(list(owners))
-    )
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    expired: list[RunKey] = []
-    for row in conn.execute(q).all():
-        key = RunKey(int(row.id), int(row.attempt))
+    q = select(
+        interval_runs.c.id, interval_runs.c.attempt, interval_runs.c.lease_owner, interval_runs.c.backfill_id
+    ).where(interval_runs.c.status == RunStatus.RUNNING.value, interval_runs.c.lease_owner.in_(list(owners)))
+    rows = conn.execute(q).all()
+    _lock_backfills(conn, sorted({int(row.backfill_id) for row in rows}))
+    by_owner: dict[str, list[tuple[RunKey, AttemptResult]]] = {}
+    for row in rows:
         message = f"worker {row.lease_owner} {reason}; attempt {row.attempt} abandoned"
-        if record_attempt(conn, key, row.lease_owner, AttemptResult(ok=False, error=message), now):
-            expired.append(key)
-    return expired
+        by_owner.setdefault(row.lease_owner, []).append(
+            (RunKey(int(row.id), int(row.attempt)), AttemptResult(ok=False, error=message))
+        )
+    deltas: dict[int, _Deltas] = {}
+    recorded: set[RunKey] = set()
+    for owner, items in by_owner.items():
+        recorded |= _finish_many(conn, owner, items, now, None, deltas)
+    _bump(conn, deltas, now)
+    return [RunKey(int(row.id), int(row.attempt)) for row in rows if RunKey(int(row.id), int(row.attempt)) in recorded]
 
 
 # ---- finishing -----------------------------------------------------------------------
@@ -637,15 +785,17 @@ COMPLETE_BATCH = 64  # successes recorded per statement (one prepared shape per 
 
 @dataclass
 class _Deltas:
-    """How one backfill's counters move with the runs finished in this transaction."""
+    """How one backfill's counters move with what this transaction changed in it."""
 
     running: int = 0
     completed: int = 0
     failed: int = 0
     rows: int = 0
     duration: float = 0.0
+    created: int = 0
 
     def add(self, status: RunStatus, rows: int, duration: float) -> None:
+        """An attempt ended with ``status``."""
         self.running -= 1
         if status is RunStatus.COMPLETED:
             self.completed += 1
@@ -669,31 +819,53 @@ def record_attempt(
     Returns False (and writes nothing) when the caller no longer holds that attempt —
     a worker that lost its lease cannot overwrite a newer attempt.
     """
-    if result.ok and owner is not None and expired_before is None:
-        return key in record_many(conn, owner, [(key, result)], now)
+    _lock_backfills_of(conn, [key.run_id])
     deltas: dict[int, _Deltas] = {}
-    recorded = _finish_many(conn, owner, [(key, result)], now, expired_before, deltas)
-    _bump_finished(conn, deltas, now)
+    if result.ok and owner is not None and expired_before is None:
+        recorded = _record(conn, owner, [(key, result)], now, deltas)
+    else:
+        recorded = _finish_many(conn, owner, [(key, result)], now, expired_before, deltas)
+    _bump(conn, deltas, now)
     return key in recorded
 
 
 def record_many(
     conn: Connection, owner: str, finished: Sequence[tuple[RunKey, AttemptResult]], now: datetime
 ) -> set[RunKey]:
-    """Record the attempts a worker step saw end, fenced like ``record_attempt``: the
-    successes in one UPDATE (per ``COMPLETE_BATCH``), each failure on its own (it needs
-    the retry decision), then one counter update per backfill. Returns the keys
-    recorded; the others were no longer held by ``owner`` and wrote nothing."""
+    """A ``step`` that claims nothing, for callers that do not know the runs' backfills."""
     if len({key.run_id for key, _ in finished}) != len(finished):
         raise ValueError("record_many: a run appears twice in one batch")
+    _lock_backfills_of(conn, [key.run_id for key, _ in finished])
     deltas: dict[int, _Deltas] = {}
+    recorded = _record(conn, owner, finished, now, deltas)
+    _bump(conn, deltas, now)
+    return recorded
+
+
+def _lock_backfills_of(conn: Connection, run_ids: Sequence[int]) -> None:
+    """PostgreSQL: ``_lock_backfills`` for the backfills of these runs (one plain read first)."""
+    if run_ids and conn.dialect.name == "postgresql":
+        q = select(interval_runs.c.backfill_id).distinct().where(interval_runs.c.id.in_(list(run_ids)))
+        _lock_backfills(conn, sorted(int(b) for b in conn.execute(q).scalars()))
+
+
+def _record(
+    conn: Connection,
+    owner: str,
+    finished: Sequence[tuple[RunKey, AttemptResult]],
+    now: datetime,
+    deltas: dict[int, _Deltas],
+) -> set[RunKey]:
+    """Record the attempts a worker saw end, fenced like ``record_attempt``: the successes
+    in one UPDATE (per ``COMPLETE_BATCH``), the failures in one fenced read and one batched
+    UPDATE (they need the retry decision). The counters' moves are left in ``deltas``.
+    Returns the keys recorded; the others were no longer held by ``owner``."""
     recorded: set[RunKey] = set()
     successes = [(key, result) for key, result in finished if result.ok]
     for i in range(0, len(successes), COMPLETE_BATCH):
         recorded |= _complete(conn, owner, successes[i : i + COMPLETE_BATCH], now, deltas)
     failures = [(key, result) for key, result in finished if not result.ok]
     recorded |= _finish_many(conn, owner, failures, now, None, deltas)
-    _bump_finished(conn, deltas, now)
     return recorded
 
 
@@ -743,9 +915,20 @@ def _unnest(name: str, **columns: Any) -> Any:
 @lru_cache(maxsize=1)
 def _pg_complete_statement() -> Any:
     """PostgreSQL: complete any number of running attempts in one UPDATE, each fenced on
-    its own attempt and the common lease owner; one array per column (``_complete``)."""
-    v = _unnest(
-        "v", id=BigInteger(), attempt=Integer(), duration=Float(), rows=BigInteger(), blocks=Text(), version=String()
+    its own attempt and the common lease owner. The per-run values travel as ONE JSON
+    document (``jsonb_to_recordset``): one ``json.dumps``, where arrays of JSON texts cost
+    psycopg an escaping pass over every quote of every block result."""
+    v = (
+        func.jsonb_to_recordset(cast(bindparam("p_batch", type_=Text()), JSONB))
+        .table_valued(
+            column("id", BigInteger()),
+            column("attempt", Integer()),
+            column("duration", Float()),
+            column("rows", BigInteger()),
+            column("blocks", JSONB()),
+            column("version", Text()),
+        )
+        .render_derived(name="v", with_types=True)
     )
     return (
         update(interval_runs)
@@ -761,7 +944,7 @@ def _pg_complete_statement() -> Any:
             duration=v.c.duration,
             rows=v.c.rows,
             error=None,
-            block_results=cast(v.c.blocks, JSONB),  # JSON texts: psycopg reads a list of lists as a 2-D array
+            block_results=v.c.blocks,
             pipeline_version=v.c.version,
             lease_owner=None,
             lease_expires_at=None,
@@ -782,14 +965,18 @@ def _complete(
         return set()
     params: dict[str, Any] = {"p_owner": owner, "p_now": now}
     if conn.dialect.name == "postgresql":
-        params.update(
-            p_id=[key.run_id for key, _ in successes],
-            p_attempt=[key.attempt for key, _ in successes],
-            p_duration=[result.duration or 0.0 for _, result in successes],
-            p_rows=[result.rows for _, result in successes],
-            p_blocks=[json.dumps(result.block_results) for _, result in successes],
-            p_version=[result.pipeline_version for _, result in successes],
-        )
+        batch = [
+            {
+                "id": key.run_id,
+                "attempt": key.attempt,
+                "duration": result.duration or 0.0,
+                "rows": result.rows,
+                "blocks": result.block_results,
+                "version": result.pipeline_version,
+            }
+            for key, result in successes
+        ]
+        params["p_batch"] = json.dumps(batch)
         done = dict(conn.execute(_pg_complete_statement(), params).all())
     else:
         for i, (key, result) in enumerate(successes):
@@ -1002,28 +1189,29 @@ _FINISH_BUMP = (
     .returning(*_COUNTERS)
 )
 
-_CLAIM_BUMP = (
-    update(backfills)
-    .where(backfills.c.id == bindparam("p_backfill"))
-    .values(
-        runs_running=backfills.c.runs_running + bindparam("d_running"),
-        runs_created=backfills.c.runs_created + bindparam("d_created"),
-        cursor=bindparam("p_cursor", type_=UTCDateTime()),
-        exhausted=bindparam("p_exhausted"),
-        started_at=func.coalesce(backfills.c.started_at, bindparam("p_started", type_=UTCDateTime())),
-        last_claimed_at=func.coalesce(bindparam("p_claimed", type_=UTCDateTime()), backfills.c.last_claimed_at),
-        updated_at=bindparam("p_now", type_=UTCDateTime()),
-    )
-    .returning(*_COUNTERS)
+_CLAIM_BUMP = _FINISH_BUMP.values(
+    runs_created=backfills.c.runs_created + bindparam("d_created"),
+    cursor=bindparam("p_cursor", type_=UTCDateTime()),
+    exhausted=bindparam("p_exhausted"),
+    started_at=func.coalesce(backfills.c.started_at, bindparam("p_started", type_=UTCDateTime())),
+    last_claimed_at=func.coalesce(bindparam("p_claimed", type_=UTCDateTime()), backfills.c.last_claimed_at),
 )
 
 
-def _bump_finished(conn: Connection, deltas: Mapping[int, _Deltas], now: datetime) -> None:
-    """One counter update per backfill (in id order: two workers on PostgreSQL lock
-    the backfill rows they both touch in the same order), then its status settles."""
+def _bump(
+    conn: Connection,
+    deltas: Mapping[int, _Deltas],
+    now: datetime,
+    *,
+    moved: Mapping[int, tuple[dict[str, Any], datetime | None]] | None = None,
+) -> None:
+    """ONE counter update per backfill the transaction changed (in id order), then its
+    status settles. ``moved``: the backfills a claim touched, with their new cursor and
+    ``exhausted`` (in the row dict) and their claim stamp."""
+    moved = moved or {}
     for backfill_id in sorted(deltas):
         d = deltas[backfill_id]
-        params = {
+        params: dict[str, Any] = {
             "p_backfill": backfill_id,
             "d_running": d.running,
             "d_completed": d.completed,
@@ -1032,26 +1220,20 @@ def _bump_finished(conn: Connection, deltas: Mapping[int, _Deltas], now: datetim
             "d_duration": d.duration,
             "p_now": now,
         }
-        _apply_settle(conn, backfill_id, conn.execute(_FINISH_BUMP, params).mappings().one(), now)
-
-
-def _claim_bump(
-    conn: Connection, bf: dict[str, Any], now: datetime, *, running: int, created: int, claimed_at: datetime | None
-) -> None:
-    """The one counter update of a backfill a claim touched: runs started and created,
-    the materialization cursor, the claim stamp; then its status settles."""
-    params = {
-        "p_backfill": bf["id"],
-        "d_running": running,
-        "d_created": created,
-        "p_cursor": bf["cursor"],
-        "p_exhausted": bf["exhausted"],
-        "p_started": now if running else None,
-        "p_claimed": claimed_at,
-        "p_now": now,
-    }
-    counters = conn.execute(_CLAIM_BUMP, params).mappings().one()
-    bf["status"] = _apply_settle(conn, bf["id"], counters, now).value
+        claimed = moved.get(backfill_id)
+        if claimed is None:
+            _apply_settle(conn, backfill_id, conn.execute(_FINISH_BUMP, params).mappings().one(), now)
+            continue
+        bf, claimed_at = claimed
+        params.update(
+            d_created=d.created,
+            p_cursor=bf["cursor"],
+            p_exhausted=bf["exhausted"],
+            p_started=now if claimed_at is not None else None,
+            p_claimed=claimed_at,
+        )
+        counters = conn.execute(_CLAIM_BUMP, params).mappings().one()
+        bf["status"] = _apply_settle(conn, backfill_id, counters, now).value
 
 
 def _apply_settle(conn: Connection, backfill_id: int, bf: Row, now: datetime) -> BackfillStatus:

@@ -1,0 +1,143 @@
+"""A worker step (``queue.step``): record and claim in one transaction, one counter
+update per backfill, and the lock order every writer keeps (backfill rows, then runs)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text
+from tests.store.test_queue import T0, claim, make, row
+
+from backfill.services.actor import Actor
+from backfill.store import queue
+from backfill.store.db import Database
+from backfill.store.tables import backfills, interval_runs
+
+OK = queue.AttemptResult(ok=True, rows=2, duration=0.25)
+
+
+def finish(run: queue.ClaimedRun, result: queue.AttemptResult = OK) -> queue.Finish:
+    return queue.Finish(run.key, run.backfill_id, result)
+
+
+@contextmanager
+def backfill_updates(db: Database) -> Iterator[list[str]]:
+    """The UPDATE statements of the ``backfills`` table run meanwhile."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE BACKFILLS"):
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before)
+
+
+def lock_waits(db: Database) -> int:
+    """Sessions waiting for a lock now (a fresh transaction: the activity view is read
+    once per transaction)."""
+    with db.read() as conn:
+        waits = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        return int(conn.execute(waits).scalar_one())
+
+
+def test_a_step_records_claims_and_moves_each_backfill_once(db: Database, team: Actor, pipeline_id: int) -> None:
+    a = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-10", max_active_runs=2)
+    b = make(db, team, pipeline_id, start="2025-01-01", end="2025-01-10", max_active_runs=2)
+    held = claim(db, owner="w1", n=4)
+    assert {r.backfill_id for r in held} == {a, b}
+    one_of_a = next(r for r in held if r.backfill_id == a)
+    one_of_b = next(r for r in held if r.backfill_id == b)
+    failed = queue.AttemptResult(ok=False, error="boom")  # no retries: final
+    with backfill_updates(db) as updates, db.write() as conn:
+        step = queue.step(conn, "w1", [finish(one_of_a), finish(one_of_b, failed)], 2, lease_seconds=30, now=T0)
+    assert step.recorded == {one_of_a.key, one_of_b.key}
+    assert len(step.claim.runs) == 2
+    # both backfills had a run recorded or claimed (or both): one counter UPDATE each
+    assert len(updates) == 2, updates
+    for bf in (a, b):
+        r = row(db, bf)  # row() checks the counters against a recount of the runs
+        assert r["runs_running"] == 2  # the freed slots were filled in the same step
+
+
+def test_a_step_that_claims_nothing_still_moves_the_counters(db: Database, team: Actor, pipeline_id: int) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-02", max_active_runs=2)
+    runs = claim(db, owner="w1", n=2)
+    with db.write() as conn:
+        step = queue.step(conn, "w1", [finish(r) for r in runs], 0, lease_seconds=30, now=T0)
+    assert step.recorded == {r.key for r in runs}
+    assert step.claim == queue.Claim([], contended=False)
+    r = row(db, bf)
+    assert (r["status"], r["runs_completed"], r["runs_running"], r["rows_total"]) == ("completed", 2, 0, 4)
+
+
+def test_a_step_refuses_a_run_twice(db: Database, team: Actor, pipeline_id: int) -> None:
+    make(db, team, pipeline_id, start="2024-01-01", end="2024-01-01")
+    (run,) = claim(db, owner="w1")
+    with db.write() as conn, pytest.raises(ValueError, match="twice"):
+        queue.step(conn, "w1", [finish(run), finish(run)], 1, lease_seconds=30, now=T0)
+
+
+def test_a_slot_freed_at_max_active_runs_goes_to_the_same_backfill(
+    db: Database, team: Actor, pipeline_id: int
+) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-10", max_active_runs=1)
+    (first,) = claim(db, owner="w1", n=4)
+    with db.write() as conn:
+        step = queue.step(conn, "w1", [finish(first)], 4, lease_seconds=30, now=T0)
+    assert [r.backfill_id for r in step.claim.runs] == [bf]  # room counted after the record
+    assert row(db, bf)["runs_running"] == 1
+
+
+def test_a_step_locks_the_backfill_row_before_the_run_rows(db: Database, team: Actor, pipeline_id: int) -> None:
+    """While a user's transaction holds a backfill row (as a rerun or cancel does before
+    it touches its runs), a worker step recording a run of it waits without having locked
+    that run: the two take rows in the same order, so they cannot deadlock."""
+    if not db.is_postgres:
+        pytest.skip("PostgreSQL only: SQLite has no row locks (writers are serialized)")
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-01")
+    (run,) = claim(db, owner="w1")
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker_step() -> None:
+        try:
+            with db.write() as conn:
+                queue.step(conn, "w1", [finish(run)], 1, lease_seconds=30, now=T0)
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    with db.engine.connect() as user:
+        tx = user.begin()
+        user.execute(select(backfills.c.id).where(backfills.c.id == bf).with_for_update())
+        thread = threading.Thread(target=worker_step, daemon=True)
+        thread.start()
+        waiting = 0
+        for _ in range(200):  # until the step waits on our lock
+            waiting = lock_waits(db)
+            if waiting:
+                break
+            time.sleep(0.02)
+        assert waiting, "the step did not wait for the backfill row"
+        assert not done.is_set()
+        # the run row is free: the step has not touched it before taking the backfill row
+        user.execute(text("SET LOCAL lock_timeout = '1s'"))
+        locked = user.execute(
+            select(interval_runs.c.id).where(interval_runs.c.id == run.run_id).with_for_update(nowait=True)
+        ).scalar_one()
+        assert locked == run.run_id
+        tx.rollback()
+    assert done.wait(30)
+    thread.join(5)
+    assert not errors, errors
+    assert row(db, bf)["runs_completed"] == 1
