@@ -254,6 +254,11 @@ def _dt(value: datetime | None) -> str | None:
     return format_pipeline(value) if value is not None else None
 
 
+def _times(row: RowMapping, *names: str) -> dict[str, Any]:
+    """Timestamp columns of ``row`` under their own names, in this dialect's format (null stays null)."""
+    return {name: _dt(row[name]) for name in names}
+
+
 def _data_date(start: datetime, timezone: str, calendar: bool) -> str:
     return data_date(start, timezone, calendar, format_pipeline)
 
@@ -299,8 +304,7 @@ def _pipeline(row: RowMapping) -> s.Pipeline:
             )
             for b in definition.blocks
         ],
-        created_at=format_pipeline(row["created_at"]),
-        updated_at=format_pipeline(row["updated_at"]),
+        **_times(row, "created_at", "updated_at"),
     )
 
 
@@ -390,18 +394,14 @@ def render_backfill(
     obj = s.PipelineBackfill(
         id=row["id"],
         block_uuid=block_uuid,
-        completed_at=_dt(row["completed_at"]),
-        created_at=format_pipeline(row["created_at"]),
+        **_times(row, "completed_at", "created_at", "failed_at", "started_at", "updated_at"),
         end_datetime=format_pipeline(row["end"]),
-        failed_at=_dt(row["failed_at"]),
         **columns(row, "interval_type", "interval_units", "name"),
         metrics=metrics,
         pipeline_schedule_id=None,
         pipeline_uuid=row["pipeline_uuid"],
         start_datetime=format_pipeline(row["start"]),
-        started_at=_dt(row["started_at"]),
         status=dialect_status(row["status"]),
-        updated_at=format_pipeline(row["updated_at"]),
         variables=row["variables"] or None,
         settings=s.PipelineBackfillSettings(
             **columns(row, *RUN_SETTINGS, "retry_delay_seconds", "timeout_seconds"),
@@ -867,11 +867,9 @@ def _run(row: RowMapping, pipeline_uuid: str, variables: dict[str, Any]) -> s.Pi
         interval_end_datetime=format_pipeline(row["interval_end"]),
         data_date=_data_date(row["interval_start"], row["timezone"], calendar),
         attempt=row["attempt"],
-        created_at=format_pipeline(row["created_at"]),
-        started_at=_dt(row["started_at"]),
+        **_times(row, "created_at", "started_at", "ended_at"),
         completed_at=_dt(row["ended_at"]) if status == "completed" else None,
         failed_at=_dt(row["ended_at"]) if status == "failed" else None,
-        ended_at=_dt(row["ended_at"]),
         duration_seconds=row["duration"],
         rows=row["rows"],
         error=row["error"],
