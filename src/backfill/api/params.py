@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path
+from fastapi import Path, Query
 
 MAX_ID = 2**63 - 1  # the largest id a column holds (BIGINT)
 MAX_OFFSET = 1_000_000_000  # the largest paging offset either dialect takes
 
-BackfillId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the backfill.")]
+BACKFILL_ID = "ID of the backfill."
+BackfillId = Annotated[int, Path(ge=1, le=MAX_ID, description=BACKFILL_ID)]
+BackfillIdQuery = Annotated[int, Query(ge=1, le=MAX_ID, description=BACKFILL_ID)]  # ?backfill_id=

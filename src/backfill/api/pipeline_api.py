@@ -32,10 +32,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy import RowMapping
 from starlette.responses import Response
 
-from backfill.api.params import MAX_ID, MAX_OFFSET, BackfillId
+from backfill.api.calls import Call, call_with
+from backfill.api.params import MAX_ID, MAX_OFFSET, BackfillId, BackfillIdQuery
 from backfill.api.pipeline_errors import ERROR_RESPONSES, PipelineRoute
 from backfill.api.rendering import (
     RUN_SETTINGS,
@@ -176,6 +178,32 @@ def user_secret(request: Request, bearer: str | None, header: str | None, cookie
     return value
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What a request sent to authenticate: the client key, and the user token as sent in
+    each of the three places a user token may be (``user_secret`` picks one)."""
+
+    api_key: str | None
+    bearer: str | None
+    header: str | None
+    cookie: str | None
+
+    def user_secret(self, request: Request) -> str | None:
+        return user_secret(request, self.bearer, self.header, self.cookie)
+
+
+async def credentials(
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    header: Annotated[str | None, Depends(header_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
+) -> Credentials:
+    """Dependency: the credentials of the request (each documented as a security scheme)."""
+    return Credentials(api_key, bearer.credentials if bearer else None, header, cookie)
+
+
+Sent = Annotated[Credentials, Depends(credentials)]
+
 TeamQuery = Annotated[
     int | None,
     Query(ge=1, le=MAX_ID, description="Act in this team (you must be a member); default your default team."),
@@ -185,17 +213,10 @@ TeamQuery = Annotated[
 def require(access: auth.Access) -> Callable[..., auth.Principal]:
     """Dependency: client key, then user token, then scope → membership → permission."""
 
-    def dependency(
-        request: Request,
-        api_key: Annotated[str | None, Depends(api_key_scheme)],
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-        header: Annotated[str | None, Depends(header_scheme)],
-        cookie: Annotated[str | None, Depends(cookie_scheme)],
-        team_id: TeamQuery = None,
-    ) -> auth.Principal:
+    def dependency(request: Request, sent: Sent, team_id: TeamQuery = None) -> auth.Principal:
         db = database(request)
-        key_team = check_api_key(db, api_key)
-        secret = user_secret(request, bearer.credentials if bearer else None, header, cookie)
+        key_team = check_api_key(db, sent.api_key)
+        secret = sent.user_secret(request)
         if not secret:
             raise auth.TokenMissing(
                 "authentication is required: sign in with POST /api/sessions and send the oauth_token cookie, "
@@ -215,8 +236,9 @@ def require(access: auth.Access) -> Callable[..., auth.Principal]:
     return dependency
 
 
-Reader = Annotated[auth.Principal, Depends(require(auth.READ))]
-Writer = Annotated[auth.Principal, Depends(require(auth.WRITE))]
+# A route's request with its principal (read or write access), one parameter.
+ReadCall = Annotated[Call, call_with(require(auth.READ))]
+WriteCall = Annotated[Call, call_with(require(auth.WRITE))]
 
 NO_NUL = r"^[^\x00]+$"  # PostgreSQL cannot compare text with NUL characters
 PipelineUuid = Annotated[str, Path(min_length=1, max_length=200, pattern=NO_NUL, description="UUID of the pipeline.")]
@@ -230,6 +252,11 @@ IncludePreviewRuns = Annotated[
 
 def _dt(value: datetime | None) -> str | None:
     return format_pipeline(value) if value is not None else None
+
+
+def _times(row: RowMapping, *names: str) -> dict[str, Any]:
+    """Timestamp columns of ``row`` under their own names, in this dialect's format (null stays null)."""
+    return {name: _dt(row[name]) for name in names}
 
 
 def _data_date(start: datetime, timezone: str, calendar: bool) -> str:
@@ -277,8 +304,7 @@ def _pipeline(row: RowMapping) -> s.Pipeline:
             )
             for b in definition.blocks
         ],
-        created_at=format_pipeline(row["created_at"]),
-        updated_at=format_pipeline(row["updated_at"]),
+        **_times(row, "created_at", "updated_at"),
     )
 
 
@@ -368,18 +394,14 @@ def render_backfill(
     obj = s.PipelineBackfill(
         id=row["id"],
         block_uuid=block_uuid,
-        completed_at=_dt(row["completed_at"]),
-        created_at=format_pipeline(row["created_at"]),
+        **_times(row, "completed_at", "created_at", "failed_at", "started_at", "updated_at"),
         end_datetime=format_pipeline(row["end"]),
-        failed_at=_dt(row["failed_at"]),
         **columns(row, "interval_type", "interval_units", "name"),
         metrics=metrics,
         pipeline_schedule_id=None,
         pipeline_uuid=row["pipeline_uuid"],
         start_datetime=format_pipeline(row["start"]),
-        started_at=_dt(row["started_at"]),
         status=dialect_status(row["status"]),
-        updated_at=format_pipeline(row["updated_at"]),
         variables=row["variables"] or None,
         settings=s.PipelineBackfillSettings(
             **columns(row, *RUN_SETTINGS, "retry_delay_seconds", "timeout_seconds"),
@@ -405,8 +427,9 @@ def _one(d: BackfillDetail, definitions: _Definitions, *, run_count: bool = Fals
     return json_response(s.PipelineBackfillResponse(backfill=obj), exclude={"backfill": exclude})
 
 
-def _in_pipeline(d: BackfillDetail, pipeline_uuid: str | None) -> BackfillDetail:
-    """Nested routes address a backfill of that pipeline only."""
+def _addressed(call: Call, pipeline_uuid: str | None, backfill_id: int) -> BackfillDetail:
+    """The backfill a route addresses; nested routes address a backfill of that pipeline only."""
+    d = backfills.get(call.db, call.actor, backfill_id)
     if pipeline_uuid is not None and d.row["pipeline_uuid"] != pipeline_uuid:
         raise NotFound(f"backfill {d.row['id']} not found in pipeline {pipeline_uuid!r}")
     return d
@@ -658,52 +681,55 @@ def spec_from_body(body: s.PipelineBackfillAction, pipeline: RowMapping) -> tupl
 # ---- backfills -------------------------------------------------------------------------------------
 
 
+Handler = Callable[..., Response]
+
+
 def _twin_routes(
     method: str,
     path: str,
-    handler: Callable[..., Response],
+    summaries: tuple[str, str],
     *,
-    team_wide: tuple[str, str],
-    in_pipeline: tuple[str, str],
+    response_model: type[BaseModel] = s.PipelineBackfillResponse,
     pipeline_query: Any = None,
     **route: Any,
-) -> None:
-    """One operation at the two paths the pipeline API gives it: ``{path}`` for any backfill
-    of the team and ``/pipelines/{pipeline_uuid}{path}`` for one of that pipeline (404
-    otherwise). ``handler`` takes ``pipeline_uuid``; the team-wide route calls it with None,
-    or takes it as an optional query parameter of type ``pipeline_query``. ``team_wide``
-    and ``in_pipeline`` are (operation name, summary) of each route."""
-    signature = inspect.signature(handler, eval_str=True)
-    parameters = [
-        p.replace(annotation=pipeline_query, default=None) if p.name == "pipeline_uuid" else p
-        for p in signature.parameters.values()
-        if p.name != "pipeline_uuid" or pipeline_query is not None
-    ]
+) -> Callable[[Handler], Handler]:
+    """Registers one operation at the two paths the pipeline API gives it: ``{path}`` for
+    any backfill of the team and ``/pipelines/{pipeline_uuid}{path}`` for one of that
+    pipeline (404 otherwise). The handler takes ``pipeline_uuid``; the team-wide route calls
+    it with None, or takes it as an optional query parameter of type ``pipeline_query``.
+    The nested route is named after the handler (``get_pipeline_backfill``), the team-wide
+    one without ``pipeline_`` (``get_backfill``); ``summaries`` are (team-wide, nested)."""
 
-    def everywhere(**kwargs: Any) -> Response:
-        return handler(**{"pipeline_uuid": None, **kwargs})
+    def register(handler: Handler) -> Handler:
+        signature = inspect.signature(handler, eval_str=True)
+        parameters = [
+            p.replace(annotation=pipeline_query, default=None) if p.name == "pipeline_uuid" else p
+            for p in signature.parameters.values()
+            if p.name != "pipeline_uuid" or pipeline_query is not None
+        ]
 
-    everywhere.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    for where, (name, summary) in ((path, team_wide), (f"/pipelines/{{pipeline_uuid}}{path}", in_pipeline)):
-        endpoint = everywhere if where == path else handler
-        router.add_api_route(where, endpoint, methods=[method], name=name, summary=summary, **route)
+        def everywhere(**kwargs: Any) -> Response:
+            return handler(**{"pipeline_uuid": None, **kwargs})
+
+        everywhere.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        names = (handler.__name__.replace("pipeline_", "", 1), handler.__name__)
+        endpoints = ((path, everywhere), (f"/pipelines/{{pipeline_uuid}}{path}", handler))
+        for (where, endpoint), name, summary in zip(endpoints, names, summaries, strict=True):
+            route_options = {"name": name, "summary": summary, "response_model": response_model, **route}
+            router.add_api_route(where, endpoint, methods=[method], **route_options)
+        return handler
+
+    return register
 
 
-def _list(
-    request: Request,
-    principal: auth.Principal,
-    pipeline_uuid: str | None,
-    limit: int,
-    offset: int,
-    run_count: bool,
-) -> Response:
-    db = database(request)
-    actor = principal.actor
-    definitions = _Definitions(db, actor)
+def _list(call: Call, pipeline_uuid: str | None, limit: int, offset: int, run_count: bool) -> Response:
+    definitions = _Definitions(call.db, call.actor)
     pipeline_id = None
     if pipeline_uuid is not None:
         pipeline_id = int(definitions_row(definitions, pipeline_uuid)["id"])
-    page = backfills.list_backfills(db, actor, statuses=None, pipeline_id=pipeline_id, limit=limit, offset=offset)
+    page = backfills.list_backfills(
+        call.db, call.actor, statuses=None, pipeline_id=pipeline_id, limit=limit, offset=offset
+    )
     rendered = [render_backfill(d, definitions, run_count=run_count) for d in page.items]
     body = s.PipelineBackfillListResponse(
         backfills=[obj for obj, _ in rendered], metadata=_metadata(page.total, offset, len(rendered))
@@ -718,26 +744,21 @@ def definitions_row(definitions: _Definitions, pipeline_uuid: str) -> RowMapping
     return row
 
 
+@_twin_routes(
+    "GET",
+    "/backfills",
+    ("Backfills of the team (optionally of one pipeline), newest first", "Backfills of a pipeline, newest first"),
+    response_model=s.PipelineBackfillListResponse,
+    pipeline_query=Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL)],
+)
 def list_pipeline_backfills(
-    request: Request,
-    principal: Reader,
+    call: ReadCall,
     pipeline_uuid: PipelineUuid,
     limit: Limit = 50,
     offset: Offset = 0,
     include_run_count: IncludeRunCount = False,
 ) -> Response:
-    return _list(request, principal, pipeline_uuid, limit, offset, include_run_count)
-
-
-_twin_routes(
-    "GET",
-    "/backfills",
-    list_pipeline_backfills,
-    team_wide=("list_backfills", "Backfills of the team (optionally of one pipeline), newest first"),
-    in_pipeline=("list_pipeline_backfills", "Backfills of a pipeline, newest first"),
-    pipeline_query=Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL)],
-    response_model=s.PipelineBackfillListResponse,
-)
+    return _list(call, pipeline_uuid, limit, offset, include_run_count)
 
 
 @router.post(
@@ -749,40 +770,24 @@ _twin_routes(
     "`add_upstream_for_block_uuid` and `settings` are optional. The backfill is saved, not started: start it "
     'with `PUT {"backfill": {"status": "initial"}}` (or send `status: "initial"` here to start at once).',
 )
-def create_backfill(
-    request: Request, principal: Writer, pipeline_uuid: PipelineUuid, body: s.PipelineBackfillCreateBody
-) -> Response:
-    db = database(request)
-    actor = principal.actor
-    definitions = _Definitions(db, actor)
+def create_backfill(call: WriteCall, pipeline_uuid: PipelineUuid, body: s.PipelineBackfillCreateBody) -> Response:
+    definitions = _Definitions(call.db, call.actor)
     pipeline = definitions_row(definitions, pipeline_uuid)
     spec, start_now = spec_from_body(body.backfill, pipeline)
-    backfill_id = backfills.create(db, actor, int(pipeline["id"]), spec, start=start_now)
-    return _one(backfills.get(db, actor, backfill_id), definitions)
+    backfill_id = backfills.create(call.db, call.actor, int(pipeline["id"]), spec, start=start_now)
+    return _one(backfills.get(call.db, call.actor, backfill_id), definitions)
 
 
+@_twin_routes("GET", "/backfills/{backfill_id}", ("One backfill", "One backfill of a pipeline"))
 def get_pipeline_backfill(
-    request: Request,
-    principal: Reader,
+    call: ReadCall,
     pipeline_uuid: PipelineUuid,
     backfill_id: BackfillId,
     include_run_count: IncludeRunCount = False,
     include_preview_runs: IncludePreviewRuns = False,
 ) -> Response:
-    db = database(request)
-    actor = principal.actor
-    d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
-    return _one(d, _Definitions(db, actor), run_count=include_run_count, preview=include_preview_runs)
-
-
-_twin_routes(
-    "GET",
-    "/backfills/{backfill_id}",
-    get_pipeline_backfill,
-    team_wide=("get_backfill", "One backfill"),
-    in_pipeline=("get_pipeline_backfill", "One backfill of a pipeline"),
-    response_model=s.PipelineBackfillResponse,
-)
+    d = _addressed(call, pipeline_uuid, backfill_id)
+    return _one(d, _Definitions(call.db, call.actor), run_count=include_run_count, preview=include_preview_runs)
 
 
 PUT_DESCRIPTION = """\
@@ -800,67 +805,49 @@ Any attribute of the backfill, in `{"backfill": {...}}`; only what differs from 
 """
 
 
+UPDATE_SUMMARIES = (
+    "Update a backfill (edit, start, retry, cancel)",
+    "Update a backfill of a pipeline (edit, start, retry, cancel)",
+)
+
+
+@_twin_routes("PUT", "/backfills/{backfill_id}", UPDATE_SUMMARIES, description=PUT_DESCRIPTION)
 def update_pipeline_backfill(
-    request: Request,
-    principal: Writer,
-    pipeline_uuid: PipelineUuid,
-    backfill_id: BackfillId,
-    body: s.PipelineBackfillBody,
+    call: WriteCall, pipeline_uuid: PipelineUuid, backfill_id: BackfillId, body: s.PipelineBackfillBody
 ) -> Response:
-    db = database(request)
-    actor = principal.actor
-    d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
-    definitions = _Definitions(db, actor)
+    d = _addressed(call, pipeline_uuid, backfill_id)
+    definitions = _Definitions(call.db, call.actor)
     edit = plan_edit(body.backfill, d.row, definitions.get(int(d.row["pipeline_id"])))
-    apply_edit(db, actor, backfill_id, edit)
-    return _one(backfills.get(db, actor, backfill_id), definitions)
+    apply_edit(call.db, call.actor, backfill_id, edit)
+    return _one(backfills.get(call.db, call.actor, backfill_id), definitions)
 
 
-_twin_routes(
-    "PUT",
-    "/backfills/{backfill_id}",
-    update_pipeline_backfill,
-    team_wide=("update_backfill", "Update a backfill (edit, start, retry, cancel)"),
-    in_pipeline=("update_pipeline_backfill", "Update a backfill of a pipeline (edit, start, retry, cancel)"),
-    response_model=s.PipelineBackfillResponse,
-    description=PUT_DESCRIPTION,
+DELETE_SUMMARIES = (
+    "Delete a backfill that is not running (cancel it first); returns it as it was",
+    "Delete a backfill of a pipeline that is not running (cancel it first)",
 )
 
 
-def delete_pipeline_backfill(
-    request: Request, principal: Writer, pipeline_uuid: PipelineUuid, backfill_id: BackfillId
-) -> Response:
-    db = database(request)
-    actor = principal.actor
-    d = _in_pipeline(backfills.get(db, actor, backfill_id), pipeline_uuid)
-    response = _one(d, _Definitions(db, actor))
-    backfills.delete(db, actor, backfill_id)
+@_twin_routes("DELETE", "/backfills/{backfill_id}", DELETE_SUMMARIES)
+def delete_pipeline_backfill(call: WriteCall, pipeline_uuid: PipelineUuid, backfill_id: BackfillId) -> Response:
+    response = _one(_addressed(call, pipeline_uuid, backfill_id), _Definitions(call.db, call.actor))
+    backfills.delete(call.db, call.actor, backfill_id)
     return response
-
-
-_twin_routes(
-    "DELETE",
-    "/backfills/{backfill_id}",
-    delete_pipeline_backfill,
-    team_wide=("delete_backfill", "Delete a backfill that is not running (cancel it first); returns it as it was"),
-    in_pipeline=("delete_pipeline_backfill", "Delete a backfill of a pipeline that is not running (cancel it first)"),
-    response_model=s.PipelineBackfillResponse,
-)
 
 
 # ---- pipelines ---------------------------------------------------------------------------------------
 
 
 @router.get("/pipelines", response_model=s.PipelineListResponse, summary="Pipelines of the team")
-def list_pipelines(request: Request, principal: Reader, limit: Limit = 50, offset: Offset = 0) -> Response:
-    page = pipelines.list_pipelines(database(request), principal.actor, limit=limit, offset=offset)
+def list_pipelines(call: ReadCall, limit: Limit = 50, offset: Offset = 0) -> Response:
+    page = pipelines.list_pipelines(call.db, call.actor, limit=limit, offset=offset)
     items = [_pipeline(r) for r in page.items]
     return json_response(s.PipelineListResponse(pipelines=items, metadata=_metadata(page.total, offset, len(items))))
 
 
 @router.get("/pipelines/{pipeline_uuid}", response_model=s.PipelineResponse, summary="One pipeline with its blocks")
-def get_pipeline(request: Request, principal: Reader, pipeline_uuid: PipelineUuid) -> Response:
-    row = pipelines.get_pipeline(database(request), principal.actor, uuid=pipeline_uuid)
+def get_pipeline(call: ReadCall, pipeline_uuid: PipelineUuid) -> Response:
+    row = pipelines.get_pipeline(call.db, call.actor, uuid=pipeline_uuid)
     return json_response(s.PipelineResponse(pipeline=_pipeline(row)))
 
 
@@ -880,11 +867,9 @@ def _run(row: RowMapping, pipeline_uuid: str, variables: dict[str, Any]) -> s.Pi
         interval_end_datetime=format_pipeline(row["interval_end"]),
         data_date=_data_date(row["interval_start"], row["timezone"], calendar),
         attempt=row["attempt"],
-        created_at=format_pipeline(row["created_at"]),
-        started_at=_dt(row["started_at"]),
+        **_times(row, "created_at", "started_at", "ended_at"),
         completed_at=_dt(row["ended_at"]) if status == "completed" else None,
         failed_at=_dt(row["ended_at"]) if status == "failed" else None,
-        ended_at=_dt(row["ended_at"]),
         duration_seconds=row["duration"],
         rows=row["rows"],
         error=row["error"],
@@ -898,20 +883,12 @@ def _run(row: RowMapping, pipeline_uuid: str, variables: dict[str, Any]) -> s.Pi
     response_model=s.PipelineRunListResponse,
     summary="Interval runs of a backfill, newest execution date first",
 )
-def list_pipeline_runs(
-    request: Request,
-    principal: Reader,
-    backfill_id: Annotated[int, Query(ge=1, le=MAX_ID, description="ID of the backfill.")],
-    limit: Limit = 50,
-    offset: Offset = 0,
-) -> Response:
-    db = database(request)
-    actor = principal.actor
-    d = backfills.get(db, actor, backfill_id)
-    pipeline = pipelines.get_pipeline(db, actor, int(d.row["pipeline_id"]))
+def list_pipeline_runs(call: ReadCall, backfill_id: BackfillIdQuery, limit: Limit = 50, offset: Offset = 0) -> Response:
+    d = backfills.get(call.db, call.actor, backfill_id)
+    pipeline = pipelines.get_pipeline(call.db, call.actor, int(d.row["pipeline_id"]))
     variables = {**(pipeline["variables"] or {}), **(d.row["variables"] or {})}
     query = RunQuery(sort_field="data_date", descending=True, limit=limit, offset=offset)
-    page = runs.list_backfill_runs(db, actor, backfill_id, query)
+    page = runs.list_backfill_runs(call.db, call.actor, backfill_id, query)
     items = [_run(r, d.row["pipeline_uuid"], variables) for r in page.items]
     return json_response(
         s.PipelineRunListResponse(pipeline_runs=items, metadata=_metadata(page.total, offset, len(items)))

@@ -12,18 +12,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from backfill.api.pipeline_api import (
-    api_key_scheme,
-    bearer_scheme,
-    check_api_key,
-    cookie_scheme,
-    header_scheme,
-    user_secret,
-)
+from backfill.api.pipeline_api import Sent, api_key_scheme, check_api_key
 from backfill.api.pipeline_errors import ERROR_RESPONSES, PipelineRoute
 from backfill.api.ratelimit import client_address
 from backfill.api.rendering import database, json_response
@@ -81,16 +73,10 @@ async def create_session(
     response_model=s.PipelineSignOutResponse,
     summary="Sign out: revoke the token of this session (cookie, OAUTH-TOKEN header or Bearer)",
 )
-def delete_session(
-    request: Request,
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    header: Annotated[str | None, Depends(header_scheme)],
-    cookie: Annotated[str | None, Depends(cookie_scheme)],
-) -> Response:
+def delete_session(request: Request, sent: Sent) -> Response:
     db = database(request)
-    check_api_key(db, api_key)
-    secret = user_secret(request, bearer.credentials if bearer else None, header, cookie)
+    check_api_key(db, sent.api_key)
+    secret = sent.user_secret(request)
     principal = auth.resolve(db, secret, team_id=None)
     sessions.logout(db, principal.token_id)
     drop_cached_principals(request.app)

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy import RowMapping
 from starlette.responses import Response
 
-from backfill.api.calls import query_parameters, read
+from backfill.api.calls import Call, call_with, query_parameters, read
 from backfill.api.params import MAX_ID, MAX_OFFSET, BackfillId
 from backfill.api.problems import ApiError, Problem, default_error_response
 from backfill.api.rendering import (
@@ -149,12 +149,15 @@ async def authenticate(request: Request) -> auth.Principal:
 
 
 Reader = Annotated[auth.Principal, Depends(BearerAuth(auth.READ))]
-Writer = Annotated[auth.Principal, Depends(BearerAuth(auth.WRITE))]
+# A route's request with its principal (read or write access), one parameter.
+ReadCall = Annotated[Call, call_with(BearerAuth(auth.READ))]
+WriteCall = Annotated[Call, call_with(BearerAuth(auth.WRITE))]
 
 TeamId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the team.")]
 TransferId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the transfer (pipeline).")]
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="ID of the transfer run.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+Limit = Annotated[int, Query(ge=1, le=1000)]  # a page of backfills or transfers
 
 
 # ---- rendering ---------------------------------------------------------------------------
@@ -168,6 +171,11 @@ def _ok_json(meta: BaseModel, data: bytes) -> Response:
 
 def _meta(request: Request) -> s.Meta:
     return s.Meta(request_id=request_id_of(request))
+
+
+def ok(call: Call, envelope: type[BaseModel], data: Any) -> Response:
+    """``data`` in the envelope ``{"meta": {"request_id"}, "data": ...}`` of this dialect."""
+    return json_response(envelope(meta=_meta(call.request), data=data))
 
 
 def _page_meta(request: Request, total: int, limit: int, offset: int) -> s.PageMeta:
@@ -288,6 +296,11 @@ def _query_detail(block: Mapping[str, Any]) -> s.QueryDetail:
     )
 
 
+def _run_detail(row: RowMapping) -> s.RunDetail:
+    details = [_query_detail(b) for b in (row["block_results"] or []) if isinstance(b, Mapping)]
+    return s.RunDetail(**_run_fields(row), query_details=details)
+
+
 def _transfer(row: RowMapping) -> s.Transfer:
     definition = row["definition"] or {}
     return s.Transfer(
@@ -315,6 +328,11 @@ def status_list_pattern(names: tuple[str, ...]) -> str:
     return f"^ *{one}( *, *{one})* *$"
 
 
+def status_list_query(names: tuple[str, ...], description: str) -> Any:
+    """The ``Query`` of a ``?status=A,B`` parameter (one or more of ``names``)."""
+    return Query(max_length=200, description=description, json_schema_extra={"pattern": status_list_pattern(names)})
+
+
 def _statuses(value: str | None, names: tuple[str, ...], default: tuple[str, ...] | None) -> list[str] | None:
     """``?status=A,B`` (case-insensitive) as canonical lowercase values; 400 if unknown."""
     if value is None:
@@ -339,12 +357,18 @@ SortField = Literal["data_date", "created_time", "ended_time"]
 SortDirection = Literal["asc", "desc"]
 
 
+BackfillStatusQuery = Annotated[
+    str | None,
+    status_list_query(
+        BACKFILL_STATUS_NAMES,
+        "One or more (comma-separated) of CREATED, SCHEDULED, RUNNING, COMPLETED, FAILED, CANCELLED; default the "
+        "unfinished ones (CREATED, SCHEDULED, RUNNING, FAILED).",
+    ),
+]
 RunStatusQuery = Annotated[
     str | None,
-    Query(
-        max_length=200,
-        description="One or more (comma-separated) of QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED.",
-        json_schema_extra={"pattern": status_list_pattern(RUN_STATUS_NAMES)},
+    status_list_query(
+        RUN_STATUS_NAMES, "One or more (comma-separated) of QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED."
     ),
 ]
 IssuesOnly = Annotated[bool, Query(description="Only FAILED and CANCELLED runs.")]
@@ -375,10 +399,26 @@ def _run_query(
 RunFilters = Annotated[RunQuery, Depends(_run_query)]
 
 
-def _runs_page(request: Request, page: Page, query: RunQuery) -> Response:
+def data_date_bound(date: str, side: Literal["after", "before"]) -> Any:
+    """The ``Query`` of ``start_date`` / ``end_date``: a data date, or an instant the runs'
+    interval starts are at or ``side`` of."""
+    return Query(
+        max_length=64, description=f"{date}; or an ISO 8601 instant: runs whose interval starts at or {side} it."
+    )
+
+
+FirstDataDate = Annotated[str, data_date_bound("First data date (inclusive), in the transfer's timezone", "after")]
+LastDataDate = Annotated[str, data_date_bound("Last data date (inclusive: its whole day)", "before")]
+# A chunk of a run's logs
+LogOffset = Annotated[int, Query(ge=0, le=10**12, description="Character offset to read from.")]
+LogLimit = Annotated[int, Query(ge=1, le=runs.MAX_LOG_CHUNK, description="Characters at most.")]
+AttemptNumber = Annotated[int | None, Query(ge=1, le=1_000_000, description="Attempt number; default the latest.")]
+
+
+def _runs_page(call: Call, page: Page, query: RunQuery) -> Response:
     return json_response(
         s.RunListResponse(
-            meta=_page_meta(request, page.total, query.limit, query.offset),
+            meta=_page_meta(call.request, page.total, query.limit, query.offset),
             data=[s.Run(**_run_fields(r)) for r in page.items],
         ),
     )
@@ -408,18 +448,19 @@ def _spec(body: s.CreateBackfillAction) -> BackfillSpec:
     "request return the same backfill. Overlapping an unfinished backfill of the transfer is a 409.",
 )
 def create_backfill(
-    request: Request,
-    principal: Writer,
+    call: WriteCall,
     transfer_id: TransferId,
     body: s.CreateBackfillAction,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
 ) -> Response:
-    db = database(request)
-    backfill_id = backfills.create(
-        db, principal.actor, transfer_id, _spec(body), start=True, idempotency_key=idempotency_key
-    )
-    detail = backfills.get(db, principal.actor, backfill_id)
-    return json_response(s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+    spec = _spec(body)
+    backfill_id = backfills.create(call.db, call.actor, transfer_id, spec, start=True, idempotency_key=idempotency_key)
+    return _backfill_now(call, backfill_id)
+
+
+def _backfill_now(call: Call, backfill_id: int) -> Response:
+    """The backfill as a write route leaves it (read again, rendered afresh)."""
+    return ok(call, s.BackfillResponse, _backfill(backfills.get(call.db, call.actor, backfill_id)))
 
 
 @router.post(
@@ -427,13 +468,8 @@ def create_backfill(
     response_model=s.DryRunResponse,
     summary="Preview the intervals of a backfill without saving it",
 )
-def dry_run_backfill(
-    request: Request,
-    principal: Reader,
-    transfer_id: TransferId,
-    body: s.CreateBackfillAction,
-) -> Response:
-    result = backfills.dry_run(database(request), principal.actor, transfer_id, _spec(body))
+def dry_run_backfill(call: ReadCall, transfer_id: TransferId, body: s.CreateBackfillAction) -> Response:
+    result = backfills.dry_run(call.db, call.actor, transfer_id, _spec(body))
     values = result["values"]
     tz = values["timezone"]
     calendar = is_calendar(values["interval_type"], values["cron"])
@@ -464,7 +500,7 @@ def dry_run_backfill(
             for t in result["skipped"]
         ],
     )
-    return json_response(s.DryRunResponse(meta=_meta(request), data=data))
+    return ok(call, s.DryRunResponse, data)
 
 
 @router.get(
@@ -473,34 +509,18 @@ def dry_run_backfill(
     summary="List backfills of the team (unfinished ones by default), newest first",
 )
 async def list_backfills(
-    request: Request,
-    principal: Reader,
-    status: Annotated[
-        str | None,
-        Query(
-            max_length=200,
-            description="One or more (comma-separated) of CREATED, SCHEDULED, RUNNING, COMPLETED, FAILED, "
-            "CANCELLED; default the unfinished ones (CREATED, SCHEDULED, RUNNING, FAILED).",
-            json_schema_extra={"pattern": status_list_pattern(BACKFILL_STATUS_NAMES)},
-        ),
-    ] = None,
+    call: ReadCall,
+    status: BackfillStatusQuery = None,
     transfer_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     offset: Offset = 0,
 ) -> Response:
     statuses = _statuses(status, BACKFILL_STATUS_NAMES, UNFINISHED_NAMES)
-    page = await read(
-        request,
-        backfills.list_backfills,
-        database(request),
-        principal.actor,
-        statuses=statuses,
-        pipeline_id=transfer_id,
-        limit=limit,
-        offset=offset,
+    page = await call.read(
+        backfills.list_backfills, statuses=statuses, pipeline_id=transfer_id, limit=limit, offset=offset
     )
-    data = b"[" + b",".join(_backfill_json(request, d) for d in page.items) + b"]"
-    return _ok_json(_page_meta(request, page.total, limit, offset), data)
+    data = b"[" + b",".join(_backfill_json(call.request, d) for d in page.items) + b"]"
+    return _ok_json(_page_meta(call.request, page.total, limit, offset), data)
 
 
 @router.get(
@@ -508,10 +528,9 @@ async def list_backfills(
     response_model=s.BackfillResponse,
     summary="A backfill with its live progress",
 )
-async def get_backfill(request: Request, principal: Reader, backfill_id: BackfillId) -> Response:
-    args = (database(request), principal.actor, backfill_id, _rendered, _render_backfill)
-    data = await read(request, backfills.rendered, *args)
-    return _ok_json(_meta(request), data)
+async def get_backfill(call: ReadCall, backfill_id: BackfillId) -> Response:
+    data = await call.read(backfills.rendered, backfill_id, _rendered, _render_backfill)
+    return _ok_json(_meta(call.request), data)
 
 
 @router.get(
@@ -519,9 +538,9 @@ async def get_backfill(request: Request, principal: Reader, backfill_id: Backfil
     response_model=s.BackfillResponse,
     summary="The latest backfill of a transfer, any status",
 )
-async def latest_backfill(request: Request, principal: Reader, transfer_id: TransferId) -> Response:
-    detail = await read(request, backfills.latest_backfill, database(request), principal.actor, transfer_id)
-    return _ok_json(_meta(request), _backfill_json(request, detail))
+async def latest_backfill(call: ReadCall, transfer_id: TransferId) -> Response:
+    detail = await call.read(backfills.latest_backfill, transfer_id)
+    return _ok_json(_meta(call.request), _backfill_json(call.request, detail))
 
 
 @router.patch(
@@ -533,14 +552,7 @@ async def latest_backfill(request: Request, principal: Reader, transfer_id: Tran
     'stays readable. `{"status":"SCHEDULED"}` retries the failed intervals of a FAILED backfill. '
     "A final backfill cannot change (422).",
 )
-def update_backfill(
-    request: Request,
-    principal: Writer,
-    backfill_id: BackfillId,
-    body: s.UpdateBackfillAction,
-) -> Response:
-    db = database(request)
-    actor = principal.actor
+def update_backfill(call: WriteCall, backfill_id: BackfillId, body: s.UpdateBackfillAction) -> Response:
     fields = body.model_fields_set
     if not fields:
         raise ValidationError("set at least one of: status, paused, max_active_runs, name, notify", field="body")
@@ -552,15 +564,14 @@ def update_backfill(
     if "paused" in fields and body.paused is None:
         raise ValidationError("paused must be true or false", field="paused")
     backfills.update(
-        db,
-        actor,
+        call.db,
+        call.actor,
         backfill_id,
         settings=settings,
         paused=body.paused if "paused" in fields else None,
         status=BackfillStatus(body.status.lower()) if "status" in fields and body.status else None,
     )
-    detail = backfills.get(db, actor, backfill_id)
-    return json_response(s.BackfillResponse(meta=_meta(request), data=_backfill(detail)))
+    return _backfill_now(call, backfill_id)
 
 
 @router.post(
@@ -572,24 +583,13 @@ def update_backfill(
     "SCHEDULED, RUNNING and FAILED backfills (a FAILED one becomes SCHEDULED); 422 on a final backfill or "
     "an id / date that is not this backfill's.",
 )
-def rerun_backfill_runs(
-    request: Request,
-    principal: Writer,
-    backfill_id: BackfillId,
-    body: s.RerunAction,
-) -> Response:
-    db = database(request)
+def rerun_backfill_runs(call: WriteCall, backfill_id: BackfillId, body: s.RerunAction) -> Response:
     result = backfills.rerun(
-        db,
-        principal.actor,
-        backfill_id,
-        run_ids=body.run_ids,
-        data_dates=body.data_dates,
-        statuses=body.statuses,
+        call.db, call.actor, backfill_id, run_ids=body.run_ids, data_dates=body.data_dates, statuses=body.statuses
     )
-    detail = backfills.get(db, principal.actor, backfill_id)
+    detail = backfills.get(call.db, call.actor, backfill_id)
     data = s.Rerun(requeued=result.requeued, running=result.running, backfill=_backfill(detail))
-    return json_response(s.RerunResponse(meta=_meta(request), data=data))
+    return ok(call, s.RerunResponse, data)
 
 
 # ---- runs ----------------------------------------------------------------------------------------
@@ -600,14 +600,8 @@ def rerun_backfill_runs(
     response_model=s.RunListResponse,
     summary="Interval runs of a backfill",
 )
-async def list_backfill_runs(
-    request: Request,
-    principal: Reader,
-    backfill_id: BackfillId,
-    query: RunFilters,
-) -> Response:
-    page = await read(request, runs.list_backfill_runs, database(request), principal.actor, backfill_id, query)
-    return _runs_page(request, page, query)
+async def list_backfill_runs(call: ReadCall, backfill_id: BackfillId, query: RunFilters) -> Response:
+    return _runs_page(call, await call.read(runs.list_backfill_runs, backfill_id, query), query)
 
 
 @router.get(
@@ -616,33 +610,11 @@ async def list_backfill_runs(
     summary="Interval runs of a transfer (every backfill) whose data date is within [start_date, end_date]",
 )
 async def list_transfer_runs(
-    request: Request,
-    principal: Reader,
-    transfer_id: TransferId,
-    start_date: Annotated[
-        str,
-        Query(
-            max_length=64,
-            description="First data date (inclusive), in the transfer's timezone; or an ISO 8601 instant: "
-            "runs whose interval starts at or after it.",
-        ),
-    ],
-    end_date: Annotated[
-        str,
-        Query(
-            max_length=64,
-            description="Last data date (inclusive: its whole day); or an ISO 8601 instant: runs whose interval "
-            "starts at or before it.",
-        ),
-    ],
-    query: RunFilters,
+    call: ReadCall, transfer_id: TransferId, start_date: FirstDataDate, end_date: LastDataDate, query: RunFilters
 ) -> Response:
     with query_parameters("start_date", "end_date"):
-        db = database(request)
-        page = await read(
-            request, runs.list_pipeline_runs, db, principal.actor, transfer_id, query, start=start_date, end=end_date
-        )
-    return _runs_page(request, page, query)
+        page = await call.read(runs.list_pipeline_runs, transfer_id, query, start=start_date, end=end_date)
+    return _runs_page(call, page, query)
 
 
 @router.get(
@@ -650,13 +622,8 @@ async def list_transfer_runs(
     response_model=s.RunResponse,
     summary="One transfer run with per-block query details",
 )
-async def get_transfer_run(request: Request, principal: Reader, run_id: RunId) -> Response:
-    row = await read(request, runs.get_run, database(request), principal.actor, run_id)
-    data = s.RunDetail(
-        **_run_fields(row),
-        query_details=[_query_detail(b) for b in (row["block_results"] or []) if isinstance(b, Mapping)],
-    )
-    return json_response(s.RunResponse(meta=_meta(request), data=data))
+async def get_transfer_run(call: ReadCall, run_id: RunId) -> Response:
+    return ok(call, s.RunResponse, _run_detail(await call.read(runs.get_run, run_id)))
 
 
 @router.get(
@@ -665,41 +632,24 @@ async def get_transfer_run(request: Request, principal: Reader, run_id: RunId) -
     summary="Captured output of a transfer run; pass `offset` = previous `next_offset` to tail",
 )
 async def get_transfer_run_logs(
-    request: Request,
-    principal: Reader,
-    run_id: RunId,
-    offset: Annotated[int, Query(ge=0, le=10**12, description="Character offset to read from.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=runs.MAX_LOG_CHUNK, description="Characters at most.")] = 1_000_000,
-    attempt: Annotated[int | None, Query(ge=1, le=1_000_000, description="Attempt number; default the latest.")] = None,
+    call: ReadCall, run_id: RunId, offset: LogOffset = 0, limit: LogLimit = 1_000_000, attempt: AttemptNumber = None
 ) -> Response:
-    chunk = await read(
-        request, runs.read_logs, database(request), principal.actor, run_id, attempt=attempt, offset=offset, limit=limit
-    )
+    chunk = await call.read(runs.read_logs, run_id, attempt=attempt, offset=offset, limit=limit)
     # the chunk under its own names; only the status is in this dialect's UPPERCASE
     fields = {**dataclasses.asdict(chunk), "status": chunk.status.upper() if chunk.status else None}
-    data = s.RunLogs(transfer_run_id=run_id, **fields)
-    return json_response(s.RunLogsResponse(meta=_meta(request), data=data))
+    return ok(call, s.RunLogsResponse, s.RunLogs(transfer_run_id=run_id, **fields))
 
 
 # ---- transfers --------------------------------------------------------------------------------------
 
 
 @router.get("/teams/{team_id}/transfers", response_model=s.TransferListResponse, summary="Transfers of the team")
-async def list_transfers(
-    request: Request,
-    principal: Reader,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Offset = 0,
-) -> Response:
-    page = await read(request, pipelines.list_pipelines, database(request), principal.actor, limit=limit, offset=offset)
-    return json_response(
-        s.TransferListResponse(
-            meta=_page_meta(request, page.total, limit, offset), data=[_transfer(r) for r in page.items]
-        ),
-    )
+async def list_transfers(call: ReadCall, limit: Limit = 100, offset: Offset = 0) -> Response:
+    page = await call.read(pipelines.list_pipelines, limit=limit, offset=offset)
+    meta = _page_meta(call.request, page.total, limit, offset)
+    return json_response(s.TransferListResponse(meta=meta, data=[_transfer(r) for r in page.items]))
 
 
 @router.get("/teams/{team_id}/transfers/{transfer_id}", response_model=s.TransferResponse, summary="One transfer")
-async def get_transfer(request: Request, principal: Reader, transfer_id: TransferId) -> Response:
-    row = await read(request, pipelines.get_pipeline, database(request), principal.actor, transfer_id)
-    return json_response(s.TransferResponse(meta=_meta(request), data=_transfer(row)))
+async def get_transfer(call: ReadCall, transfer_id: TransferId) -> Response:
+    return ok(call, s.TransferResponse, _transfer(await call.read(pipelines.get_pipeline, transfer_id)))

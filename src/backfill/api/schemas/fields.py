@@ -1,11 +1,16 @@
-"""Field types both dialects' schemas declare alike: the bounds of a backfill's settings
-in a request body (one declaration of each limit) and what a run reports of its code."""
+"""Field types both dialects' schemas declare alike: the values and bounds of a backfill's
+settings (one declaration of each) and what a run reports of its code."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
+
+# The values of a backfill's enumerated settings (the same names in both dialects).
+IntervalTypeName = Literal["second", "minute", "hour", "day", "week", "month", "year", "custom"]
+RunOrderName = Literal["newest_first", "oldest_first"]
+ReprocessName = Literal["all", "failed", "missing"]
 
 # The bounds of a backfill's settings in a request body: one declaration for both dialects.
 IntervalUnits = Annotated[int, Field(ge=1, le=1_000_000)]

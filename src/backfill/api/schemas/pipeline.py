@@ -25,6 +25,8 @@ from backfill.api.schemas.common import (
     ZoneName,
     cron_needs_custom,
 )
+from backfill.api.schemas.fields import IntervalTypeName as IntervalTypeName
+from backfill.api.schemas.fields import ReprocessName, RunOrderName
 from backfill.api.schemas.webhooks import WebhookAction
 from backfill.domain.limits import MAX_NAME_LENGTH
 from backfill.domain.transitions import UserAction
@@ -55,9 +57,6 @@ READ_ONLY: JsonDict = {"readOnly": True}
 
 PipelineBackfillStatus = Literal["initial", "running", "completed", "failed", "cancelled"]
 PipelineRunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
-IntervalTypeName = Literal["second", "minute", "hour", "day", "week", "month", "year", "custom"]
-RunOrderName = Literal["newest_first", "oldest_first"]
-ReprocessName = Literal["all", "failed", "missing"]
 
 ErrorTypeName = Literal[
     "record_not_found",

@@ -23,6 +23,8 @@ from backfill.api.schemas.common import (
     cron_needs_custom,
 )
 from backfill.api.schemas.common import BackfillMetrics as BackfillMetrics
+from backfill.api.schemas.fields import IntervalTypeName as IntervalTypeName
+from backfill.api.schemas.fields import ReprocessName, RunOrderName
 from backfill.api.schemas.webhooks import Webhook, WebhookAction
 from backfill.domain.limits import MAX_NAME_LENGTH
 from backfill.domain.transitions import UserAction
@@ -41,9 +43,6 @@ DateOrTimestamp = Annotated[
 
 BackfillStatusName = Literal["CREATED", "SCHEDULED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 RunStatusName = Literal["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
-IntervalTypeName = Literal["second", "minute", "hour", "day", "week", "month", "year", "custom"]
-RunOrderName = Literal["newest_first", "oldest_first"]
-ReprocessName = Literal["all", "failed", "missing"]
 
 
 # ---- envelope ------------------------------------------------------------------------------
