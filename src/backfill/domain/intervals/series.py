@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import NoReturn
 from zoneinfo import ZoneInfo
 
@@ -36,7 +36,7 @@ from backfill.domain.errors import ValidationError
 from backfill.domain.intervals.cron import MAX_ORD, MIN_ORD, CronSchedule, CronSteps
 from backfill.domain.intervals.steps import ONE_US, AbsoluteSteps, CalendarSteps, Steps, ceil_s, floor_s
 from backfill.domain.model import IntervalType
-from backfill.domain.timeparse import format_iso_z, load_zone
+from backfill.domain.timeparse import format_iso_z, load_zone, resolve_wall_time
 
 MAX_INTERVALS = 1_000_000
 
@@ -156,6 +156,7 @@ class IntervalSeries:
             )
         self._type = itype
         self._units = units
+        self._zone = zone
         self._zone_name = zone.key
         self._cron: str | None = None
         self._start = start_utc
@@ -382,6 +383,22 @@ class IntervalSeries:
         if k < 0:
             return None
         return k if self._steps.boundary(k) == t else None
+
+    def day_starts(self) -> Iterator[int]:
+        """The index of every interval that starts on a later local day (series timezone)
+        than the interval before it, ascending: where the local date of the starts changes.
+        Lazy, one step per local day that holds a start (a day without one is skipped; a
+        day is 23 or 25 hours on a DST change; it begins at its first existing instant)."""
+        k = 0
+        while k < self._count - 1:
+            day = self._steps.boundary(k).astimezone(self._zone).date()
+            if day == date.max:
+                return
+            midnight = resolve_wall_time(datetime.combine(day + timedelta(days=1), time()), self._zone)
+            k = self._n_lt(midnight)
+            if k >= self._count:
+                return
+            yield k
 
     def boundary(self, k: int) -> datetime:
         """The k-th boundary, ``0 <= k <= count``: the start of interval k, which is the
