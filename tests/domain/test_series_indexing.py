@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice, pairwise, takewhile
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -149,3 +150,21 @@ def test_day_starts_on_dst_days_and_weekday_crons() -> None:
         list(IntervalSeries(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC), "day", 1).day_starts())
         == []
     )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(series_cases(), st.lists(st.floats(0, 1), max_size=40), st.lists(st.integers(0, 12), max_size=40))
+def test_boundaries_in_one_pass_are_the_boundaries(series: IntervalSeries, where: list[float], gaps: list[int]) -> None:
+    # ascending indices: some far apart (a fresh start), some a few steps on (a walk), some repeated
+    ks = sorted({round(w * len(series)) for w in where})
+    ks = sorted(ks + [min(k + g, len(series)) for k, g in zip(ks, gaps, strict=False)])
+    assert list(series.boundaries(ks)) == [series.boundary(k) for k in ks]
+
+
+def test_boundaries_out_of_order_or_range_are_refused() -> None:
+    series = IntervalSeries(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 9, tzinfo=UTC), "day", 1)
+    with pytest.raises(IndexError):
+        list(series.boundaries([3, 2]))
+    with pytest.raises(IndexError):
+        list(series.boundaries([10]))
+    assert list(series.boundaries([9])) == [series.last_end]

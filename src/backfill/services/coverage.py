@@ -254,7 +254,7 @@ def coverage(
         units = None if cron is not None else interval_units
         series = series_for(start, end, interval_type=interval_type, interval_units=units, cron=cron, timezone=zone)
         spans = compress(series.count, _pieces(conn, pipeline_id, series), _breaks(series, split))
-    return Coverage(pipeline_id=pipeline_id, series=series, spans=[_located(series, s) for s in spans])
+    return Coverage(pipeline_id=pipeline_id, series=series, spans=_located(series, spans))
 
 
 def of_backfill(db: Database, actor: Actor, backfill_id: int, *, split: str | None = None) -> Coverage:
@@ -267,7 +267,7 @@ def of_backfill(db: Database, actor: Actor, backfill_id: int, *, split: str | No
         series = queue.series_of(row)
         pieces = _pieces(conn, row["pipeline_id"], series, backfill_id)
         spans = compress(series.count, pieces, _breaks(series, split))
-    return Coverage(pipeline_id=row["pipeline_id"], series=series, spans=[_located(series, s) for s in spans])
+    return Coverage(pipeline_id=row["pipeline_id"], series=series, spans=_located(series, spans))
 
 
 def _breaks(series: IntervalSeries, split: str | None) -> Iterator[int]:
@@ -275,12 +275,20 @@ def _breaks(series: IntervalSeries, split: str | None) -> Iterator[int]:
     return series.day_starts() if split == "day" else iter(())
 
 
-def _located(series: IntervalSeries, span: Span) -> CoverageSpan:
-    return CoverageSpan(
-        start=series.boundary(span.first),
-        end=series.boundary(span.last + 1),
-        last_start=series.boundary(span.last),
-        status=span.status,
-        count=span.count,
-        backfill_id=span.backfill_id,
-    )
+def _located(series: IntervalSeries, spans: list[Span]) -> list[CoverageSpan]:
+    """The spans in time: each one's first start, last start and end (the next one's
+    start), the boundaries read in one ascending pass."""
+    at = series.boundaries(k for span in spans for k in (span.first, span.last))
+    starts = [(next(at), next(at)) for _ in spans]
+    ends = [start for start, _ in starts[1:]] + [series.last_end]
+    return [
+        CoverageSpan(
+            start=start,
+            end=end,
+            last_start=last_start,
+            status=span.status,
+            count=span.count,
+            backfill_id=span.backfill_id,
+        )
+        for span, (start, last_start), end in zip(spans, starts, ends, strict=True)
+    ]

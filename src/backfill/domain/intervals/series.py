@@ -26,7 +26,7 @@ onto the next day and gives one zero-length interval.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import NoReturn
@@ -39,6 +39,8 @@ from backfill.domain.model import IntervalType
 from backfill.domain.timeparse import format_iso_z, load_zone, resolve_wall_time
 
 MAX_INTERVALS = 1_000_000
+# IntervalSeries.boundaries walks at most this many steps to the next boundary asked for.
+_WALK_AHEAD = 8
 
 _ABSOLUTE_SECONDS = {
     IntervalType.SECOND: 1,
@@ -389,16 +391,33 @@ class IntervalSeries:
         than the interval before it, ascending: where the local date of the starts changes.
         Lazy, one step per local day that holds a start (a day without one is skipped; a
         day is 23 or 25 hours on a DST change; it begins at its first existing instant)."""
-        k = 0
-        while k < self._count - 1:
-            day = self._steps.boundary(k).astimezone(self._zone).date()
-            if day == date.max:
-                return
+        day = self._first_start.astimezone(self._zone).date()
+        while day < date.max:
             midnight = resolve_wall_time(datetime.combine(day + timedelta(days=1), time()), self._zone)
-            k = self._n_lt(midnight)
+            before = midnight - ONE_US
+            k = self._n_le(before)  # the first start >= midnight
             if k >= self._count:
                 return
             yield k
+            day = next(self._steps.walk_up(k, before)).astimezone(self._zone).date()
+
+    def boundaries(self, indices: Iterable[int]) -> Iterator[datetime]:
+        """``boundary(k)`` for each k of ``indices`` (ascending, ``0 <= k <= count``), walking
+        on from the previous one when it is a few steps back (a cron boundary found from
+        scratch costs ten steps of a walk)."""
+        walk: Iterator[datetime] | None = None
+        at = -1
+        current = self._first_start
+        for k in indices:
+            if not at <= k <= self._count:
+                raise IndexError(f"boundary {k!r} out of order or out of range for {self._count} intervals")
+            if walk is None or k - at > _WALK_AHEAD:
+                walk = self._steps.walk_up(k, None)
+                at = k - 1
+            while at < k:
+                current = next(walk)
+                at += 1
+            yield self._last_end if k == self._count else current
 
     def boundary(self, k: int) -> datetime:
         """The k-th boundary, ``0 <= k <= count``: the start of interval k, which is the
