@@ -438,10 +438,12 @@ class BackfillClient:
         interval_units: int = 1,
         cron: str | None = None,
         timezone: str | None = None,
+        split: str | None = None,
     ) -> dict[str, Any]:
         """Which intervals of a pipeline are completed, failed, running, queued, cancelled
         or never ran (MISSING), over all its backfills: ``{"total", "counts", "spans":
-        [{"start", "end", "last_start", "status", "count", "backfill_id"}]}``."""
+        [{"start", "end", "last_start", "status", "count", "backfill_id"}]}``.
+        ``split="day"``: spans cut at every local midnight of the series' zone."""
         params: dict[str, Any] = {
             "start": _text(start),
             "end": _text(end),
@@ -452,7 +454,16 @@ class BackfillClient:
             params["cron"] = cron
         if timezone is not None:
             params["timezone"] = timezone
+        if split is not None:
+            params["split"] = split
         data: dict[str, Any] = self._request("GET", f"/transfers/{self._pipeline_id(pipeline)}/coverage", params=params)
+        return data
+
+    def backfill_coverage(self, backfill_id: int, *, split: str | None = None) -> dict[str, Any]:
+        """The intervals of one backfill by the status of its own runs, as spans (the shape
+        of :meth:`coverage`); ``split="day"`` cuts them at local midnight."""
+        params = {} if split is None else {"split": split}
+        data: dict[str, Any] = self._request("GET", f"/backfills/{int(backfill_id)}/coverage", params=params)
         return data
 
     def notifications(self, backfill_id: int) -> list[dict[str, Any]]:

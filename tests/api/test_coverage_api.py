@@ -146,3 +146,37 @@ def test_coverage_of_one_backfill(client: TestClient, db: Database, history: Wor
         404,
         "NOT_FOUND",
     )
+
+
+def test_split_by_day_on_both_routes_and_a_bad_split_is_400(client: TestClient, history: World) -> None:
+    viewer = history.auth("viewer")
+    split = assert_ok(client.get(url(history, start="2022-12-31", end="2023-01-11", split="day"), headers=viewer))
+    days = ["2022-12-31"] + [f"2023-01-{d:02}" for d in range(1, 12)]
+    statuses = ["MISSING"] + ["COMPLETED"] * 3 + ["FAILED"] + ["COMPLETED"] * 6 + ["MISSING"]
+    assert [(s["start"][:10], s["last_start"][:10], s["status"], s["count"]) for s in split["spans"]] == [
+        (day, day, status, 1) for day, status in zip(days, statuses, strict=True)
+    ]
+    assert split["counts"]["COMPLETED"] == 9 and split["total"] == 12
+    own = f"/v1/teams/{history.team_id}/backfills/{history.backfill_id}/coverage"
+    assert [s["count"] for s in assert_ok(client.get(f"{own}?split=day", headers=viewer))["spans"]] == [1] * 10
+    assert [s["count"] for s in assert_ok(client.get(own, headers=viewer))["spans"]] == [3, 1, 6]
+    for bad in (url(history, start="2023-01-01", end="2023-01-02", split="week"), f"{own}?split=days"):
+        error = assert_error(client.get(bad, headers=viewer), 400, "BAD_REQUEST")
+        assert "split" in error["message"] and "day" in error["message"]
+
+
+def test_client_and_cli_split(
+    client: TestClient, history: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = BackfillClient("http://testserver", history.tokens["viewer"], history.team_id, transport=through(client))
+    data = api.coverage("daily_sales", "2023-01-01", "2023-01-12", split="day")
+    assert [s["count"] for s in data["spans"]] == [1] * 12
+    assert [s["count"] for s in api.backfill_coverage(history.backfill_id, split="day")["spans"]] == [1] * 10
+    assert [s["count"] for s in api.backfill_coverage(history.backfill_id)["spans"]] == [3, 1, 6]
+    monkeypatch.setattr(backfills_cmd, "_client", lambda *_: api)
+    argv = ["coverage", "daily_sales", "--start", "2023-01-01", "--end", "2023-01-12"]
+    assert run([*argv, "--split", "day", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == data
+    assert run([*argv, "--split", "hour"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "--split" in error and "Traceback" not in error

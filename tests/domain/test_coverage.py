@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backfill.domain.coverage import CoverageStatus, Piece, compress, expand
+from backfill.domain.coverage import CoverageStatus, Piece, check_split, compress, expand
+from backfill.domain.errors import ValidationError
 
 RUN_STATUSES = [s for s in CoverageStatus if s is not CoverageStatus.MISSING]
 
@@ -89,3 +90,49 @@ def test_empty_series_and_no_runs() -> None:
 def test_inconsistent_pieces_are_refused(pieces: list[Piece]) -> None:
     with pytest.raises(ValueError, match="overlaps another or lies outside"):
         compress(5, pieces)
+
+
+# ---- breaks (split=day): no span crosses one -------------------------------------------------
+
+
+@given(cells, st.sets(st.integers(1, 59)))
+def test_breaks_start_spans_and_change_nothing_else(
+    statuses: list[tuple[CoverageStatus, int] | None], wanted: set[int]
+) -> None:
+    breaks = sorted(b for b in wanted if b < len(statuses))
+    spans = compress(len(statuses), pieces_of(statuses), breaks)
+    assert expand(spans) == expand(compress(len(statuses), pieces_of(statuses)))
+    starts = [span.first for span in spans]
+    assert set(breaks) <= set(starts)
+    assert all(span.first + span.count - 1 < b or span.first >= b for span in spans for b in breaks)
+    # equal neighbours only across a break; the backfill of each piece is counted within it
+    assert all(a.status is not b.status or b.first in breaks for a, b in pairwise(spans))
+    for span in spans:
+        inside = [c for c in statuses[span.first : span.first + span.count] if c is not None]
+        if span.status is not CoverageStatus.MISSING:
+            tally = {b: sum(1 for c in inside if c[1] == b) for b in {c[1] for c in inside}}
+            best = max(tally.values())
+            assert span.backfill_id == max(b for b, n in tally.items() if n == best)
+
+
+def test_a_break_inside_a_piece_splits_it_with_its_backfill() -> None:
+    spans = compress(6, [Piece(1, 4, CoverageStatus.FAILED, 7)], [3, 5])
+    assert [(s.first, s.count, s.status, s.backfill_id) for s in spans] == [
+        (0, 1, CoverageStatus.MISSING, None),
+        (1, 2, CoverageStatus.FAILED, 7),
+        (3, 2, CoverageStatus.FAILED, 7),
+        (5, 1, CoverageStatus.MISSING, None),
+    ]
+
+
+@pytest.mark.parametrize("breaks", [[0], [3, 3], [4, 2], [6], [-1]])
+def test_breaks_out_of_order_or_range_are_refused(breaks: list[int]) -> None:
+    with pytest.raises(ValueError, match="break"):
+        compress(6, [Piece(1, 4, CoverageStatus.FAILED, 7)], breaks)
+
+
+def test_split_names_its_field() -> None:
+    assert check_split(None) is None and check_split("day") == "day"
+    with pytest.raises(ValidationError) as caught:
+        check_split("week")
+    assert caught.value.field == "split" and "'day'" in caught.value.message

@@ -7,9 +7,10 @@ last interval, which starts at or before ``end`` and ends after it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from itertools import islice, pairwise
+from itertools import islice, pairwise, takewhile
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -109,3 +110,61 @@ def test_indexing_agrees_with_iteration(series: IntervalSeries, where: list[floa
         before = list(islice(series.iter_from(item.start, descending=True), 3))
         assert [b.index for b in before] == list(range(k - 1, max(k - 4, -1), -1))
         assert all(b.end == a.start for a, b in zip([item, *before], before, strict=False))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(series_cases())
+def test_day_starts_are_where_the_local_date_of_the_starts_changes(series: IntervalSeries) -> None:
+    zone = ZoneInfo(series.timezone)
+    n = min(len(series), 3000)
+    dates = [iv.start.astimezone(zone).date() for iv in islice(series, n)]
+    expected = [k for k in range(1, n) if dates[k] != dates[k - 1]]
+    found = list(takewhile(lambda k: k < n, series.day_starts()))
+    assert found == expected
+    event(f"{min(len(expected), 10)} day starts")
+
+
+def test_day_starts_on_dst_days_and_weekday_crons() -> None:
+    berlin = "Europe/Berlin"
+    # hourly from local midnight Mar 30 to Apr 1 2024: 24, 23 (spring forward), 24 hours
+    spring = IntervalSeries(
+        datetime(2024, 3, 29, 23, tzinfo=UTC), datetime(2024, 4, 1, 21, tzinfo=UTC), "hour", 1, timezone=berlin
+    )
+    assert list(spring.day_starts()) == [24, 47]
+    # Oct 26-28 2024: 24, 25 (fall back), 24 hours
+    fall = IntervalSeries(
+        datetime(2024, 10, 25, 22, tzinfo=UTC), datetime(2024, 10, 28, 22, tzinfo=UTC), "hour", 1, timezone=berlin
+    )
+    assert list(fall.day_starts()) == [24, 49]
+    # weekdays at 09:00 over two weeks: one interval a day, the weekends skipped
+    weekdays = IntervalSeries(
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 1, 14, tzinfo=UTC),
+        "custom",
+        None,
+        timezone=berlin,
+        cron="0 9 * * 1-5",
+    )
+    assert len(weekdays) == 10 and list(weekdays.day_starts()) == list(range(1, 10))
+    assert (
+        list(IntervalSeries(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC), "day", 1).day_starts())
+        == []
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(series_cases(), st.lists(st.floats(0, 1), max_size=40), st.lists(st.integers(0, 12), max_size=40))
+def test_boundaries_in_one_pass_are_the_boundaries(series: IntervalSeries, where: list[float], gaps: list[int]) -> None:
+    # ascending indices: some far apart (a fresh start), some a few steps on (a walk), some repeated
+    ks = sorted({round(w * len(series)) for w in where})
+    ks = sorted(ks + [min(k + g, len(series)) for k, g in zip(ks, gaps, strict=False)])
+    assert list(series.boundaries(ks)) == [series.boundary(k) for k in ks]
+
+
+def test_boundaries_out_of_order_or_range_are_refused() -> None:
+    series = IntervalSeries(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 9, tzinfo=UTC), "day", 1)
+    with pytest.raises(IndexError):
+        list(series.boundaries([3, 2]))
+    with pytest.raises(IndexError):
+        list(series.boundaries([10]))
+    assert list(series.boundaries([9])) == [series.last_end]

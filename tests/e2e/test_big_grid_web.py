@@ -259,3 +259,42 @@ def test_failed_intervals_open_and_rerun_from_the_aggregated_grid(tab: Tab, serv
     assert rerun_body(page, f"Re-run {left} interval{'s' if left != 1 else ''}") == {"statuses": ["FAILED"]}
     expect(page.locator("#count-failed")).to_have_text("0")
     expect(page.locator("#rerun-error")).to_be_hidden()
+
+
+def test_a_weekday_cron_backfill_puts_one_interval_on_each_weekday_and_none_on_weekends(
+    tab: Tab, server: Server
+) -> None:
+    # Weekdays at 09:00 in Berlin, Mon 2201-01-05 to Fri 2221-12-28: 5,475 intervals, none on a Saturday or Sunday.
+    backfill_id = paused_backfill(
+        server,
+        range_start="2201-01-05",
+        range_end="2221-12-28T09:00",
+        interval_type="custom",
+        cron="0 9 * * 1-5",
+        timezone="Europe/Berlin",
+        max_active_runs=1,
+    )
+    page = tab.page
+    weeks = open_timed(page, server, backfill_id, "5,475-interval weekday cron")
+    expect(page.locator("#grid-zoom")).to_contain_text("5,475 intervals by weeks")
+    expect(weeks).to_have_count(1095)
+    # Every week holds its five weekdays (the first: Mon 2201-01-05 to Fri 2201-01-09).
+    assert set(weeks.evaluate_all("cells => cells.map((c) => c.dataset.total)")) == {"5"}
+    expect(weeks.first).to_have_attribute("title", re.compile(r"^week of 2201-01-05: 5 intervals, 5 missing"))
+    # The week of Mon 2201-03-30: Berlin's clocks went forward on Sunday the 29th.
+    weeks.nth(12).click()
+    expect(page.locator("#grid-zoom")).to_contain_text("by days")
+    days = page.locator("#grid button.agg-cell")
+    expect(days).to_have_count(5)  # no cell for Saturday or Sunday: they hold no interval
+    titles = days.evaluate_all("cells => cells.map((c) => c.title)")
+    dates = ["2201-03-30", "2201-03-31", "2201-04-01", "2201-04-02", "2201-04-03"]
+    assert titles == [f"{d}: 1 interval, 1 missing" for d in dates], titles
+    assert all(datetime.fromisoformat(t[:10]).weekday() < 5 for t in titles)
+    days.first.click()  # Monday: its one interval at 09:00 Berlin time
+    expect(page.locator("#grid .agg-cells .cell")).to_have_count(1)
+    expect(page.locator("#grid .agg-cells .cell").first).to_have_attribute(
+        "title", re.compile(r"^2201-03-30 09:00: pending")
+    )
+    page.get_by_role("button", name="Zoom out").click()
+    page.get_by_role("button", name="Zoom out").click()
+    expect(page.locator("#grid-zoom")).to_contain_text("by weeks")

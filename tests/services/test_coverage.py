@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import insert, select
@@ -208,3 +209,93 @@ def test_random_histories_match_the_oracle(db: Database, team: Actor, pipeline_i
         expected = oracle(db, pipeline_id, [iv.start for iv in result.series])
         assert statuses(result) == expected, (itype, seed)
         assert sum(s.count for s in result.spans) == result.series.count
+
+
+# ---- split=day: spans cut at local midnight ----------------------------------------------------
+
+
+def local_dates(result: coverage.Coverage) -> list[tuple[str, str, int]]:
+    """(local date of the span's first start, of its last start, intervals) of every span."""
+    zone = ZoneInfo(result.series.timezone)
+    return [
+        (s.start.astimezone(zone).date().isoformat(), s.last_start.astimezone(zone).date().isoformat(), s.count)
+        for s in result.spans
+    ]
+
+
+def per_day(result: coverage.Coverage) -> dict[str, dict[CoverageStatus, int]]:
+    days: dict[str, dict[CoverageStatus, int]] = {}
+    for (first, last, count), span in zip(local_dates(result), result.spans, strict=True):
+        assert first == last  # every interval of a span starts on one local day
+        days.setdefault(first, {}).setdefault(span.status, 0)
+        days[first][span.status] += count
+    return days
+
+
+def test_split_by_day_on_dst_days_with_mixed_statuses(db: Database, team: Actor) -> None:
+    berlin = add_pipeline(db, team, python_pipeline("berlin", timezone="Europe/Berlin"))
+    # Mar 30 - Apr 1 2024 and Oct 26 - 28 2024, hourly in Berlin: 24, 23, 24 and 24, 25, 24 hours
+    fails = {datetime(2024, 3, 31, 0, tzinfo=UTC), datetime(2024, 3, 31, 1, tzinfo=UTC), datetime(2024, 10, 27, 0, 30)}
+    fall = start(db, team, berlin, "2024-10-26", "2024-10-28T23:00", interval_type="hour", retries=0)
+    work(db, fall, fails=lambda t: t == datetime(2024, 10, 27, 0, tzinfo=UTC))  # 02:00 CEST, before the repeat
+    spring = start(db, team, berlin, "2024-03-30", "2024-04-01T23:00", interval_type="hour", retries=0)
+    work(db, spring, fails=lambda t: t in fails, limit=60)  # newest first: 11 hours of Mar 30 not run
+    for first, last, days in [
+        ("2024-03-30", "2024-04-01T23:00", (24, 23, 24)),
+        ("2024-10-26", "2024-10-28T23:00", (24, 25, 24)),
+    ]:
+        whole = coverage.coverage(db, team, berlin, first, last, interval_type="hour")
+        split = coverage.coverage(db, team, berlin, first, last, interval_type="hour", split="day")
+        assert statuses(split) == statuses(whole) and split.totals() == whole.totals()
+        counted = per_day(split)
+        assert [sum(c.values()) for c in counted.values()] == list(days)
+        assert len(split.spans) > len(whole.spans)
+    spring_days = per_day(
+        coverage.coverage(db, team, berlin, "2024-03-30", "2024-04-01T23:00", interval_type="hour", split="day")
+    )
+    # Mar 30's first 11 hours have not run (queued, or not materialized yet: missing)
+    assert spring_days["2024-03-30"][C] == 13 and sum(spring_days["2024-03-30"].values()) == 24
+    assert set(spring_days["2024-03-30"]) - {C} and set(spring_days["2024-03-30"]) - {C} <= {Q, M}
+    assert spring_days["2024-03-31"] == {C: 21, F: 2}  # 01:00 CET and 03:00 CEST: the hour between does not exist
+    assert spring_days["2024-04-01"] == {C: 24}
+    fall_days = per_day(
+        coverage.coverage(db, team, berlin, "2024-10-26", "2024-10-28T23:00", interval_type="hour", split="day")
+    )
+    assert fall_days["2024-10-27"] == {C: 24, F: 1}
+    # The backfill's own coverage, cut in its zone.
+    mine = coverage.of_backfill(db, team, spring, split="day")
+    assert [sum(c.values()) for c in per_day(mine).values()] == [24, 23, 24]
+    assert per_day(mine) == spring_days
+
+
+def test_split_by_day_of_a_weekday_cron_leaves_weekends_empty(db: Database, team: Actor) -> None:
+    ny = add_pipeline(db, team, python_pipeline("ny", timezone="America/New_York"))
+    cron = {"interval_type": "custom", "cron": "0 9 * * 1-5"}
+    # Mon 2024-03-04 to Fri 2024-03-29 in New York: 20 weekdays, the clocks change on Sun Mar 10
+    weekdays = start(db, team, ny, "2024-03-04", "2024-03-29T09:00", retries=0, **cron)
+    work(db, weekdays, fails=lambda t: t.day in (14, 20), limit=15)
+    result = coverage.coverage(db, team, ny, "2024-03-02", "2024-03-31", split="day", **cron)  # type: ignore[arg-type]
+    assert result.series.count == 20
+    days = per_day(result)
+    assert all(datetime.fromisoformat(d).weekday() < 5 for d in days)  # no span starts on a weekend day
+    assert [sum(c.values()) for c in days.values()] == [1] * 20  # one interval on each weekday
+    assert days["2024-03-14"] == {F: 1} and days["2024-03-20"] == {F: 1} and days["2024-03-11"] == {C: 1}
+    totals = result.totals()  # newest first: Mar 4-8 have not run
+    assert totals[C] == 13 and totals[F] == 2 and totals[Q] + totals[M] == 5
+    # Without the cut, a weekend lies inside a span: its dates say nothing about the days inside.
+    whole = coverage.coverage(db, team, ny, "2024-03-02", "2024-03-31", **cron)  # type: ignore[arg-type]
+    assert statuses(whole) == statuses(result) and any(first != last for first, last, _ in local_dates(whole))
+    own = coverage.of_backfill(db, team, weekdays, split="day")
+    assert per_day(own) == days
+
+
+def test_a_split_other_than_day_names_its_field(db: Database, team: Actor, pipeline_id: int) -> None:
+    backfill_id = start(db, team, pipeline_id, "2024-01-01", "2024-01-03")
+    calls: list[Callable[[], coverage.Coverage]] = [
+        lambda: coverage.coverage(db, team, pipeline_id, "2024-01-01", "2024-01-02", split="hour"),
+        lambda: coverage.of_backfill(db, team, backfill_id, split="Day"),
+    ]
+    for call in calls:
+        with pytest.raises(ValidationError) as caught:
+            call()
+        assert caught.value.field == "split"

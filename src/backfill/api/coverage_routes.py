@@ -4,7 +4,7 @@ backfills, as spans of equal status. Translation only; see ``services.coverage``
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +24,17 @@ from backfill.services import coverage
 # The team in the path is checked once, by the team API's router dependency.
 router = APIRouter(prefix="/v1", tags=["team API"], responses=ERROR_RESPONSES, dependencies=team_router.dependencies)
 
-QUERY_FIELDS = ("start", "end", "interval_type", "interval_units", "cron", "timezone")
+QUERY_FIELDS = ("start", "end", "interval_type", "interval_units", "cron", "timezone", "split")
+
+# ?split=day: spans cut at local midnight (services.coverage); any other value is a 400 naming it.
+Split = Annotated[
+    Literal["day"] | None,
+    Query(
+        description="`day`: cut spans at every local midnight of the series' timezone (23- and 25-hour days "
+        "included), so that every interval of a span starts on one local day and the counts per day are exact "
+        "whatever the spacing of the series (cron, DST). Default: spans cross days."
+    ),
+]
 
 
 def render(result: coverage.Coverage) -> s.Coverage:
@@ -61,7 +71,7 @@ def render(result: coverage.Coverage) -> s.Coverage:
     description="For every interval of the series `[start, end]` (both inclusive; default daily in the "
     "transfer's timezone), the status of its latest run in any backfill of this transfer (the run queued "
     "last), or MISSING when it never ran, compressed into spans of equal status. A run counts for an "
-    "interval when it starts exactly at the interval's start.",
+    "interval when it starts exactly at the interval's start. `split=day` cuts the spans at local midnight.",
 )
 async def get_coverage(
     request: Request,
@@ -73,6 +83,7 @@ async def get_coverage(
     interval_units: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     cron: Annotated[str | None, Query(max_length=200, description="Cron expression (interval_type custom).")] = None,
     timezone: Annotated[str | None, Query(max_length=64, description="IANA name; default the transfer's.")] = None,
+    split: Split = None,
 ) -> Response:
     db = database(request)
     with query_parameters(*QUERY_FIELDS):
@@ -88,6 +99,7 @@ async def get_coverage(
             interval_units=interval_units,
             cron=cron,
             timezone=timezone,
+            split=split,
         )
     body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
     return json_response(body)
@@ -99,10 +111,14 @@ async def get_coverage(
     summary="The intervals of one backfill by the status of its own runs, as spans",
     description="Every interval of the backfill's series with the status of its run in this backfill, or "
     "MISSING when it has none yet (not queued yet, or skipped by `reprocess`), compressed into spans of equal "
-    "status: what the web page draws for a large backfill. `transfer_id` is the backfill's transfer.",
+    "status: what the web page draws for a large backfill. `transfer_id` is the backfill's transfer. `split=day` "
+    "cuts the spans at local midnight in the backfill's timezone (the web page's days, weeks and months).",
 )
-async def get_backfill_coverage(request: Request, principal: Reader, backfill_id: BackfillId) -> Response:
+async def get_backfill_coverage(
+    request: Request, principal: Reader, backfill_id: BackfillId, split: Split = None
+) -> Response:
     db = database(request)
-    result = await run_in_threadpool(coverage.of_backfill, db, principal.actor, backfill_id)
+    with query_parameters("split"):
+        result = await run_in_threadpool(coverage.of_backfill, db, principal.actor, backfill_id, split=split)
     body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
     return json_response(body)

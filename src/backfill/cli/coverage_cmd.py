@@ -1,4 +1,4 @@
-"""``backfill coverage PIPELINE --start --end [--interval]`` (docs/cli.md): which intervals of a
+"""``backfill coverage PIPELINE --start --end [--interval] [--split day]`` (docs/cli.md): which intervals of a
 pipeline are completed, failed, running, queued, cancelled or never ran, over all its
 backfills, as spans of equal status (a table, or the API object with ``--json``)."""
 
@@ -23,6 +23,7 @@ FLAGS = {
     "interval_units": "--units",
     "cron": "--cron",
     "timezone": "--timezone",
+    "split": "--split",
 }
 
 
@@ -36,6 +37,9 @@ def coverage(
     units: Annotated[int, typer.Option("--units", help="units per interval", min=1)] = 1,
     cron: Annotated[str | None, typer.Option("--cron", help="cron expression (with --interval custom)")] = None,
     timezone: Annotated[str | None, typer.Option("--timezone", help="IANA zone; default the pipeline's")] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="day: cut spans at local midnight (one line per day at least)")
+    ] = None,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -44,7 +48,14 @@ def coverage(
     """Show which intervals of a pipeline are done, failed or never ran, over all its backfills."""
     with _errors(FLAGS):
         data = backfills_cmd._client(url, token, team).coverage(
-            pipeline, start, end, interval_type=interval, interval_units=units, cron=cron, timezone=timezone
+            pipeline,
+            start,
+            end,
+            interval_type=interval,
+            interval_units=units,
+            cron=cron,
+            timezone=timezone,
+            split=split,
         )
         if as_json:
             _print_json(data)

@@ -5,6 +5,10 @@ have a latest run and with which status (as :class:`Piece` runs of consecutive
 indices), this module fills the rest with ``missing`` and merges neighbours of equal
 status into :class:`Span` objects. Mapping indices to datetimes is the caller's job.
 
+``split="day"`` (:data:`SPLITS`) cuts spans where the local date of the interval starts
+changes (the series' timezone), so each span's intervals start on one local day and its
+count is exact per day whatever the spacing of the series (cron, DST days).
+
 ``backfill_id`` of a span: the backfill whose runs gave the status to the most
 intervals of the span (on a tie, the newest backfill: the highest id); ``None`` for a
 ``missing`` span.
@@ -15,6 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+
+from backfill.domain.errors import ValidationError
+
+SPLITS = ("day",)
 
 
 class CoverageStatus(StrEnum):
@@ -74,20 +82,35 @@ class _Open:
         return Span(self.first, self.count, self.status, chosen)
 
 
-def compress(total: int, pieces: Iterable[Piece]) -> list[Span]:
+def check_split(value: object) -> str | None:
+    """``value`` if it is one of :data:`SPLITS` or None; ValidationError naming ``split``."""
+    if value is None or value in SPLITS:
+        return None if value is None else str(value)
+    raise ValidationError(
+        f"split must be {' or '.join(repr(v) for v in SPLITS)} (spans cut at local midnight) or absent, got {value!r}",
+        field="split",
+    )
+
+
+def compress(total: int, pieces: Iterable[Piece], breaks: Iterable[int] = ()) -> list[Span]:
     """The spans of a series of ``total`` intervals.
 
     ``pieces`` must be in ascending index order, within ``[0, total)`` and must not
     overlap (ValueError otherwise). Every index not in a piece is ``missing``. The spans
-    returned cover ``[0, total)`` exactly, in order, and no two neighbours share a status.
+    returned cover ``[0, total)`` exactly, in order, and no two neighbours share a status
+    unless a *break* lies between them: every index of ``breaks`` (strictly ascending,
+    within ``(0, total)``; ValueError otherwise) starts a new span, so that no span
+    crosses it (``split=day``: the first interval of each local day).
     """
     if total < 0:
         raise ValueError("total must be >= 0")
     spans: list[Span] = []
     current: _Open | None = None
     position = 0
+    cuts = iter(breaks)
+    cut = next(cuts, None)
 
-    def feed(first: int, count: int, status: CoverageStatus, backfill_id: int | None) -> None:
+    def open_span(first: int, count: int, status: CoverageStatus, backfill_id: int | None) -> None:
         nonlocal current
         if current is not None and current.status is status:
             current.add(count, backfill_id)
@@ -96,6 +119,24 @@ def compress(total: int, pieces: Iterable[Piece]) -> list[Span]:
             spans.append(current.close())
         current = _Open(first, status)
         current.add(count, backfill_id)
+
+    def feed(first: int, count: int, status: CoverageStatus, backfill_id: int | None) -> None:
+        nonlocal current, cut
+        end = first + count
+        while cut is not None and cut < end:
+            if cut < first or cut == 0:
+                raise ValueError(f"break {cut} is not strictly ascending within (0, {total})")
+            if cut > first:
+                open_span(first, cut - first, status, backfill_id)
+                first = cut
+            if current is not None:
+                spans.append(current.close())
+                current = None
+            following = next(cuts, None)
+            if following is not None and following <= cut:
+                raise ValueError(f"break {following} is not strictly ascending within (0, {total})")
+            cut = following
+        open_span(first, end - first, status, backfill_id)
 
     for piece in pieces:
         if piece.count < 1 or piece.first < position or piece.first + piece.count > total:
@@ -108,6 +149,8 @@ def compress(total: int, pieces: Iterable[Piece]) -> list[Span]:
         feed(position, total - position, CoverageStatus.MISSING, None)
     if current is not None:
         spans.append(current.close())
+    if cut is not None:
+        raise ValueError(f"break {cut} lies outside (0, {total})")
     return spans
 
 

@@ -24,7 +24,7 @@ from itertools import groupby
 
 from sqlalchemy import Connection
 
-from backfill.domain.coverage import CoverageStatus, Piece, Span, compress
+from backfill.domain.coverage import CoverageStatus, Piece, Span, check_split, compress
 from backfill.domain.intervals import IntervalSeries
 from backfill.domain.model import IntervalType, RunStatus, is_calendar
 from backfill.domain.timeparse import parse_instant
@@ -242,34 +242,53 @@ def coverage(
     interval_units: int | None = 1,
     cron: str | None = None,
     timezone: str | None = None,
+    split: str | None = None,
 ) -> Coverage:
     """The coverage of a pipeline of the actor's team (NotFound otherwise). The series
-    defaults to days in the pipeline's timezone (else UTC)."""
+    defaults to days in the pipeline's timezone (else UTC). ``split="day"``: spans cut at
+    every local midnight of the series' zone (ValidationError naming ``split`` otherwise)."""
+    split = check_split(split)
     with db.read() as conn:
         pipeline = pipeline_store.get_in_team(conn, actor.team_id, pipeline_id=pipeline_id)
         zone = timezone or pipeline["timezone"] or "UTC"
         units = None if cron is not None else interval_units
         series = series_for(start, end, interval_type=interval_type, interval_units=units, cron=cron, timezone=zone)
-        spans = compress(series.count, _pieces(conn, pipeline_id, series))
-    return Coverage(pipeline_id=pipeline_id, series=series, spans=[_located(series, s) for s in spans])
+        spans = compress(series.count, _pieces(conn, pipeline_id, series), _breaks(series, split))
+    return Coverage(pipeline_id=pipeline_id, series=series, spans=_located(series, spans))
 
 
-def of_backfill(db: Database, actor: Actor, backfill_id: int) -> Coverage:
+def of_backfill(db: Database, actor: Actor, backfill_id: int, *, split: str | None = None) -> Coverage:
     """The intervals of one backfill by the status of its own runs, as spans (``missing``:
-    not queued yet, or skipped by ``reprocess``): what its grid draws when it is large."""
+    not queued yet, or skipped by ``reprocess``): what its grid draws when it is large.
+    ``split`` as for :func:`coverage`, in the backfill's timezone."""
+    split = check_split(split)
     with db.read() as conn:
         row = backfill_store.get(conn, backfill_id, team_id=actor.team_id)
         series = queue.series_of(row)
-        spans = compress(series.count, _pieces(conn, row["pipeline_id"], series, backfill_id))
-    return Coverage(pipeline_id=row["pipeline_id"], series=series, spans=[_located(series, s) for s in spans])
+        pieces = _pieces(conn, row["pipeline_id"], series, backfill_id)
+        spans = compress(series.count, pieces, _breaks(series, split))
+    return Coverage(pipeline_id=row["pipeline_id"], series=series, spans=_located(series, spans))
 
 
-def _located(series: IntervalSeries, span: Span) -> CoverageSpan:
-    return CoverageSpan(
-        start=series.boundary(span.first),
-        end=series.boundary(span.last + 1),
-        last_start=series.boundary(span.last),
-        status=span.status,
-        count=span.count,
-        backfill_id=span.backfill_id,
-    )
+def _breaks(series: IntervalSeries, split: str | None) -> Iterator[int]:
+    """Where spans are cut: the first interval of every local day for ``day``, else nowhere."""
+    return series.day_starts() if split == "day" else iter(())
+
+
+def _located(series: IntervalSeries, spans: list[Span]) -> list[CoverageSpan]:
+    """The spans in time: each one's first start, last start and end (the next one's
+    start), the boundaries read in one ascending pass."""
+    at = series.boundaries(k for span in spans for k in (span.first, span.last))
+    starts = [(next(at), next(at)) for _ in spans]
+    ends = [start for start, _ in starts[1:]] + [series.last_end]
+    return [
+        CoverageSpan(
+            start=start,
+            end=end,
+            last_start=last_start,
+            status=span.status,
+            count=span.count,
+            backfill_id=span.backfill_id,
+        )
+        for span, (start, last_start), end in zip(spans, starts, ends, strict=True)
+    ]

@@ -26,9 +26,9 @@ onto the next day and gives one zero-length interval.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import NoReturn
 from zoneinfo import ZoneInfo
 
@@ -36,9 +36,11 @@ from backfill.domain.errors import ValidationError
 from backfill.domain.intervals.cron import MAX_ORD, MIN_ORD, CronSchedule, CronSteps
 from backfill.domain.intervals.steps import ONE_US, AbsoluteSteps, CalendarSteps, Steps, ceil_s, floor_s
 from backfill.domain.model import IntervalType
-from backfill.domain.timeparse import format_iso_z, load_zone
+from backfill.domain.timeparse import format_iso_z, load_zone, resolve_wall_time
 
 MAX_INTERVALS = 1_000_000
+# IntervalSeries.boundaries walks at most this many steps to the next boundary asked for.
+_WALK_AHEAD = 8
 
 _ABSOLUTE_SECONDS = {
     IntervalType.SECOND: 1,
@@ -156,6 +158,7 @@ class IntervalSeries:
             )
         self._type = itype
         self._units = units
+        self._zone = zone
         self._zone_name = zone.key
         self._cron: str | None = None
         self._start = start_utc
@@ -382,6 +385,39 @@ class IntervalSeries:
         if k < 0:
             return None
         return k if self._steps.boundary(k) == t else None
+
+    def day_starts(self) -> Iterator[int]:
+        """The index of every interval that starts on a later local day (series timezone)
+        than the interval before it, ascending: where the local date of the starts changes.
+        Lazy, one step per local day that holds a start (a day without one is skipped; a
+        day is 23 or 25 hours on a DST change; it begins at its first existing instant)."""
+        day = self._first_start.astimezone(self._zone).date()
+        while day < date.max:
+            midnight = resolve_wall_time(datetime.combine(day + timedelta(days=1), time()), self._zone)
+            before = midnight - ONE_US
+            k = self._n_le(before)  # the first start >= midnight
+            if k >= self._count:
+                return
+            yield k
+            day = next(self._steps.walk_up(k, before)).astimezone(self._zone).date()
+
+    def boundaries(self, indices: Iterable[int]) -> Iterator[datetime]:
+        """``boundary(k)`` for each k of ``indices`` (ascending, ``0 <= k <= count``), walking
+        on from the previous one when it is a few steps back (a cron boundary found from
+        scratch costs ten steps of a walk)."""
+        walk: Iterator[datetime] | None = None
+        at = -1
+        current = self._first_start
+        for k in indices:
+            if not at <= k <= self._count:
+                raise IndexError(f"boundary {k!r} out of order or out of range for {self._count} intervals")
+            if walk is None or k - at > _WALK_AHEAD:
+                walk = self._steps.walk_up(k, None)
+                at = k - 1
+            while at < k:
+                current = next(walk)
+                at += 1
+            yield self._last_end if k == self._count else current
 
     def boundary(self, k: int) -> datetime:
         """The k-th boundary, ``0 <= k <= count``: the start of interval k, which is the

@@ -7,7 +7,7 @@
 // text (textContent / text nodes / attributes), never as HTML.
 
 import { ApiError, apiErrorText, fieldLabel, fieldsNamed, serverMessage } from "./api_errors.js";
-import { aggregatable, intervalWindow, periodWindow, renderAggregated } from "./grid_aggregate.js";
+import { aggregatable, coveragePath, intervalWindow, periodWindow, renderAggregated } from "./grid_aggregate.js";
 import { makePipelineViews } from "./pipelines.js";
 
 const REFRESH_MS = 2000;
@@ -557,7 +557,7 @@ const detailView = {
       bf.transfer_runs_running, bf.transfer_runs_cancelled, bf.updated_time].join("|");
     const stale = signature !== d.runsSignature || Date.now() - d.runsFetchedAt > RUNS_FORCE_REFRESH_MS;
     if (stale && aggregatable(bf)) {
-      const coverage = await api("GET", teamPath(`/backfills/${d.id}/coverage`));
+      const coverage = await api("GET", teamPath(coveragePath(bf)));
       if (!alive(gen)) return;
       d.runsSignature = signature;
       d.runsFetchedAt = Date.now();

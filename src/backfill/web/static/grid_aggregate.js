@@ -2,12 +2,16 @@
 // or day, coloured by the share of each status, on rows that carry the time axis (a year
 // per row for months and weeks, a month per row for days). A cell zooms into its period;
 // "Zoom out" goes back. Drawn from the backfill's coverage spans
-// (GET /v1/teams/{team}/backfills/{id}/coverage): every interval of the backfill by the
-// status of its own run, MISSING while it is not queued yet. An interval belongs to the
-// local day (backfill's zone) its start falls on, whatever its type: fixed steps and cron
-// by their start times, days / weeks / months / years by calendar arithmetic from the
-// first start. At the finest zoom (one day) the page draws that day's runs as the plain
-// grid's cells (`hooks.runCell`), fetched by the page (`hooks.wantRuns`).
+// (GET /v1/teams/{team}/backfills/{id}/coverage, `coveragePath`): every interval of the
+// backfill by the status of its own run, MISSING while it is not queued yet. An interval
+// belongs to the local day (backfill's zone) its start falls on, whatever its type: days /
+// weeks / months / years by calendar arithmetic from the first start; fixed steps and cron
+// by their span's day, the spans being cut at local midnight (`?split=day`), so every day,
+// week and month counts exactly the intervals that start in it however irregular the
+// series (cron such as `0 9 * * 1-5`, DST days). Calendar series are not cut: one span per
+// interval would only make the answer larger. At the finest zoom (one day) the page draws
+// that day's runs as the plain grid's cells (`hooks.runCell`), fetched by the page
+// (`hooks.wantRuns`).
 
 export const AGGREGATE_ABOVE = 5000;
 const MAX_CELLS = 1500;
@@ -72,6 +76,17 @@ function civil(day) {
 const CALENDAR_DAYS = { day: 1, week: 7 };
 const CALENDAR_MONTHS = { month: 1, year: 12 };
 
+/** Whether a series (a backfill or its coverage) steps by the calendar (days … years). */
+function isCalendar(series) {
+  return !series.cron && (series.interval_type in CALENDAR_DAYS || series.interval_type in CALENDAR_MONTHS);
+}
+
+/** The coverage a backfill's aggregated grid is drawn from: cut at local midnight unless
+ * its intervals step by the calendar (their days are arithmetic, see calendarDay). */
+export function coveragePath(bf) {
+  return `/backfills/${bf.transfer_backfill_id}/coverage${isCalendar(bf) ? "" : "?split=day"}`;
+}
+
 /** The local day of interval i of a calendar series (days, weeks, months, years): the
  * series' rule, boundary k from the first start's local date, a month's day clamped. */
 function calendarDay(coverage, firstDay) {
@@ -80,7 +95,6 @@ function calendarDay(coverage, firstDay) {
     const step = CALENDAR_DAYS[coverage.interval_type] * units;
     return (i) => firstDay + i * step;
   }
-  if (!CALENDAR_MONTHS[coverage.interval_type]) return null;
   const step = CALENDAR_MONTHS[coverage.interval_type] * units;
   const anchor = civil(firstDay);
   return (i) => {
@@ -92,10 +106,11 @@ function calendarDay(coverage, firstDay) {
   };
 }
 
-/** The local day of each interval of a span of fixed steps or cron, whose starts are read
- * evenly spaced between its first and last start: in absolute time (fixed steps; a cron
- * across a spring-forward gap), else in wall-clock time when only that spacing is whole
- * seconds (a cron across a fall-back overlap, where one interval is an hour longer). */
+/** The start of interval k of a span, for its label: its starts read evenly spaced
+ * between its first and last start (exact for fixed steps; a span lies within one local
+ * day, so a cron's spacing inside it is its times of day): in absolute time, else in
+ * wall-clock time when only that spacing is whole seconds (a cron across a fall-back
+ * overlap, where one interval is an hour longer). */
 function spanClock(span, timeZone) {
   const start = Date.parse(span.start);
   const last = Date.parse(span.last_start);
@@ -107,24 +122,23 @@ function spanClock(span, timeZone) {
   return { wall, start, step, wallStart, wallStep };
 }
 
-function spanDays(span, timeZone, dayOf) {
-  const c = spanClock(span, timeZone);
-  return c.wall ? (k) => Math.floor((c.wallStart + k * c.wallStep) / DAY) : (k) => dayOf(c.start + k * c.step);
-}
-
-/** The local day of every interval of the coverage (Int32Array) and its status (array). */
+/** The local day of every interval of the coverage (Int32Array) and its status (array):
+ * a calendar series by arithmetic, any other by the day of its span's start (its spans are
+ * cut at local midnight: coveragePath). */
 function perInterval(coverage) {
   const days = new Int32Array(coverage.total);
   const statuses = new Array(coverage.total);
   const dayOf = localDays(coverage.timezone);
-  const byCalendar = coverage.cron ? null : calendarDay(coverage, dayOf(Date.parse(coverage.start)));
+  const byCalendar = isCalendar(coverage) ? calendarDay(coverage, dayOf(Date.parse(coverage.start))) : null;
   let i = 0;
   for (const span of coverage.spans) {
-    const inSpan = byCalendar ? null : spanDays(span, coverage.timezone, dayOf);
-    for (let k = 0; k < span.count; k += 1, i += 1) {
-      days[i] = byCalendar ? byCalendar(i) : inSpan(k);
-      statuses[i] = span.status;
+    if (byCalendar) {
+      for (let k = 0; k < span.count; k += 1) days[i + k] = byCalendar(i + k);
+    } else {
+      days.fill(dayOf(Date.parse(span.start)), i, i + span.count);
     }
+    statuses.fill(span.status, i, i + span.count);
+    i += span.count;
   }
   return { days, statuses, dayOf, calendar: byCalendar !== null };
 }
