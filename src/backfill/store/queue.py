@@ -52,6 +52,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Connection,
     Float,
     Integer,
@@ -67,8 +68,11 @@ from sqlalchemy import (
     column,
     func,
     insert,
+    not_,
     or_,
     select,
+    true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -439,17 +443,46 @@ def _skipped_any(conn: Connection, locked: Sequence[int]) -> bool:
     return conn.execute(_SKIPPED, {"p_locked": list(locked)}).first() is not None
 
 
+def _claim_values() -> dict[str, Any]:
+    """What claiming a queued run sets: a new attempt, leased to ``p_owner`` until ``p_lease``."""
+    return {
+        "status": transitions.run_claim(RunStatus.QUEUED).value,
+        "attempt": interval_runs.c.attempt + 1,
+        "tries": interval_runs.c.tries + 1,
+        "lease_owner": bindparam("p_owner"),
+        "lease_expires_at": bindparam("p_lease", type_=UTCDateTime()),
+        "started_at": bindparam("p_now", type_=UTCDateTime()),
+        "ended_at": None,
+        "duration": None,
+        "not_before": None,
+    }
+
+
+_TAKEN = (
+    interval_runs.c.id,
+    interval_runs.c.backfill_id,
+    interval_runs.c.attempt,
+    interval_runs.c.tries,
+    interval_runs.c.interval_start,
+    interval_runs.c.interval_end,
+)
+
+
+def _ready() -> list[Any]:
+    """A queued run whose retry delay (if any) has passed."""
+    return [
+        interval_runs.c.status == RunStatus.QUEUED.value,
+        or_(interval_runs.c.not_before.is_(None), interval_runs.c.not_before <= bindparam("p_now")),
+    ]
+
+
 @lru_cache(maxsize=8)
 def _take_statement(descending: bool, postgres: bool) -> Any:
     """Claim up to ``p_limit`` ready queued runs of one backfill in one statement."""
     order = interval_runs.c.interval_start.desc() if descending else interval_runs.c.interval_start.asc()
     pick = (
         select(interval_runs.c.id)
-        .where(
-            interval_runs.c.backfill_id == bindparam("p_backfill"),
-            interval_runs.c.status == RunStatus.QUEUED.value,
-            or_(interval_runs.c.not_before.is_(None), interval_runs.c.not_before <= bindparam("p_now")),
-        )
+        .where(interval_runs.c.backfill_id == bindparam("p_backfill"), *_ready())
         .order_by(order)
         .limit(bindparam("p_limit"))
     )
@@ -459,24 +492,37 @@ def _take_statement(descending: bool, postgres: bool) -> Any:
     return (
         update(interval_runs)
         .where(interval_runs.c.id.in_(select(picked.c.id)))
-        .values(
-            status=transitions.run_claim(RunStatus.QUEUED).value,
-            attempt=interval_runs.c.attempt + 1,
-            tries=interval_runs.c.tries + 1,
-            lease_owner=bindparam("p_owner"),
-            lease_expires_at=bindparam("p_lease", type_=UTCDateTime()),
-            started_at=bindparam("p_now", type_=UTCDateTime()),
-            ended_at=None,
-            duration=None,
-            not_before=None,
+        .values(**_claim_values())
+        .returning(*_TAKEN)
+    )
+
+
+@lru_cache(maxsize=1)
+def _pg_take_many_statement() -> Any:
+    """PostgreSQL: claim each backfill's share (``p_backfill[i]`` takes up to ``p_k[i]``
+    ready queued runs, newest first where ``p_desc[i]``) in ONE statement: a lateral,
+    index-ordered pick per backfill, locked ``SKIP LOCKED``."""
+    want = _unnest("w", backfill=BigInteger(), k=Integer(), desc=Boolean())
+
+    def pick(descending: bool) -> Any:
+        order = interval_runs.c.interval_start.desc() if descending else interval_runs.c.interval_start.asc()
+        per_backfill = (
+            select(interval_runs.c.id)
+            .where(interval_runs.c.backfill_id == want.c.backfill, *_ready())
+            .order_by(order)
+            .limit(want.c.k)
+            .with_for_update(skip_locked=True)
+            .lateral()
         )
-        .returning(
-            interval_runs.c.id,
-            interval_runs.c.attempt,
-            interval_runs.c.tries,
-            interval_runs.c.interval_start,
-            interval_runs.c.interval_end,
-        )
+        chosen = want.c.desc if descending else not_(want.c.desc)
+        return select(per_backfill.c.id).select_from(want.join(per_backfill, true())).where(chosen)
+
+    picked = union_all(pick(True), pick(False)).cte("picked")  # evaluated once
+    return (
+        update(interval_runs)
+        .where(interval_runs.c.id.in_(select(picked.c.id)))
+        .values(**_claim_values())
+        .returning(*_TAKEN)
     )
 
 
@@ -486,6 +532,30 @@ def _take(conn: Connection, bf: Row, k: int, owner: str, lease_until: datetime, 
     params = {"p_backfill": bf["id"], "p_now": now, "p_owner": owner, "p_lease": lease_until, "p_limit": k}
     runs = conn.execute(stmt, params).mappings().all()
     return sorted(runs, key=lambda r: r["interval_start"], reverse=descending)
+
+
+def _take_many(
+    conn: Connection, shares: Sequence[tuple[dict[str, Any], int]], owner: str, lease_until: datetime, now: datetime
+) -> dict[int, list[RowMapping]]:
+    """Each backfill's share of its ready queued runs, in run order: one statement on
+    PostgreSQL whatever the number of backfills, one per backfill on SQLite (local calls)."""
+    if conn.dialect.name != "postgresql" or len(shares) == 1:
+        return {bf["id"]: list(_take(conn, bf, k, owner, lease_until, now)) for bf, k in shares}
+    params = {
+        "p_backfill": [bf["id"] for bf, _ in shares],
+        "p_k": [k for _, k in shares],
+        "p_desc": [bf["run_order"] == RunOrder.NEWEST_FIRST.value for bf, _ in shares],
+        "p_now": now,
+        "p_owner": owner,
+        "p_lease": lease_until,
+    }
+    taken: dict[int, list[RowMapping]] = {bf["id"]: [] for bf, _ in shares}
+    for run in conn.execute(_pg_take_many_statement(), params).mappings():
+        taken[run["backfill_id"]].append(run)
+    for bf, _ in shares:
+        descending = bf["run_order"] == RunOrder.NEWEST_FIRST.value
+        taken[bf["id"]].sort(key=lambda r: r["interval_start"], reverse=descending)
+    return taken
 
 
 def _room(bf: Row) -> int:
@@ -512,17 +582,21 @@ def _shares(slots: int, rooms: Sequence[int]) -> list[int]:
     return shares
 
 
-def _claim_from(
-    conn: Connection, bf: dict[str, Any], k: int, owner: str, lease_until: datetime, now: datetime
-) -> list[RowMapping]:
-    """Up to ``k`` runs of one backfill: queued ones first, then freshly materialized."""
-    runs: list[RowMapping] = []
-    if counts_of(bf).queued > 0:
-        runs.extend(_take(conn, bf, k, owner, lease_until, now))
-    if len(runs) < k and not bf["exhausted"]:
-        runs.extend(_materialize(conn, bf, k - len(runs), owner, lease_until, now))
-    bf["runs_running"] += len(runs)
-    return runs
+def _claim_round(
+    conn: Connection, shares: Sequence[tuple[dict[str, Any], int]], owner: str, lease_until: datetime, now: datetime
+) -> dict[int, list[RowMapping]]:
+    """One dealing round: up to ``k`` runs of each backfill, queued ones first (all
+    backfills' in one statement on PostgreSQL), then freshly materialized ones."""
+    queued = [(bf, k) for bf, k in shares if counts_of(bf).queued > 0]
+    taken = _take_many(conn, queued, owner, lease_until, now) if queued else {}
+    out: dict[int, list[RowMapping]] = {}
+    for bf, k in shares:
+        runs = taken.get(bf["id"], [])
+        if len(runs) < k and not bf["exhausted"]:
+            runs.extend(_materialize(conn, bf, k - len(runs), owner, lease_until, now))
+        bf["runs_running"] += len(runs)
+        out[bf["id"]] = runs
+    return out
 
 
 @dataclass(frozen=True)
@@ -617,21 +691,21 @@ def _claim(
     before = {bf["id"]: (bf["runs_running"], bf["runs_created"], bf["cursor"], bf["exhausted"]) for bf in candidates}
     taken: dict[int, list[RowMapping]] = {}
     left = limit
+    order = {bf["id"]: i for i, bf in enumerate(candidates)}
     pending = [bf for bf in candidates if _room(bf) > 0]
     while left > 0 and pending:
         shares = _shares(left, [_room(bf) for bf in pending])
-        again = []
-        for bf, k in zip(pending, shares, strict=True):
-            if k == 0:
-                again.append(bf)  # not dealt this round: still in the running
-                continue
-            runs = _claim_from(conn, bf, k, owner, lease_until, now)
+        dealt = [(bf, k) for bf, k in zip(pending, shares, strict=True) if k > 0]
+        got = _claim_round(conn, dealt, owner, lease_until, now)
+        again = [bf for bf, k in zip(pending, shares, strict=True) if k == 0]  # not dealt: still in the running
+        for bf, k in dealt:
+            runs = got[bf["id"]]
             left -= len(runs)
             if runs:
                 taken.setdefault(bf["id"], []).extend(runs)
             if len(runs) == k and _room(bf) > 0:
                 again.append(bf)  # got its full share: may take more in the next round
-        pending = again
+        pending = sorted(again, key=lambda bf: order[bf["id"]])
     claimed: list[ClaimedRun] = []
     moved: dict[int, tuple[dict[str, Any], datetime | None]] = {}
     served = 0
@@ -1209,6 +1283,9 @@ def _bump(
     status settles. ``moved``: the backfills a claim touched, with their new cursor and
     ``exhausted`` (in the row dict) and their claim stamp."""
     moved = moved or {}
+    if len(deltas) > 1 and conn.dialect.name == "postgresql":
+        _pg_bump_many(conn, deltas, now, moved)
+        return
     for backfill_id in sorted(deltas):
         d = deltas[backfill_id]
         params: dict[str, Any] = {
@@ -1234,6 +1311,77 @@ def _bump(
         )
         counters = conn.execute(_CLAIM_BUMP, params).mappings().one()
         bf["status"] = _apply_settle(conn, backfill_id, counters, now).value
+
+
+@lru_cache(maxsize=1)
+def _pg_bump_many_statement() -> Any:
+    """PostgreSQL: every backfill's counter update of a step in ONE statement (one array
+    per column; the claim's cursor, ``exhausted`` and stamp only where ``moved``)."""
+    v = _unnest(
+        "v",
+        id=BigInteger(),
+        running=Integer(),
+        completed=Integer(),
+        failed=Integer(),
+        rows=BigInteger(),
+        duration=Float(),
+        created=Integer(),
+        moved=Boolean(),
+        cursor=UTCDateTime(),
+        exhausted=Boolean(),
+        started=UTCDateTime(),
+        claimed=UTCDateTime(),
+    )
+    return (
+        update(backfills)
+        .where(backfills.c.id == v.c.id)
+        .values(
+            runs_running=backfills.c.runs_running + v.c.running,
+            runs_completed=backfills.c.runs_completed + v.c.completed,
+            runs_failed=backfills.c.runs_failed + v.c.failed,
+            rows_total=backfills.c.rows_total + v.c.rows,
+            duration_total=backfills.c.duration_total + v.c.duration,
+            runs_created=backfills.c.runs_created + v.c.created,
+            cursor=case((v.c.moved, v.c.cursor), else_=backfills.c.cursor),
+            exhausted=case((v.c.moved, v.c.exhausted), else_=backfills.c.exhausted),
+            started_at=func.coalesce(backfills.c.started_at, v.c.started),
+            last_claimed_at=func.coalesce(v.c.claimed, backfills.c.last_claimed_at),
+            updated_at=bindparam("p_now", type_=UTCDateTime()),
+        )
+        .returning(backfills.c.id, *_COUNTERS)
+    )
+
+
+def _pg_bump_many(
+    conn: Connection,
+    deltas: Mapping[int, _Deltas],
+    now: datetime,
+    moved: Mapping[int, tuple[dict[str, Any], datetime | None]],
+) -> None:
+    """``_bump`` of several backfills in one statement: their rows are already locked by
+    this transaction (the step's first statement), so the order of the update is free."""
+    ids = sorted(deltas)
+    claims = [moved.get(i) for i in ids]
+    params = {
+        "p_id": ids,
+        "p_running": [deltas[i].running for i in ids],
+        "p_completed": [deltas[i].completed for i in ids],
+        "p_failed": [deltas[i].failed for i in ids],
+        "p_rows": [deltas[i].rows for i in ids],
+        "p_duration": [deltas[i].duration for i in ids],
+        "p_created": [deltas[i].created for i in ids],
+        "p_moved": [c is not None for c in claims],
+        "p_cursor": [c[0]["cursor"] if c is not None else None for c in claims],
+        "p_exhausted": [bool(c[0]["exhausted"]) if c is not None else False for c in claims],
+        "p_started": [now if c is not None and c[1] is not None else None for c in claims],
+        "p_claimed": [c[1] if c is not None else None for c in claims],
+        "p_now": now,
+    }
+    for counters in conn.execute(_pg_bump_many_statement(), params).mappings().all():
+        status = _apply_settle(conn, counters["id"], counters, now)
+        claimed = moved.get(counters["id"])
+        if claimed is not None:
+            claimed[0]["status"] = status.value
 
 
 def _apply_settle(conn: Connection, backfill_id: int, bf: Row, now: datetime) -> BackfillStatus:
