@@ -171,3 +171,31 @@ def test_queued_runs_of_several_backfills_are_taken_in_each_ones_run_order(
     assert waiting not in {r.run_id for r in runs}
     for bf in (newest, oldest):
         assert row(db, bf)["runs_running"] == 3
+
+
+def test_a_step_waits_for_the_rows_its_last_claim_skipped(db: Database, team: Actor, pipeline_id: int) -> None:
+    """The claim skips a backfill row another worker holds and names it (``skipped``); the
+    next step waits for that row instead of skipping it again, and gets its runs."""
+    if not db.is_postgres:
+        pytest.skip("PostgreSQL only: SQLite has no row locks (writers are serialized)")
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-04", max_active_runs=4)
+    got: list[queue.Step] = []
+
+    def next_step(skipped: tuple[int, ...]) -> None:
+        with db.write() as conn:
+            got.append(queue.step(conn, "w2", [], 4, lease_seconds=30, now=T0, wait_for=skipped))
+
+    with db.write() as holder:
+        holder.execute(select(backfills.c.id).where(backfills.c.id == bf).with_for_update())
+        with db.write() as conn:
+            short = queue.step(conn, "w2", [], 4, lease_seconds=30, now=T0)
+        assert short.claim == queue.Claim([], contended=True, skipped=(bf,))
+        thread = threading.Thread(target=next_step, args=(short.claim.skipped,), daemon=True)
+        thread.start()
+        for _ in range(200):
+            if lock_waits(db):
+                break
+            time.sleep(0.02)
+        assert lock_waits(db) == 1, "the step did not wait for the skipped row"
+    thread.join(30)
+    assert [len(s.claim.runs) for s in got] == [4]

@@ -89,6 +89,7 @@ class Worker:
         self._last_log_flush = 0.0
         self._next_claim_at = 0.0
         self._contended = 0  # claims in a row that skipped a backfill row another worker held
+        self._skipped: tuple[int, ...] = ()  # those rows: the next claim waits for them
         self._flushed: dict[int, int] = {}  # run id -> size of its log file when last stored
         self._versions: dict[int, str | None] = {}  # run id -> pipeline version it runs
 
@@ -155,7 +156,15 @@ class Worker:
             finished, ours = self._finished(outcomes)
             with self.db.write() as conn:
                 result = queue.step(
-                    conn, self.owner, finished, slots, lease_seconds=self.settings.lease_seconds, now=utcnow()
+                    conn,
+                    self.owner,
+                    finished,
+                    slots,
+                    lease_seconds=self.settings.lease_seconds,
+                    now=utcnow(),
+                    # idle (nothing running, nothing to record): wait for the rows the
+                    # last claim skipped, or busier workers holding them in turn starve it
+                    wait_for=self._skipped if slots and not self._running and not outcomes else (),
                 )
             # committed: only now forget the outcomes and take the claimed runs
             recorded = []
@@ -166,6 +175,7 @@ class Worker:
                     log.warning("run %s attempt %s: lease lost, result dropped", finish.key.run_id, finish.key.attempt)
             self._forget(outcomes, recorded)
             got = result.claim
+            self._skipped = got.skipped
             runs = got.runs
             claimed = len(runs)
             # Nothing (more) to claim: do not ask again before the poll interval, unless a

@@ -433,14 +433,15 @@ def _lock_backfills(conn: Connection, ids: Sequence[int]) -> None:
 _SKIPPED = (
     select(backfills.c.id)
     .where(*_claimable(), backfills.c.id != all_(bindparam("p_locked", type_=ARRAY(BigInteger()))))
-    .limit(1)
+    .order_by(backfills.c.id)
+    .limit(4)
 )
 
 
-def _skipped_any(conn: Connection, locked: Sequence[int]) -> bool:
-    """PostgreSQL: whether a backfill with room and work was skipped because another
-    claimer held its row (a plain read sees the row the locking read skipped)."""
-    return conn.execute(_SKIPPED, {"p_locked": list(locked)}).first() is not None
+def _skipped(conn: Connection, locked: Sequence[int]) -> tuple[int, ...]:
+    """PostgreSQL: backfills with room and work that were skipped because another claimer
+    held their row (a plain read sees the rows the locking read skipped); a few at most."""
+    return tuple(int(i) for i in conn.execute(_SKIPPED, {"p_locked": list(locked)}).scalars())
 
 
 def _claim_values() -> dict[str, Any]:
@@ -605,6 +606,10 @@ class Claim:
     contended: bool
     """Fewer runs than asked, and a backfill with room and work was skipped because
     another claimer held its row (PostgreSQL): worth asking again soon, not after a poll."""
+    skipped: tuple[int, ...] = ()
+    """Those backfills (a few): an idle worker's next step waits for their rows (``step``'s
+    ``wait_for``) instead of skipping them again, so it is not starved by busy workers
+    that hold the hot row one step after another."""
 
 
 @dataclass(frozen=True)
@@ -634,7 +639,14 @@ def claim_runs(conn: Connection, owner: str, limit: int, *, lease_seconds: float
 
 
 def step(
-    conn: Connection, owner: str, finished: Sequence[Finish], limit: int, *, lease_seconds: float, now: datetime
+    conn: Connection,
+    owner: str,
+    finished: Sequence[Finish],
+    limit: int,
+    *,
+    lease_seconds: float,
+    now: datetime,
+    wait_for: Sequence[int] = (),
 ) -> Step:
     """One worker step in one transaction: record the attempts ``owner`` saw end (fenced
     on run, attempt and lease owner) and claim up to ``limit`` runs into its free slots,
@@ -647,6 +659,10 @@ def step(
     its share of queued runs (or one INSERT that materializes the next chunk, claimed);
     then ONE counter update per backfill for everything the step changed in it.
 
+    ``wait_for``: more backfill rows to lock first, waiting (those the previous claim
+    skipped, ``Claim.skipped``). Safe: all waiting locks come first, in id order, while the
+    transaction holds no other row.
+
     Backfills are served least-recently-claimed first, the slots dealt one per backfill
     per round, so a large backfill cannot starve the others; ``last_claimed_at`` carries
     that order to the next claim of any worker. The claim sees the counters as the
@@ -655,7 +671,7 @@ def step(
     """
     if len({f.key.run_id for f in finished}) != len(finished):
         raise ValueError("a run appears twice in one step")
-    mine = sorted({f.backfill_id for f in finished})
+    mine = sorted({f.backfill_id for f in finished} | set(wait_for))
     candidates: list[dict[str, Any]] = []
     if limit > 0:
         candidates = [dict(c) for c in _claim_candidates(conn, max(limit, 16), mine)]
@@ -724,8 +740,10 @@ def _claim(
         moved[bf["id"]] = (bf, claimed_at)
         claimed.extend(_claimed_run(bf, r) for r in runs)
     _bump(conn, deltas, now, moved=moved)
-    contended = len(claimed) < limit and conn.dialect.name == "postgresql"
-    return Claim(claimed, contended=contended and _skipped_any(conn, [bf["id"] for bf in candidates]))
+    skipped: tuple[int, ...] = ()
+    if len(claimed) < limit and conn.dialect.name == "postgresql":
+        skipped = _skipped(conn, [bf["id"] for bf in candidates])
+    return Claim(claimed, contended=bool(skipped), skipped=skipped)
 
 
 def _claimed_run(bf: Row, run: RowMapping) -> ClaimedRun:
