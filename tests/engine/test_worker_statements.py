@@ -21,14 +21,15 @@ from backfill.store.db import Database
 
 CONCURRENCY = 8
 # Budget, amortized per run (SQLAlchemy cursor executions; BEGIN/COMMIT are counted
-# apart, as transactions): a step of 8 finished + 8 claimed runs costs 1 batched
-# completion, 1 counter update for them, 1 candidate read, 1 batched claim (or the
-# INSERT that materializes and claims the next chunk of 64 runs) and 1 counter update
-# for it: 5 / 8 = 0.63 per run, measured 0.64 on SQLite and PostgreSQL (the one-run-
-# at-a-time path before it: 4.18; the extra 0.01: the drain's last steps, where a short
-# claim on PostgreSQL also asks whether it skipped a locked backfill). BENCHMARKS.md has
-# the figures.
-STATEMENTS_PER_RUN = 0.7
+# apart, as transactions): a step of 8 finished + 8 claimed runs is one ``queue.step``:
+# 1 candidate read (which first locks the backfill rows of the finished runs), 1 batched
+# completion, 1 batched claim (or the INSERT that materializes and claims the next chunk
+# of 64 runs) and ONE counter update for what was recorded and claimed: 4 / 8 = 0.5 per
+# run, measured 0.51 on SQLite and 0.52 on PostgreSQL (the one-run-at-a-time path:
+# 4.18; two counter updates per step before ``queue.step``: 0.64; the extra 0.01 – 0.02:
+# the drain's last steps, where a short claim on PostgreSQL also asks which locked
+# backfill it skipped). BENCHMARKS.md has the figures.
+STATEMENTS_PER_RUN = 0.6
 TRANSACTIONS_PER_RUN = 0.2  # one per step of 8 runs (0.125) plus the heartbeat
 
 
