@@ -655,9 +655,11 @@ def step(
     Statements, in lock order (backfill rows, then run rows, as every user action on a
     backfill): the claim candidates, with the backfill rows of the recorded runs locked
     first (``_candidates_statement``); the successes in one fenced UPDATE, the failures in
-    one fenced read and one batched UPDATE; per served backfill one statement that takes
-    its share of queued runs (or one INSERT that materializes the next chunk, claimed);
-    then ONE counter update per backfill for everything the step changed in it.
+    one fenced read and one batched UPDATE; per dealing round one statement that takes
+    every served backfill's share of queued runs (one per backfill on SQLite), and one
+    INSERT per backfill whose queue ran dry (it materializes the next chunk, claimed);
+    then ONE counter update per backfill for everything the step changed in it (all in
+    one statement on PostgreSQL).
 
     ``wait_for``: more backfill rows to lock first, waiting (those the previous claim
     skipped, ``Claim.skipped``). Safe: all waiting locks come first, in id order, while the
