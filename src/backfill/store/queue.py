@@ -220,7 +220,7 @@ def _materialize(
     ``materialize_chunk_size``, at least ``claim_n``). Returns the claimed runs.
     """
     series = series_of(bf)
-    descending = RunOrder(bf["run_order"]) is RunOrder.NEWEST_FIRST
+    descending = _newest_first(bf)
     want = max(materialize_chunk_size(bf) if size is None else size, claim_n)
     rows: list[dict[str, Any]] = []
     cursor = bf["cursor"]
@@ -253,6 +253,11 @@ def _materialize(
         inserted = conn.execute(_INSERT_RUNS, rows).mappings().all()
     claimed = [r for r in inserted if r["status"] == running]
     return sorted(claimed, key=lambda r: r["interval_start"], reverse=descending)
+
+
+def _newest_first(bf: Row) -> bool:
+    """Whether the backfill runs its intervals newest first (its ``run_order``)."""
+    return RunOrder(bf["run_order"]) is RunOrder.NEWEST_FIRST
 
 
 def _new_run(bf: Row, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
@@ -528,7 +533,7 @@ def _pg_take_many_statement() -> Any:
 
 
 def _take(conn: Connection, bf: Row, k: int, owner: str, lease_until: datetime, now: datetime) -> Sequence[RowMapping]:
-    descending = bf["run_order"] == RunOrder.NEWEST_FIRST.value
+    descending = _newest_first(bf)
     stmt = _take_statement(descending, conn.dialect.name == "postgresql")
     params = {"p_backfill": bf["id"], "p_now": now, "p_owner": owner, "p_lease": lease_until, "p_limit": k}
     runs = conn.execute(stmt, params).mappings().all()
@@ -545,7 +550,7 @@ def _take_many(
     params = {
         "p_backfill": [bf["id"] for bf, _ in shares],
         "p_k": [k for _, k in shares],
-        "p_desc": [bf["run_order"] == RunOrder.NEWEST_FIRST.value for bf, _ in shares],
+        "p_desc": [_newest_first(bf) for bf, _ in shares],
         "p_now": now,
         "p_owner": owner,
         "p_lease": lease_until,
@@ -554,8 +559,7 @@ def _take_many(
     for run in conn.execute(_pg_take_many_statement(), params).mappings():
         taken[run["backfill_id"]].append(run)
     for bf, _ in shares:
-        descending = bf["run_order"] == RunOrder.NEWEST_FIRST.value
-        taken[bf["id"]].sort(key=lambda r: r["interval_start"], reverse=descending)
+        taken[bf["id"]].sort(key=lambda r: r["interval_start"], reverse=_newest_first(bf))
     return taken
 
 
@@ -858,18 +862,17 @@ def expire_owners(conn: Connection, owners: Sequence[str], now: datetime, *, rea
     ).where(interval_runs.c.status == RunStatus.RUNNING.value, interval_runs.c.lease_owner.in_(list(owners)))
     rows = conn.execute(q).all()
     _lock_backfills(conn, sorted({int(row.backfill_id) for row in rows}))
+    keys = [RunKey(int(row.id), int(row.attempt)) for row in rows]
     by_owner: dict[str, list[tuple[RunKey, AttemptResult]]] = {}
-    for row in rows:
+    for key, row in zip(keys, rows, strict=True):
         message = f"worker {row.lease_owner} {reason}; attempt {row.attempt} abandoned"
-        by_owner.setdefault(row.lease_owner, []).append(
-            (RunKey(int(row.id), int(row.attempt)), AttemptResult(ok=False, error=message))
-        )
+        by_owner.setdefault(row.lease_owner, []).append((key, AttemptResult(ok=False, error=message)))
     deltas: dict[int, _Deltas] = {}
     recorded: set[RunKey] = set()
     for owner, items in by_owner.items():
         recorded |= _finish_many(conn, owner, items, now, None, deltas)
     _bump(conn, deltas, now)
-    return [RunKey(int(row.id), int(row.attempt)) for row in rows if RunKey(int(row.id), int(row.attempt)) in recorded]
+    return [key for key in keys if key in recorded]
 
 
 # ---- finishing -----------------------------------------------------------------------
