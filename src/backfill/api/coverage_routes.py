@@ -6,19 +6,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from backfill.api.calls import query_parameters
 from backfill.api.params import BackfillId
-from backfill.api.rendering import database, json_response
 from backfill.api.schemas import coverage as s
-from backfill.api.schemas.team import IntervalTypeName, Meta
-from backfill.api.team_api import ERROR_RESPONSES, Reader, TransferId
+from backfill.api.schemas.team import IntervalTypeName
+from backfill.api.team_api import ERROR_RESPONSES, ReadCall, TransferId, ok
 from backfill.api.team_api import router as team_router
 from backfill.domain.timeparse import format_iso_z
-from backfill.http.request_ids import request_id_of
 from backfill.services import coverage
 
 # The team in the path is checked once, by the team API's router dependency.
@@ -74,8 +72,7 @@ def render(result: coverage.Coverage) -> s.Coverage:
     "interval when it starts exactly at the interval's start. `split=day` cuts the spans at local midnight.",
 )
 async def get_coverage(
-    request: Request,
-    principal: Reader,
+    call: ReadCall,
     transfer_id: TransferId,
     start: Annotated[str, Query(max_length=64, description="First interval start (inclusive): a date or datetime.")],
     end: Annotated[str, Query(max_length=64, description="Last interval start (inclusive).")],
@@ -85,13 +82,12 @@ async def get_coverage(
     timezone: Annotated[str | None, Query(max_length=64, description="IANA name; default the transfer's.")] = None,
     split: Split = None,
 ) -> Response:
-    db = database(request)
     with query_parameters(*QUERY_FIELDS):
         # A whole range is worth a worker thread on either database: the event loop stays free.
         result = await run_in_threadpool(
             coverage.coverage,
-            db,
-            principal.actor,
+            call.db,
+            call.actor,
             transfer_id,
             start,
             end,
@@ -101,8 +97,7 @@ async def get_coverage(
             timezone=timezone,
             split=split,
         )
-    body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
-    return json_response(body)
+    return ok(call, s.CoverageResponse, render(result))
 
 
 @router.get(
@@ -114,11 +109,7 @@ async def get_coverage(
     "status: what the web page draws for a large backfill. `transfer_id` is the backfill's transfer. `split=day` "
     "cuts the spans at local midnight in the backfill's timezone (the web page's days, weeks and months).",
 )
-async def get_backfill_coverage(
-    request: Request, principal: Reader, backfill_id: BackfillId, split: Split = None
-) -> Response:
-    db = database(request)
+async def get_backfill_coverage(call: ReadCall, backfill_id: BackfillId, split: Split = None) -> Response:
     with query_parameters("split"):
-        result = await run_in_threadpool(coverage.of_backfill, db, principal.actor, backfill_id, split=split)
-    body = s.CoverageResponse(meta=Meta(request_id=request_id_of(request)), data=render(result))
-    return json_response(body)
+        result = await run_in_threadpool(coverage.of_backfill, call.db, call.actor, backfill_id, split=split)
+    return ok(call, s.CoverageResponse, render(result))

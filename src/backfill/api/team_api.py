@@ -148,7 +148,6 @@ async def authenticate(request: Request) -> auth.Principal:
     return principal
 
 
-Reader = Annotated[auth.Principal, Depends(BearerAuth(auth.READ))]
 # A route's request with its principal (read or write access), one parameter.
 ReadCall = Annotated[Call, call_with(BearerAuth(auth.READ))]
 WriteCall = Annotated[Call, call_with(BearerAuth(auth.WRITE))]
