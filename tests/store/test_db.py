@@ -15,6 +15,7 @@ from tests.faultproxy import fault_proxy
 
 from backfill.app import create_app
 from backfill.config import Settings
+from backfill.store import db as db_module
 from backfill.store.db import Database, DatabaseTimeouts
 from backfill.store.tables import metadata
 
@@ -93,5 +94,45 @@ def test_a_database_that_drops_packets_is_503_not_a_hang(db_url: str) -> None:
                 # margin is wide on purpose (a loaded machine)
                 assert time.monotonic() - started < 30
                 proxy.restore()
+        finally:
+            db.dispose()
+
+
+@pg_only
+def test_a_pooled_connection_is_pinged_only_after_it_sat_idle(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection reused at once is not pinged (a worker's steps reuse one every few
+    ms); one idle for ``PING_AFTER_IDLE_SECONDS`` is, before it is handed out."""
+    db = Database(db_url)
+    pings: list[object] = []
+    real_ping = db.engine.dialect.do_ping
+
+    def counting_ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return bool(real_ping(dbapi_connection))
+
+    monkeypatch.setattr(db.engine.dialect, "do_ping", counting_ping)
+    try:
+        for _ in range(5):
+            db.ping()
+        assert pings == []  # fresh, then reused within the second
+        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+        db.ping()
+        assert len(pings) == 1
+    finally:
+        db.dispose()
+
+
+@pg_only
+def test_a_connection_that_broke_while_idle_is_replaced_on_checkout(db_url: str) -> None:
+    """The server side of an idle pooled connection goes away (a restart): the checkout
+    ping notices, and the caller gets a working connection instead of an error."""
+    with fault_proxy(db_url) as (proxy, url):
+        db = Database(url)
+        try:
+            db.ping()  # one pooled connection through the proxy
+            proxy.cut()  # its server side is gone
+            proxy.restore()
+            time.sleep(db_module.PING_AFTER_IDLE_SECONDS + 0.1)
+            db.ping()  # no error: the ping found it broken and the pool made a new one
         finally:
             db.dispose()
