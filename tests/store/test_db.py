@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -103,10 +104,10 @@ def test_a_pooled_connection_is_pinged_only_after_it_sat_idle(db_url: str, monke
     """A connection reused at once is not pinged (a worker's steps reuse one every few
     ms); one idle for ``PING_AFTER_IDLE_SECONDS`` is, before it is handed out."""
     db = Database(db_url)
-    pings: list[object] = []
+    pings: list[Any] = []
     real_ping = db.engine.dialect.do_ping
 
-    def counting_ping(dbapi_connection: object) -> bool:
+    def counting_ping(dbapi_connection: Any) -> bool:
         pings.append(dbapi_connection)
         return bool(real_ping(dbapi_connection))
 
