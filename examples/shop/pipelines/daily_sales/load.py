@@ -8,6 +8,7 @@ interval twice (a retry, a second backfill) never duplicates rows.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,27 @@ def sqlite_path(url: str) -> Path:
     return Path(parsed.database).expanduser()
 
 
+LOCK_TIMEOUT_SECONDS = 30.0
+
+
+def use_wal(db: sqlite3.Connection) -> None:
+    """Put the warehouse in WAL mode, so readers (the check block) never block the writer.
+
+    Two runs that create the file at the same moment both switch its journal mode, and
+    SQLite answers the second "database is locked" at once, without waiting for its busy
+    timeout: wait and try again, up to the same timeout.
+    """
+    deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def aggregate(orders: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, float]]:
     """(day, store) -> (number of orders, revenue rounded to cents)."""
     counts: dict[tuple[str, str], int] = defaultdict(int)
@@ -79,9 +101,9 @@ def run(context: Any) -> dict[str, Any]:
     days = list(extracted["days"])
     totals = aggregate(extracted["orders"])
 
-    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db = sqlite3.connect(path, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None)
     try:
-        db.execute("PRAGMA journal_mode = WAL")  # readers (the check block) never block the writer
+        use_wal(db)
         db.execute("BEGIN IMMEDIATE")
         db.execute(CREATE_TABLE)
         db.executemany("DELETE FROM daily_sales WHERE day = ?", [(day,) for day in days])
