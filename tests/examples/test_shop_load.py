@@ -50,4 +50,3 @@ def test_switching_to_wal_waits_while_another_run_holds_the_new_file(tmp_path: P
     assert errors == []
     with sqlite3.connect(path) as check:
         assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
