@@ -332,16 +332,14 @@ def test_a_claim_that_skipped_a_locked_backfill_says_so(db: Database, team: Acto
         with db.write() as holder:
             holder.execute(select(backfills.c.id).where(backfills.c.id == bf).with_for_update())
             with db.write() as conn:
-                assert queue.claim_runs(conn, "w2", 4, lease_seconds=30, now=T0) == queue.Claim(
-                    [], contended=True, skipped=(bf,)
-                )
+                assert queue.claim_runs(conn, "w2", 4, lease_seconds=30, now=T0) == queue.Claim([], skipped=(bf,))
     with db.write() as conn:
         got = queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0)
     assert len(got.runs) == 1 and not got.contended  # max_active_runs 1: no room, not contended
     with db.write() as conn:
-        assert queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0) == queue.Claim([], contended=False)
+        assert queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0) == queue.Claim([])
     record(db, got.runs[0])
     (last,) = claim(db)
     record(db, last)
     with db.write() as conn:
-        assert queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0) == queue.Claim([], contended=False)
+        assert queue.claim_runs(conn, "w1", 4, lease_seconds=30, now=T0) == queue.Claim([])

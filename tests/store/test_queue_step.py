@@ -76,7 +76,7 @@ def test_a_step_that_claims_nothing_still_moves_the_counters(db: Database, team:
     with db.write() as conn:
         step = queue.step(conn, "w1", [finish(r) for r in runs], 0, lease_seconds=30, now=T0)
     assert step.recorded == {r.key for r in runs}
-    assert step.claim == queue.Claim([], contended=False)
+    assert step.claim == queue.Claim([])
     r = row(db, bf)
     assert (r["status"], r["runs_completed"], r["runs_running"], r["rows_total"]) == ("completed", 2, 0, 4)
 
@@ -189,7 +189,7 @@ def test_a_step_waits_for_the_rows_its_last_claim_skipped(db: Database, team: Ac
         holder.execute(select(backfills.c.id).where(backfills.c.id == bf).with_for_update())
         with db.write() as conn:
             short = queue.step(conn, "w2", [], 4, lease_seconds=30, now=T0)
-        assert short.claim == queue.Claim([], contended=True, skipped=(bf,))
+        assert short.claim == queue.Claim([], skipped=(bf,))
         thread = threading.Thread(target=next_step, args=(short.claim.skipped,), daemon=True)
         thread.start()
         for _ in range(200):

@@ -607,13 +607,16 @@ def _claim_round(
 @dataclass(frozen=True)
 class Claim:
     runs: list[ClaimedRun]
-    contended: bool
-    """Fewer runs than asked, and a backfill with room and work was skipped because
-    another claimer held its row (PostgreSQL): worth asking again soon, not after a poll."""
     skipped: tuple[int, ...] = ()
-    """Those backfills (a few): an idle worker's next step waits for their rows (``step``'s
-    ``wait_for``) instead of skipping them again, so it is not starved by busy workers
-    that hold the hot row one step after another."""
+    """On a short claim (PostgreSQL), backfills with room and work skipped because another
+    claimer held their row (a few): an idle worker's next step waits for their rows
+    (``step``'s ``wait_for``) instead of skipping them again, so it is not starved by busy
+    workers that hold the hot row one step after another."""
+
+    @property
+    def contended(self) -> bool:
+        """A backfill row was skipped: worth asking again soon, not after a poll."""
+        return bool(self.skipped)
 
 
 @dataclass(frozen=True)
@@ -687,7 +690,7 @@ def step(
     recorded = _record(conn, owner, [(f.key, f.result) for f in finished], now, deltas)
     if limit <= 0:
         _bump(conn, deltas, now)
-        return Step(recorded, Claim([], contended=False))
+        return Step(recorded, Claim([]))
     return Step(recorded, _claim(conn, owner, candidates, limit, lease_seconds, now, deltas))
 
 
@@ -749,7 +752,7 @@ def _claim(
     skipped: tuple[int, ...] = ()
     if len(claimed) < limit and conn.dialect.name == "postgresql":
         skipped = _skipped(conn, [bf["id"] for bf in candidates])
-    return Claim(claimed, contended=bool(skipped), skipped=skipped)
+    return Claim(claimed, skipped=skipped)
 
 
 def _claimed_run(bf: Row, run: RowMapping) -> ClaimedRun:
