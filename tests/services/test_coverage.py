@@ -30,6 +30,12 @@ C, F, M, Q, X, R = (
     CoverageStatus.RUNNING,
 )
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
+_clock = [T0]  # work()'s clock
+
+
+@pytest.fixture(autouse=True)
+def _reset_clock() -> None:
+    _clock[0] = T0
 
 
 def start(db: Database, actor: Actor, pipeline_id: int, first: str, last: str, **kw: object) -> int:
@@ -40,9 +46,10 @@ def start(db: Database, actor: Actor, pipeline_id: int, first: str, last: str, *
 def work(
     db: Database, backfill_id: int, fails: Callable[[datetime], bool] = lambda _: False, limit: int = 10**6
 ) -> None:
-    """Claim and finish up to ``limit`` runs of one backfill; ``fails`` picks the failures."""
+    """Claim and finish up to ``limit`` runs of one backfill; ``fails`` picks the failures.
+    The clock goes on from the last call: a backfill worked later is queued later."""
     done = 0
-    now = T0
+    now = _clock[0]
     while done < limit:
         with db.write() as conn:
             runs = [r for r in queue.claim(conn, "w", 1, lease_seconds=60, now=now) if r.backfill_id == backfill_id]
@@ -53,6 +60,7 @@ def work(
             with db.write() as conn:
                 queue.record_attempt(conn, r.key, "w", queue.AttemptResult(ok=not fails(r.interval_start)), now)
             done += 1
+        _clock[0] = now
 
 
 def statuses(result: coverage.Coverage) -> list[CoverageStatus]:
@@ -75,6 +83,8 @@ def test_mixed_statuses_over_several_backfills(db: Database, team: Actor, pipeli
     with db.write() as conn:
         running = queue.claim(conn, "w", 1, lease_seconds=60, now=T0)
     assert [r.interval_start for r in running] == [day(22)]
+    with db.write() as conn:  # the rest as queued runs (a claim creates only what it takes)
+        assert queue.materialize(conn, dict(svc.get(db, team, c).row), 10, T0) == 3
     svc.cancel(db, team, c)
     # Jan 28-29: queued, not started.
     d = start(db, team, pipeline_id, "2024-01-28", "2024-01-29")

@@ -103,8 +103,8 @@ def test_no_run_of_a_cancelled_backfill_is_claimed(db: Database, team: Actor, pi
     first = claim(db, n=2)
     for run in first:
         assert record(db, run)
-    with db.read() as conn:
-        assert queue.recount(conn, bf).queued > 0  # materialized ahead, still queued
+    with db.write() as conn:  # runs materialized, still queued
+        assert queue.materialize(conn, store.get(conn, bf), 4, T0) == 4
     with db.write() as conn:
         store.update_backfill(conn, bf, status=BackfillStatus.CANCELLED.value)
     assert claim(db, n=5) == []
@@ -116,6 +116,8 @@ def test_no_run_of_a_paused_backfill_is_claimed_with_runs_queued(db: Database, t
     bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-12-31", max_active_runs=2)
     for run in claim(db, n=2):
         assert record(db, run)
+    with db.write() as conn:
+        assert queue.materialize(conn, store.get(conn, bf), 4, T0) == 4
     svc.set_paused(db, team, bf, True)
     assert claim(db, n=5) == []
     svc.set_paused(db, team, bf, False)
@@ -141,9 +143,11 @@ def test_fair_share_holds_across_claim_calls(db: Database, team: Actor, pipeline
 def test_cancel_cancels_every_queued_run(db: Database, team: Actor, pipeline_id: int) -> None:
     bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-12-31", max_active_runs=2)
     running = claim(db, n=2)
+    with db.write() as conn:
+        assert queue.materialize(conn, store.get(conn, bf), 5, T0) == 5
     before = row(db, bf)
     queued = int(before["runs_created"]) - 2
-    assert queued > 0
+    assert queued == 5
     svc.cancel(db, team, bf)
     assert runs_by_status(db, bf) == {RunStatus.RUNNING.value: 2, RunStatus.CANCELLED.value: queued}
     after = row(db, bf)  # the cancelled counter also counts the intervals never materialized

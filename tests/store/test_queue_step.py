@@ -15,6 +15,7 @@ from sqlalchemy import event, select, text
 from tests.store.test_queue import T0, claim, make, row
 
 from backfill.services.actor import Actor
+from backfill.store import backfills as store
 from backfill.store import queue
 from backfill.store.db import Database
 from backfill.store.tables import backfills, interval_runs
@@ -27,12 +28,12 @@ def finish(run: queue.ClaimedRun, result: queue.AttemptResult = OK) -> queue.Fin
 
 
 @contextmanager
-def backfill_updates(db: Database) -> Iterator[list[str]]:
-    """The UPDATE statements of the ``backfills`` table run meanwhile."""
+def statements(db: Database, head: str) -> Iterator[list[str]]:
+    """The statements starting with ``head`` (upper case) run meanwhile."""
     seen: list[str] = []
 
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE BACKFILLS"):
+        if statement.lstrip().upper().startswith(head):
             seen.append(statement)
 
     event.listen(db.engine, "before_cursor_execute", before)
@@ -40,6 +41,11 @@ def backfill_updates(db: Database) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(db.engine, "before_cursor_execute", before)
+
+
+def backfill_updates(db: Database) -> Any:
+    """The UPDATE statements of the ``backfills`` table run meanwhile."""
+    return statements(db, "UPDATE BACKFILLS")
 
 
 def lock_waits(db: Database) -> int:
@@ -68,6 +74,42 @@ def test_a_step_records_claims_and_moves_each_backfill_once(db: Database, team: 
     for bf in (a, b):
         r = row(db, bf)  # row() checks the counters against a recount of the runs
         assert r["runs_running"] == 2  # the freed slots were filled in the same step
+
+
+def test_a_claim_creates_only_the_runs_it_takes(db: Database, team: Actor, pipeline_id: int) -> None:
+    """No run is created ahead as queued (on PostgreSQL each would leave a dead entry in
+    the queued part of the claim index once claimed, which every later take scans)."""
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-04-09", max_active_runs=5)
+    first = claim(db, owner="w1", n=3)
+    assert [r.interval_start.day for r in first] == [9, 8, 7]  # newest first
+    r = row(db, bf)
+    assert (r["runs_created"], r["runs_running"], r["exhausted"]) == (3, 3, False)
+    with db.read() as conn:
+        statuses = conn.execute(select(interval_runs.c.status).where(interval_runs.c.backfill_id == bf)).scalars()
+        assert set(statuses) == {"running"}
+    more = claim(db, owner="w1", n=4)
+    assert [r.interval_start.day for r in more] == [6, 5]  # max_active_runs left room for 2
+    assert row(db, bf)["runs_created"] == 5
+
+
+def test_the_last_runs_created_mark_the_backfill_exhausted(db: Database, team: Actor, pipeline_id: int) -> None:
+    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-03", max_active_runs=5)
+    assert len(claim(db, owner="w1", n=2)) == 2
+    assert row(db, bf)["exhausted"] is False  # one interval is left
+    assert len(claim(db, owner="w1", n=1)) == 1
+    r = row(db, bf)
+    assert (r["runs_created"], r["exhausted"]) == (3, True)
+    assert claim(db, owner="w1", n=1) == []
+
+
+def test_new_runs_of_several_backfills_are_one_insert(db: Database, team: Actor, pipeline_id: int) -> None:
+    ids = [make(db, team, pipeline_id, start=f"202{i}-01-01", end=f"202{i}-01-31", max_active_runs=2) for i in range(3)]
+    with statements(db, "INSERT INTO INTERVAL_RUNS") as inserts:
+        runs = claim(db, owner="w1", n=6)
+    assert sorted(r.backfill_id for r in runs) == sorted(ids * 2)
+    assert len(inserts) == 1, inserts
+    for bf in ids:
+        assert row(db, bf)["runs_created"] == 2  # row() also checks the counters against the runs
 
 
 def test_a_step_that_claims_nothing_still_moves_the_counters(db: Database, team: Actor, pipeline_id: int) -> None:
@@ -153,8 +195,11 @@ def test_queued_runs_of_several_backfills_are_taken_in_each_ones_run_order(
     oldest = make(
         db, team, pipeline_id, start="2025-01-01", end="2025-01-31", max_active_runs=3, run_order="oldest_first"
     )
-    first = claim(db, owner="w1", n=2)  # materializes a chunk of each: the rest is queued
+    first = claim(db, owner="w1", n=2)
     assert {r.backfill_id for r in first} == {newest, oldest}
+    with db.write() as conn:  # the next runs of each, queued
+        for bf in (newest, oldest):
+            assert queue.materialize(conn, store.get(conn, bf), 8, T0) == 8
     with db.write() as conn:  # the next oldest run of `oldest` waits an hour for a retry
         waiting = conn.execute(
             select(interval_runs.c.id)
