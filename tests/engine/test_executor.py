@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -200,6 +201,27 @@ def test_log_captures_print_logger_and_subprocess_output(ex: Executor) -> None:
     # the next run on the same child starts with an empty log (a silent run stores no
     # log: its block's header alone is not output)
     assert run_one(ex, request(42, NOOP)).log == ""
+
+
+def test_a_run_never_sees_the_log_of_the_run_before_it_in_its_slot(ex: Executor) -> None:
+    """The slot keeps one log file for all its runs: it is emptied before the next run is
+    sent, so a live read of a run that has just been handed to its child (a worker's
+    partial-log flush) cannot return the previous run's output."""
+    assert "first-run" in run_one(ex, request(43, pipeline(py("talk", "    print('first-run')")))).log
+    ex.submit(request(44, pipeline(py("wait", "    import time\n    time.sleep(60)")), timeout=None))
+    assert ex.read_log(44) == ""  # at once, before the child has even started it
+    ex.cancel(44)
+    (outcome,) = collect(ex)
+    assert outcome.cancelled and "first-run" not in outcome.log
+
+
+def test_a_removed_log_directory_is_made_again(ex: Executor) -> None:
+    """A temp cleaner under a long-lived worker: the child opens its slot's file again."""
+    assert run_one(ex, request(45, NOOP)).ok
+    shutil.rmtree(ex._dir)
+    outcome = run_one(ex, request(46, pipeline(py("talk", "    print('after-the-cleaner')"))))
+    assert outcome.ok, outcome.error
+    assert "after-the-cleaner" in outcome.log
 
 
 def test_unpicklable_return_values_are_summarized(ex: Executor) -> None:

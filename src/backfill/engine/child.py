@@ -149,6 +149,34 @@ def _restore_environ(snapshot: dict[Any, Any]) -> None:
             os.environ[key] = value
 
 
+_log: list[tuple[str, int]] = []  # the slot's log file: its path and the fd kept open
+
+
+def _log_fd(path: str) -> int:
+    """An fd of the run's log file. The executor gives a slot one file for all its runs
+    and empties it before it sends the next run (it has read the last run's log), so the
+    fd stays open from run to run; the file is opened again when its path changed or it
+    was removed (a temp cleaner under a long-lived worker: the directory is made again)."""
+    if _log:
+        kept_path, fd = _log[0]
+        try:
+            if kept_path == path and os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except OSError:
+            pass
+        _log.clear()
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, flags, 0o600)
+    _log.append((path, fd))
+    return fd
+
+
 def _execute(conn: Connection, job: Job, saved: tuple[int, int]) -> Finished:
     """Run the job's blocks with fds 1 and 2 on its log file; what the parent is told."""
     blocks_blob, log_path = job.blocks_blob, job.log_path
@@ -161,16 +189,10 @@ def _execute(conn: Connection, job: Job, saved: tuple[int, int]) -> Finished:
         _blocks_cache[blocks_blob] = blocks
     interval_start = from_micros(job.start_us)
     interval_end = from_micros(job.end_us)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    try:
-        fd = os.open(log_path, flags, 0o600)
-    except FileNotFoundError:  # the temp directory was cleaned up under a long-lived worker
-        os.makedirs(os.path.dirname(log_path), mode=0o700, exist_ok=True)
-        fd = os.open(log_path, flags, 0o600)
+    fd = _log_fd(log_path)
     environ = _environ_snapshot()
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    os.close(fd)
     pending: list[WireBlockResult] = []
     values: dict[str, Any] = {}
     rows = 0
@@ -217,9 +239,6 @@ def _execute(conn: Connection, job: Job, saved: tuple[int, int]) -> Finished:
         _restore_environ(environ)
     if error is None and log_size == header_bytes:  # a silent success: nothing to store
         log_size = 0
-    if log_size == 0:  # nothing to read: spare the parent opening the file
-        with contextlib.suppress(OSError):
-            os.unlink(log_path)
     return Finished(pending, error is None, error, rows, time.perf_counter() - t0, log_size)
 
 

@@ -27,9 +27,10 @@ Design
   Child -> parent: ``wire.Progress`` after each completed block that is not the last one
   (so a killed run still reports its finished blocks) and ``wire.Finished`` when the run
   ends.
-* In the child, fds 1 and 2 point at a per-run file in the executor's temp directory for
-  the duration of the run, so output of subprocesses is captured too. The parent reads it
-  for ``read_log`` and, capped to ``max_log_bytes`` (head + tail), for the outcome.
+* In the child, fds 1 and 2 point at the slot's file in the executor's temp directory
+  (emptied before each run) for the duration of the run, so output of subprocesses is
+  captured too. The parent reads it for ``read_log`` and, capped to ``max_log_bytes``
+  (head + tail), for the outcome.
 
 Threading: ``poll`` is meant to be called from one thread; ``submit``, ``cancel``,
 ``running``, ``read_log`` and ``free_slots`` may be called from any thread.
@@ -40,7 +41,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import itertools
 import math
 import multiprocessing
 import os
@@ -258,7 +258,6 @@ class Executor:
         self._closed = False
         self._waiting = False
         self._ready: list[RunOutcome] = []
-        self._seq = itertools.count(1)
         self._selections: dict[
             tuple[int, tuple[str, ...] | None], tuple[PipelineDefinition, tuple[Block, ...], bytes]
         ] = {}
@@ -303,8 +302,11 @@ class Executor:
             except Exception as exc:
                 self._fail_now(request, f"invalid block selection: {exc}")
                 return
-            name = f"run-{request.run_id}-{request.attempt}-{next(self._seq)}.log"
-            log_path = os.path.join(self._dir, name)
+            # one file per slot: the last run's log was read (``_collect_log``) when it
+            # ended; emptied now, before this run is sent (``read_log`` never sees it)
+            log_path = os.path.join(self._dir, f"slot-{slot.index}.log")
+            with contextlib.suppress(FileNotFoundError):
+                os.truncate(log_path, 0)
             job = Job(
                 request.run_id,
                 request.attempt,
@@ -595,10 +597,7 @@ class Executor:
             self._replace_child(slot)
 
     def _collect_log(self, run: _Run) -> str:
-        log = _read_capped(run.log_path, self.max_log_bytes)
-        with contextlib.suppress(OSError):
-            os.unlink(run.log_path)
-        return log
+        return _read_capped(run.log_path, self.max_log_bytes)
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()

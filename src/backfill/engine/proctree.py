@@ -98,6 +98,8 @@ def kill_descendants(pid: int | None = None, *, reap: bool = True, timeout: floa
     process) the dead are waited for, so none stays a zombie of a subreaper.
     """
     root = os.getpid() if pid is None else pid
+    if root == os.getpid() and not _has_children():
+        return 0
     stopped: list[int] = []
     for _ in range(10):
         fresh = [p for p in descendants(root) if p not in stopped]
@@ -111,6 +113,19 @@ def kill_descendants(pid: int | None = None, *, reap: bool = True, timeout: floa
     if reap and root == os.getpid():
         _reap_children(timeout)
     return len(stopped)
+
+
+def _has_children() -> bool:
+    """Whether this process has any child, running or not yet reaped (one system call,
+    reaping nothing). A process with no child has no descendant either (an orphan below
+    a subreaper becomes the subreaper's child)."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WSTOPPED | os.WCONTINUED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    except (OSError, AttributeError):  # no waitid here: assume there may be
+        return True
+    return True
 
 
 def _reap_children(timeout: float) -> None:
