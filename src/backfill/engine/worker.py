@@ -49,6 +49,10 @@ class WorkerSettings:
     poll_seconds: float = 0.5
     max_log_bytes: int = 1_000_000
     max_runs_per_child: int | None = None
+    # A run ended while others still run: wait this long for them too, so one step
+    # records and refills several slots (a step's statements cost the same for 1 run or
+    # 8). 0 records each run as soon as it ends.
+    batch_wait_seconds: float = 0.002
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -125,6 +129,7 @@ class Worker:
         if self.backoff.failing:
             wait = min(self.settings.poll_seconds, max(0.005, self.backoff.remaining()))
         self._unrecorded.extend(executor.poll(wait))
+        self._gather(executor)
         if not self.backoff.due():
             return 0
         try:
@@ -194,6 +199,18 @@ class Worker:
         if self._running and time.monotonic() - self._last_log_flush >= LOG_FLUSH_SECONDS:
             self._flush_logs(executor)
         return claimed
+
+    def _gather(self, executor: Executor) -> None:
+        """Runs ended and others still run: wait up to ``batch_wait_seconds`` for those
+        too (no longer once all have ended), so one step records and refills them all."""
+        if not self._unrecorded or self.settings.batch_wait_seconds <= 0:
+            return
+        deadline = time.monotonic() + self.settings.batch_wait_seconds
+        while len(self._unrecorded) < len(self._running):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._unrecorded.extend(executor.poll(left))
 
     def _idle_wait(self) -> float:
         """How long an idle step waits for outcomes: the poll interval, or less when a
