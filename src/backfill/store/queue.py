@@ -242,6 +242,8 @@ def _next_runs(
 
     Intervals skipped by ``reprocess`` advance the cursor without a run; they are looked
     up ``materialize_chunk_size`` intervals at a time."""
+    if size <= 0:
+        return []
     series = series_of(bf)
     descending = _newest_first(bf)
     checks_done = Reprocess(bf["reprocess"]) is not Reprocess.ALL
@@ -274,14 +276,20 @@ def _next_runs(
 
 
 def _insert_runs(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Sequence[RowMapping]:
-    """Insert new runs (of any backfills) in one statement; their ``_NEW_RUN_RETURNING``."""
+    """Insert new runs (of any backfills) in one statement; their ``_NEW_RUN_RETURNING``.
+    The rows differ only in backfill and interval (all claimed by one owner, or all
+    queued): on PostgreSQL those travel as arrays, the rest once."""
     if not rows:
         return []
-    if conn.dialect.name == "postgresql":
-        params = {f"p_{name}": [r[name] for r in rows] for name in _NEW_RUN_COLUMNS}
-        params["p_now"] = rows[0]["created_at"]
-        return conn.execute(_pg_insert_runs_statement(), params).mappings().all()
-    return conn.execute(_INSERT_RUNS, rows).mappings().all()
+    if conn.dialect.name != "postgresql":
+        return conn.execute(_INSERT_RUNS, rows).mappings().all()
+    first = rows[0]
+    shared = {name: first[name] for name in _NEW_RUN_SHARED}
+    if any(r[name] != value for r in rows for name, value in shared.items()):
+        raise ValueError("new runs of one insert differ in more than backfill and interval")
+    params = {f"p_{name}": [r[name] for r in rows] for name in _NEW_RUN_ARRAYS}
+    params.update({f"p_{name}": value for name, value in shared.items()})
+    return conn.execute(_pg_insert_runs_statement(), params).mappings().all()
 
 
 def _newest_first(bf: Row) -> bool:
@@ -318,28 +326,32 @@ _NEW_RUN_RETURNING = (
 _INSERT_RUNS = insert(interval_runs).returning(*_NEW_RUN_RETURNING)
 
 
-_NEW_RUN_COLUMNS = {
+_NEW_RUN_ARRAYS: dict[str, Any] = {
     "backfill_id": BigInteger(),
     "pipeline_id": BigInteger(),
     "interval_start": UTCDateTime(),
     "interval_end": UTCDateTime(),
+}
+_NEW_RUN_SHARED: dict[str, Any] = {
     "status": String(),
     "attempt": Integer(),
     "tries": Integer(),
     "lease_owner": String(),
     "lease_expires_at": UTCDateTime(),
     "started_at": UTCDateTime(),
+    "created_at": UTCDateTime(),
+    "queued_at": UTCDateTime(),
 }
 
 
 @lru_cache(maxsize=1)
 def _pg_insert_runs_statement() -> Any:
     """PostgreSQL: new runs of any backfills in one INSERT … SELECT from one array per
-    column (``_unnest``): one short statement text for every batch."""
-    v = _unnest("v", **_NEW_RUN_COLUMNS)
-    now = bindparam("p_now", type_=UTCDateTime())
-    source = select(*(v.c[name] for name in _NEW_RUN_COLUMNS), now, now)
-    columns = [*_NEW_RUN_COLUMNS, "created_at", "queued_at"]
+    varying column (``_unnest``): one short statement text for every batch."""
+    v = _unnest("v", **_NEW_RUN_ARRAYS)
+    shared: list[Any] = [bindparam(f"p_{name}", type_=type_) for name, type_ in _NEW_RUN_SHARED.items()]
+    source = select(*(v.c[name] for name in _NEW_RUN_ARRAYS), *shared)
+    columns = [*_NEW_RUN_ARRAYS, *_NEW_RUN_SHARED]
     return insert(interval_runs).from_select(columns, source).returning(*_NEW_RUN_RETURNING)
 
 
