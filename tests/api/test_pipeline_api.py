@@ -36,6 +36,7 @@ from tests.api.pipeline_conftest_helpers import (  # noqa: F401  (fixtures reque
 )
 
 from backfill.services import backfills as backfill_service
+from backfill.store import backfills as backfill_store
 from backfill.store import queue
 from backfill.store.db import Database
 from backfill.store.tables import pipelines
@@ -79,7 +80,7 @@ def pipeline_runs(client: TestClient, w: PipelineWorld, backfill_id: int, **para
 
 
 def claim_one(db: Database) -> queue.ClaimedRun:
-    """Claim one run as a worker would (materializing the first chunk of runs)."""
+    """Claim one run as a worker would (which creates that run, and only it)."""
     with db.write() as conn:
         claimed = queue.claim(conn, "test-worker", 1, lease_seconds=60, now=datetime.now(UTC))
     assert len(claimed) == 1
@@ -598,7 +599,9 @@ def test_cancel_keeps_the_record_cancels_queued_runs_and_running_ones_finish(
 ) -> None:
     c, w = papi_client, papi_world
     bf = create_backfill(c, w, {"start_datetime": "2024-01-01", "end_datetime": "2024-01-05", "status": "initial"})
-    running = claim_one(db)  # one run running, the rest materialized as queued
+    running = claim_one(db)  # one run running, three more materialized as queued, one not yet
+    with db.write() as conn:
+        assert queue.materialize(conn, backfill_store.get(conn, bf["id"]), 3, datetime.now(UTC)) == 3
     cancelled = ok(put_backfill(c, w, bf["id"], {"status": "cancelled"}))
     assert cancelled["status"] == "cancelled"
     assert DT.match(cancelled["completed_at"])
@@ -614,7 +617,7 @@ def test_cancel_keeps_the_record_cancels_queued_runs_and_running_ones_finish(
     assert final["status"] == "cancelled"
     assert final["run_status_counts"]["completed"] == 1
     statuses = sorted(r["status"] for r in ok(pipeline_runs(c, w, bf["id"]), "pipeline_runs"))
-    assert statuses == ["cancelled"] * 4 + ["completed"]
+    assert statuses == ["cancelled"] * 3 + ["completed"]  # the interval never materialized has no run
 
 
 def test_delete_refuses_a_started_backfill_until_cancelled(papi_client: TestClient, papi_world: PipelineWorld) -> None:
@@ -793,6 +796,8 @@ def test_run_count_preview_and_pipeline_runs(papi_client: TestClient, papi_world
 
     ok(put_backfill(c, w, bf["id"], {"status": "initial"}))
     claim_one(db)
+    with db.write() as conn:  # more runs, queued: a page of 10 has a next one
+        assert queue.materialize(conn, backfill_store.get(conn, bf["id"]), 20, datetime.now(UTC)) == 20
     counted = get_backfill(c, w, bf["id"], include_run_count="true")
     assert counted["run_status_counts"]["running"] == 1
     assert sum(counted["run_status_counts"].values()) == counted["total_run_count"] == 241
@@ -800,7 +805,7 @@ def test_run_count_preview_and_pipeline_runs(papi_client: TestClient, papi_world
     assert set(page) == {"pipeline_runs", "metadata"}
     assert page["metadata"]["next"] is True
     created = page["metadata"]["count"]
-    assert 1 < created < 241  # materialized lazily, in chunks
+    assert created == 21  # materialized lazily: the claimed run and the 20 queued ones
     first = page["pipeline_runs"][0]
     assert first["execution_date"] == "2024-01-11 00:00:00"
     assert first["interval_end_datetime"] == "2024-01-11 01:00:00"
