@@ -165,7 +165,9 @@ def test_migrate_workers_and_the_api_through_pgbouncer(bouncer: Bouncer, tmp_pat
         assert len(planned) == 3 * 12 + 1 and planned <= {r["id"] for r in runs if int(r["attempt"]) >= 2}
         assert _row(db, doomed)["status"] == "cancelled"
         doomed_statuses = Counter(r["status"] for r in _runs(db, doomed))
-        assert set(doomed_statuses) == {"completed", "cancelled"} and doomed_statuses["completed"] >= 5
+        # its runs finished or were cancelled while queued (a retry); the intervals it never
+        # reached have no run and are counted as cancelled (below)
+        assert set(doomed_statuses) <= {"completed", "cancelled"} and doomed_statuses["completed"] >= 5
         with db.read() as conn:
             for backfill_id in (main, doomed):
                 row = store.get(conn, backfill_id)
