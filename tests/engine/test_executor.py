@@ -224,6 +224,40 @@ def test_a_removed_log_directory_is_made_again(ex: Executor) -> None:
     assert "after-the-cleaner" in outcome.log
 
 
+def test_a_block_that_closes_the_slots_log_fd_breaks_neither_logs_nor_its_own_files(
+    ex: Executor, tmp_path: Path
+) -> None:
+    """The child keeps its slot's log file open between runs. A block that closes that fd
+    and opens a file of its own (likely under the same number) keeps its file open, and
+    the next runs still get their logs."""
+    kept = tmp_path / "kept.txt"
+    closer = (
+        "    import builtins, os\n"
+        "    for name in os.listdir('/proc/self/fd'):\n"
+        "        fd = int(name)\n"
+        "        try:\n"
+        "            target = os.readlink(f'/proc/self/fd/{fd}')\n"
+        "        except OSError:\n"
+        "            continue  # the listing's own fd\n"
+        "        if fd > 2 and target.endswith('.log'):\n"
+        "            os.close(fd)\n"
+        f"    builtins.kept_file = open({str(kept)!r}, 'w')\n"
+        "    print('second-run')"
+    )
+    writer = (
+        "    import builtins\n"
+        "    builtins.kept_file.write('still-open')\n"
+        "    builtins.kept_file.flush()\n"
+        "    print('third')"
+    )
+    assert "first" in run_one(ex, request(47, pipeline(py("one", "    print('first')")))).log
+    assert "second-run" in run_one(ex, request(48, pipeline(py("two", closer)))).log
+    third = run_one(ex, request(49, pipeline(py("three", writer))))
+    assert third.ok, third.error
+    assert "third" in third.log
+    assert kept.read_text() == "still-open"
+
+
 def test_unpicklable_return_values_are_summarized(ex: Executor) -> None:
     pipe = pipeline(
         py("gen", "    return {'rows': 2, 'lock': __import__('threading').Lock(), 'f': lambda: 1}"),

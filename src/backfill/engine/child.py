@@ -149,31 +149,37 @@ def _restore_environ(snapshot: dict[Any, Any]) -> None:
             os.environ[key] = value
 
 
-_log: list[tuple[str, int]] = []  # the slot's log file: its path and the fd kept open
+_log: list[tuple[str, int, int]] = []  # the slot's log file: path, the fd kept open, inode
 
 
 def _log_fd(path: str) -> int:
     """An fd of the run's log file. The executor gives a slot one file for all its runs
     and empties it before it sends the next run (it has read the last run's log), so the
     fd stays open from run to run; the file is opened again when its path changed or it
-    was removed (a temp cleaner under a long-lived worker: the directory is made again)."""
+    was removed (a temp cleaner under a long-lived worker: the directory is made again).
+    An fd a block closed (its number maybe reused by a file of the block's) is left alone."""
     if _log:
-        kept_path, fd = _log[0]
+        kept_path, fd, inode = _log.pop()
         try:
-            if kept_path == path and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            ours = os.fstat(fd).st_ino == inode
+        except OSError:
+            ours = False
+        try:
+            if ours and kept_path == path and os.stat(path).st_ino == inode:
+                _log.append((kept_path, fd, inode))
                 return fd
         except OSError:
             pass
-        _log.clear()
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        if ours:
+            with contextlib.suppress(OSError):
+                os.close(fd)
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     try:
         fd = os.open(path, flags, 0o600)
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, flags, 0o600)
-    _log.append((path, fd))
+    _log.append((path, fd, os.fstat(fd).st_ino))
     return fd
 
 
