@@ -244,19 +244,3 @@ def test_a_step_waits_for_the_rows_its_last_claim_skipped(db: Database, team: Ac
         assert lock_waits(db) == 1, "the step did not wait for the skipped row"
     thread.join(30)
     assert [len(s.claim.runs) for s in got] == [4]
-
-
-def test_one_insert_refuses_runs_that_differ_in_more_than_backfill_and_interval(
-    db: Database, team: Actor, pipeline_id: int
-) -> None:
-    """PostgreSQL sends what new runs share once: a claimed and a queued run in one insert
-    would be a bug in the caller, refused rather than written with the first one's values."""
-    if not db.is_postgres:
-        pytest.skip("PostgreSQL only: SQLite inserts every row as it is")
-    bf = make(db, team, pipeline_id, start="2024-01-01", end="2024-01-02")
-    with db.write() as conn:
-        row_ = store.get(conn, bf)
-        runs = [queue._new_run(row_, T0, T0 + timedelta(days=1), T0), queue._new_run(row_, T0, T0, T0)]
-        runs[0] = {**runs[0], "status": "running", "lease_owner": "w1"}
-        with pytest.raises(ValueError, match="differ"):
-            queue._insert_runs(conn, runs)

@@ -78,7 +78,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from backfill.domain import transitions
-from backfill.domain.intervals import IntervalSeries
+from backfill.domain.intervals import Interval, IntervalSeries
 from backfill.domain.model import ACTIVE_BACKFILL_STATUSES, BackfillStatus, Reprocess, RunOrder, RunStatus
 from backfill.domain.transitions import RunCounts
 from backfill.store import notifications
@@ -195,7 +195,7 @@ def materialize(conn: Connection, bf: Row, limit: int, now: datetime) -> int:
     by nobody, and move its cursor and counters; returns how many it created."""
     row = dict(bf)
     created = row["runs_created"]
-    _insert_runs(conn, _next_runs(conn, row, limit, 0, "", now, now))
+    _insert_runs(conn, [(row, iv) for iv in _next_intervals(conn, row, limit)], _queued_values(now))
     made = int(row["runs_created"] - created)
     _bump(conn, {row["id"]: _Deltas(created=made)}, now, moved={row["id"]: (row, None)})
     return made
@@ -218,27 +218,28 @@ def _materialize(
     the caller's one counter update of the backfill (same transaction; the unique
     (backfill, interval_start) constraint refuses a duplicate anyway).
     """
-    rows = [r for bf, n in wanted for r in _next_runs(conn, bf, n, n, owner, lease_until, now)]
+    new = [(bf, iv) for bf, n in wanted for iv in _next_intervals(conn, bf, n)]
+    claimed = {
+        **_queued_values(now),
+        "status": transitions.run_claim(RunStatus.QUEUED).value,
+        "attempt": 1,
+        "tries": 1,
+        "lease_owner": owner,
+        "lease_expires_at": lease_until,
+        "started_at": now,
+    }
     made: dict[int, list[RowMapping]] = {bf["id"]: [] for bf, _ in wanted}
-    for run in _insert_runs(conn, rows):
+    for run in _insert_runs(conn, new, claimed):
         made[run["backfill_id"]].append(run)
     for bf, _ in wanted:
         made[bf["id"]].sort(key=lambda r: r["interval_start"], reverse=_newest_first(bf))
     return made
 
 
-def _next_runs(
-    conn: Connection,
-    bf: dict[str, Any],
-    size: int,
-    claim_n: int,
-    owner: str,
-    lease_until: datetime,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """The next ``size`` runs of a backfill after its cursor, in run order, the first
-    ``claim_n`` of them claimed by ``owner``; moves the cursor (to the last interval
-    looked at), ``exhausted`` and ``runs_created`` in ``bf``.
+def _next_intervals(conn: Connection, bf: dict[str, Any], size: int) -> list[Interval]:
+    """The next ``size`` intervals of a backfill to create runs for, after its cursor, in
+    run order; moves the cursor (to the last interval looked at), ``exhausted`` and
+    ``runs_created`` in ``bf``.
 
     Intervals skipped by ``reprocess`` advance the cursor without a run; they are looked
     up ``materialize_chunk_size`` intervals at a time."""
@@ -247,11 +248,11 @@ def _next_runs(
     series = series_of(bf)
     descending = _newest_first(bf)
     checks_done = Reprocess(bf["reprocess"]) is not Reprocess.ALL
-    rows: list[dict[str, Any]] = []
+    picked: list[Interval] = []
     cursor = bf["cursor"]
     exhausted = False
-    while len(rows) < size and not exhausted:
-        window = max(materialize_chunk_size(bf), size) if checks_done else size - len(rows)
+    while len(picked) < size and not exhausted:
+        window = max(materialize_chunk_size(bf), size) if checks_done else size - len(picked)
         # one look-ahead interval tells whether the series ends with this window
         chunk = list(islice(series.iter_from(cursor, descending=descending), window + 1))
         exhausted = len(chunk) <= window
@@ -262,47 +263,19 @@ def _next_runs(
         for i, iv in enumerate(chunk):
             cursor = iv.start
             if iv.start not in done:
-                rows.append(_new_run(bf, iv.start, iv.end, now))
-                if len(rows) == size:
+                picked.append(iv)
+                if len(picked) == size:
                     exhausted = exhausted and i == len(chunk) - 1  # no interval left after it
                     break
-    running = transitions.run_claim(RunStatus.QUEUED).value
-    for r in rows[:claim_n]:
-        r.update(status=running, attempt=1, tries=1, lease_owner=owner, lease_expires_at=lease_until, started_at=now)
     bf["cursor"] = cursor
     bf["exhausted"] = exhausted
-    bf["runs_created"] += len(rows)
-    return rows
+    bf["runs_created"] += len(picked)
+    return picked
 
 
-def _insert_runs(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Sequence[RowMapping]:
-    """Insert new runs (of any backfills) in one statement; their ``_NEW_RUN_RETURNING``.
-    The rows differ only in backfill and interval (all claimed by one owner, or all
-    queued): on PostgreSQL those travel as arrays, the rest once."""
-    if not rows:
-        return []
-    if conn.dialect.name != "postgresql":
-        return conn.execute(_INSERT_RUNS, rows).mappings().all()
-    first = rows[0]
-    shared = {name: first[name] for name in _NEW_RUN_SHARED}
-    if any(r[name] != value for r in rows for name, value in shared.items()):
-        raise ValueError("new runs of one insert differ in more than backfill and interval")
-    params = {f"p_{name}": [r[name] for r in rows] for name in _NEW_RUN_ARRAYS}
-    params.update({f"p_{name}": value for name, value in shared.items()})
-    return conn.execute(_pg_insert_runs_statement(), params).mappings().all()
-
-
-def _newest_first(bf: Row) -> bool:
-    """Whether the backfill runs its intervals newest first (its ``run_order``)."""
-    return RunOrder(bf["run_order"]) is RunOrder.NEWEST_FIRST
-
-
-def _new_run(bf: Row, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
+def _queued_values(now: datetime) -> dict[str, Any]:
+    """What a new queued run holds besides its backfill and interval."""
     return {
-        "backfill_id": bf["id"],
-        "pipeline_id": bf["pipeline_id"],
-        "interval_start": start,
-        "interval_end": end,
         "status": RunStatus.QUEUED.value,
         "attempt": 0,
         "tries": 0,
@@ -312,6 +285,41 @@ def _new_run(bf: Row, start: datetime, end: datetime, now: datetime) -> dict[str
         "created_at": now,
         "queued_at": now,
     }
+
+
+def _insert_runs(
+    conn: Connection, new: Sequence[tuple[Row, Interval]], values: Mapping[str, Any]
+) -> Sequence[RowMapping]:
+    """Insert a run for each (backfill, interval), all holding ``values`` (every column of
+    ``_NEW_RUN_SHARED``), in one statement; their ``_NEW_RUN_RETURNING``. On PostgreSQL
+    the backfills and intervals travel as arrays and ``values`` once."""
+    if not new:
+        return []
+    if conn.dialect.name != "postgresql":
+        rows = [
+            {
+                "backfill_id": bf["id"],
+                "pipeline_id": bf["pipeline_id"],
+                "interval_start": iv.start,
+                "interval_end": iv.end,
+                **values,
+            }
+            for bf, iv in new
+        ]
+        return conn.execute(_INSERT_RUNS, rows).mappings().all()
+    params = {
+        "p_backfill_id": [bf["id"] for bf, _ in new],
+        "p_pipeline_id": [bf["pipeline_id"] for bf, _ in new],
+        "p_interval_start": [iv.start for _, iv in new],
+        "p_interval_end": [iv.end for _, iv in new],
+        **{f"p_{name}": values[name] for name in _NEW_RUN_SHARED},
+    }
+    return conn.execute(_pg_insert_runs_statement(), params).mappings().all()
+
+
+def _newest_first(bf: Row) -> bool:
+    """Whether the backfill runs its intervals newest first (its ``run_order``)."""
+    return RunOrder(bf["run_order"]) is RunOrder.NEWEST_FIRST
 
 
 _NEW_RUN_RETURNING = (
@@ -326,13 +334,13 @@ _NEW_RUN_RETURNING = (
 _INSERT_RUNS = insert(interval_runs).returning(*_NEW_RUN_RETURNING)
 
 
-_NEW_RUN_ARRAYS: dict[str, Any] = {
+_NEW_RUN_ARRAYS: dict[str, Any] = {  # what differs from one new run to the next
     "backfill_id": BigInteger(),
     "pipeline_id": BigInteger(),
     "interval_start": UTCDateTime(),
     "interval_end": UTCDateTime(),
 }
-_NEW_RUN_SHARED: dict[str, Any] = {
+_NEW_RUN_SHARED: dict[str, Any] = {  # what all runs of one insert hold alike
     "status": String(),
     "attempt": Integer(),
     "tries": Integer(),
