@@ -184,7 +184,7 @@ def done_intervals(conn: Connection, bf: Row, starts: Sequence[datetime] | None 
 # ---- materialization -----------------------------------------------------------------
 
 
-def materialize_chunk_size(bf: Row) -> int:
+def done_lookup_window(bf: Row) -> int:
     """How many intervals one look-up of already-done intervals covers (``reprocess``
     other than ``all``): enough to keep the slots busy, never the range."""
     return max(32, 4 * int(bf["max_active_runs"]))
@@ -242,7 +242,7 @@ def _next_intervals(conn: Connection, bf: dict[str, Any], size: int) -> list[Int
     ``runs_created`` in ``bf``.
 
     Intervals skipped by ``reprocess`` advance the cursor without a run; they are looked
-    up ``materialize_chunk_size`` intervals at a time."""
+    up ``done_lookup_window`` intervals at a time."""
     if size <= 0:
         return []
     series = series_of(bf)
@@ -252,7 +252,7 @@ def _next_intervals(conn: Connection, bf: dict[str, Any], size: int) -> list[Int
     cursor = bf["cursor"]
     exhausted = False
     while len(picked) < size and not exhausted:
-        window = max(materialize_chunk_size(bf), size) if checks_done else size - len(picked)
+        window = max(done_lookup_window(bf), size) if checks_done else size - len(picked)
         # one look-ahead interval tells whether the series ends with this window
         chunk = list(islice(series.iter_from(cursor, descending=descending), window + 1))
         exhausted = len(chunk) <= window
