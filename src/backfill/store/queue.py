@@ -634,8 +634,8 @@ def _claim_round(
     backfills' in one statement on PostgreSQL), then new ones (all in one INSERT)."""
     queued = [(bf, k) for bf, k in shares if counts_of(bf).queued > 0]
     taken = _take_many(conn, queued, owner, lease_until, now) if queued else {}
-    short = [(bf, k - len(taken.get(bf["id"], []))) for bf, k in shares if not bf["exhausted"]]
-    made = _materialize(conn, [(bf, n) for bf, n in short if n > 0], owner, lease_until, now)
+    short = [(bf, n) for bf, k in shares if not bf["exhausted"] and (n := k - len(taken.get(bf["id"], []))) > 0]
+    made = _materialize(conn, short, owner, lease_until, now) if short else {}
     out: dict[int, list[RowMapping]] = {}
     for bf, _ in shares:
         runs = [*taken.get(bf["id"], []), *made.get(bf["id"], [])]
