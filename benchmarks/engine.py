@@ -6,9 +6,11 @@
 - the worker's database path alone (``hotpath``, not in the default set): its real step
   with an executor that finishes every run at once, CPU per run of the worker and of
   the PostgreSQL backends serving it;
-- PostgreSQL: 1, 2 and 4 worker processes (concurrency 8 each) against one backfill and
-  against 8 competing backfills: runs/s, CPU per run of the worker processes, of their
-  executor children and of the PostgreSQL server; every interval checked completed once;
+- 1, 2 and 4 worker processes (concurrency 8 each, as `backfill worker` runs them, the
+  benchmark polling from its own process) against one backfill and against 8 competing
+  backfills, on SQLite and PostgreSQL: runs/s, CPU per run of the worker processes, of
+  their executor children and of the PostgreSQL server; every interval checked completed
+  once;
 - time to create (and start) and to cancel a backfill of 87,600 hourly intervals, and
   the peak memory while doing so, for 87,600 and 876,000 intervals;
 - the memory of a `backfill serve` process (RSS sampled every second) while it works
@@ -259,8 +261,10 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
     db, actor, pid = setup(url)
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
+    postgres = url.startswith("postgresql")
     application = f"bench-{uuid.uuid4().hex[:8]}"
-    worker_url = f"{url}&application_name={application}"  # their server processes, found by name
+    # PostgreSQL: their server processes, found by name
+    worker_url = f"{url}&application_name={application}" if postgres else url
     counters = [ctx.Value("l", 0) for _ in range(processes)]
     workers = [
         ctx.Process(target=worker_process, args=(worker_url, concurrency, stop, counter)) for counter in counters
@@ -270,11 +274,12 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
     time.sleep(3.0 + processes)  # imports and child pools started: steady state
     parents = [psutil.Process(w.pid) for w in workers]
     children = [c for p in parents for c in p.children(recursive=True)]
-    server_before = {p.pid: cpu_of([p]) for p in backends(db, application)}
+    server_before = {p.pid: cpu_of([p]) for p in backends(db, application)} if postgres else {}
     before = (cpu_of(parents), cpu_of(children))
     claimed_before = [c.value for c in counters]
     slots = processes * concurrency
     per = runs // backfills
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     ids = [
         svc.create(db, actor, pid, hours_spec(2000 + 2 * i, per, max(2 * slots // backfills, 4)), start=True)
@@ -291,7 +296,7 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
     after = (cpu_of(parents), cpu_of(children))
     shares = [c.value - b for c, b in zip(counters, claimed_before, strict=True)]
     # connections the workers opened meanwhile count in full; none closes (pooled)
-    server = sum(cpu_of([p]) - server_before.get(p.pid, 0.0) for p in backends(db, application))
+    server = sum(cpu_of([p]) - server_before.get(p.pid, 0.0) for p in backends(db, application)) if postgres else 0.0
     stop.set()
     for w in workers:
         w.join(60)
@@ -304,6 +309,7 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
         "worker_us": (after[0] - before[0]) / done * 1e6,
         "children_us": (after[1] - before[1]) / done * 1e6,
         "server_us": server / done * 1e6,
+        "load": load,
     }
 
 
@@ -451,7 +457,7 @@ def main() -> None:
     )
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
-    parser.add_argument("--processes", default="1,2,4", help="worker process counts on PostgreSQL")
+    parser.add_argument("--processes", default="1,2,4", help="worker process counts")
     parser.add_argument("--process-runs", type=int, default=6000, help="runs per multi-process measurement")
     parser.add_argument("--soak-seconds", type=float, default=60.0)
     parser.add_argument("--only", default="throughput,processes,create,soak")
@@ -486,20 +492,22 @@ def main() -> None:
                     f"peak RSS growth {mem:.1f} MiB, peak Python allocations {alloc:.2f} MiB"
                 )
                 print(f"{name}: {hours} hourly intervals: {figures}")
-    if not args.no_pg and "processes" in parts:
-        for backfills in (1, 8):
-            for n in (int(x) for x in args.processes.split(",")):
-                try:
-                    r = processes_run(pg_schema_url(args.pg), n, backfills, args.process_runs, args.concurrency)
-                except WorkerDied as exc:
-                    print(f"postgresql: {n} worker process(es), {backfills} backfill(s): FAILED, {exc}")
-                    continue
-                print(
-                    f"postgresql: {n} worker process(es) x concurrency {args.concurrency}, {backfills} backfill(s), "
-                    f"{args.process_runs} runs: {r['rate']:.0f} runs/s, runs per process {r['shares']}; "
-                    f"CPU per run: workers {r['worker_us']:.0f} us, "
-                    f"their executor children {r['children_us']:.0f} us, PostgreSQL server {r['server_us']:.0f} us"
-                )
+    if "processes" in parts:
+        for name, make_url in targets:
+            for backfills in (1, 8):
+                for n in (int(x) for x in args.processes.split(",")):
+                    try:
+                        r = processes_run(make_url(), n, backfills, args.process_runs, args.concurrency)
+                    except WorkerDied as exc:
+                        print(f"{name}: {n} worker process(es), {backfills} backfill(s): FAILED, {exc}")
+                        continue
+                    server = f", PostgreSQL server {r['server_us']:.0f} us" if name == "postgresql" else ""
+                    print(
+                        f"{name}: {n} worker process(es) x concurrency {args.concurrency}, {backfills} backfill(s), "
+                        f"{args.process_runs} runs: {r['rate']:.0f} runs/s, runs per process {r['shares']}; "
+                        f"CPU per run: workers {r['worker_us']:.0f} us, "
+                        f"their executor children {r['children_us']:.0f} us{server} (load before {r['load']:.2f})"
+                    )
     if "soak" in parts and args.soak_seconds > 0:
         url = pg_schema_url(args.pg) if not args.no_pg else f"sqlite:///{tmp / 'soak.db'}"
         soak(url, args.soak_seconds, args.concurrency)

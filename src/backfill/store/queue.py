@@ -68,14 +68,17 @@ from sqlalchemy import (
     column,
     func,
     insert,
+    literal_column,
     not_,
     or_,
     select,
     true,
+    type_coerce,
     union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import Dialect
 
 from backfill.domain import transitions
 from backfill.domain.intervals import Interval, IntervalSeries
@@ -203,7 +206,7 @@ def materialize(conn: Connection, bf: Row, limit: int, now: datetime) -> int:
 
 def _materialize(
     conn: Connection, wanted: Sequence[tuple[dict[str, Any], int]], owner: str, lease_until: datetime, now: datetime
-) -> dict[int, list[RowMapping]]:
+) -> dict[int, list[Row]]:
     """Create the next ``n`` runs of each backfill (in its run order) after its cursor,
     already claimed by ``owner``: one INSERT … RETURNING for all of them. Returns each
     backfill's new runs, in run order.
@@ -228,7 +231,7 @@ def _materialize(
         "lease_expires_at": lease_until,
         "started_at": now,
     }
-    made: dict[int, list[RowMapping]] = {bf["id"]: [] for bf, _ in wanted}
+    made: dict[int, list[Row]] = {bf["id"]: [] for bf, _ in wanted}
     for run in _insert_runs(conn, new, claimed):
         made[run["backfill_id"]].append(run)
     for bf, _ in wanted:
@@ -289,24 +292,15 @@ def _queued_values(now: datetime) -> dict[str, Any]:
 
 def _insert_runs(
     conn: Connection, new: Sequence[tuple[Row, Interval]], values: Mapping[str, Any]
-) -> Sequence[RowMapping]:
+) -> Sequence[Row]:
     """Insert a run for each (backfill, interval), all holding ``values`` (every column of
-    ``_NEW_RUN_SHARED``), in one statement; their ``_NEW_RUN_RETURNING``. On PostgreSQL
-    the backfills and intervals travel as arrays and ``values`` once."""
+    ``_NEW_RUN_SHARED``), in one statement; their ``_NEW_RUN_RETURNING``. The backfills
+    and intervals travel as one array per column on PostgreSQL and as one JSON document
+    on SQLite; ``values`` once."""
     if not new:
         return []
     if conn.dialect.name != "postgresql":
-        rows = [
-            {
-                "backfill_id": bf["id"],
-                "pipeline_id": bf["pipeline_id"],
-                "interval_start": iv.start,
-                "interval_end": iv.end,
-                **values,
-            }
-            for bf, iv in new
-        ]
-        return conn.execute(_INSERT_RUNS, rows).mappings().all()
+        return _sqlite_insert_runs(conn, new, values)
     params = {
         "p_backfill_id": [bf["id"] for bf, _ in new],
         "p_pipeline_id": [bf["pipeline_id"] for bf, _ in new],
@@ -315,6 +309,74 @@ def _insert_runs(
         **{f"p_{name}": values[name] for name in _NEW_RUN_SHARED},
     }
     return conn.execute(_pg_insert_runs_statement(), params).mappings().all()
+
+
+def _sqlite_insert_runs(
+    conn: Connection, new: Sequence[tuple[Row, Interval]], values: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """SQLite: the new runs as ONE JSON array of ``[backfill, pipeline, start, end]``
+    (``json_each``), the timestamps as the text SQLAlchemy stores, so the statement binds
+    a handful of values whatever the batch size (one parameter set per row cost more than
+    the insert itself). It returns each run's id, matched back to its interval by the
+    stored start text; what all new runs hold alike is known without reading it back."""
+    stored = _sqlite_timestamp(conn)
+    intervals: dict[tuple[int, str], Interval] = {}
+    rows = []
+    for bf, iv in new:
+        start = stored(iv.start)
+        intervals[(bf["id"], start)] = iv
+        rows.append((bf["id"], bf["pipeline_id"], start, stored(iv.end)))
+    params = {"p_rows": json.dumps(rows), **{f"p_{name}": values[name] for name in _NEW_RUN_SHARED}}
+    made = []
+    for run_id, backfill_id, start in conn.execute(_sqlite_insert_runs_statement(), params):
+        iv = intervals[(backfill_id, start)]
+        made.append(
+            {
+                "id": run_id,
+                "backfill_id": backfill_id,
+                "status": values["status"],
+                "attempt": values["attempt"],
+                "tries": values["tries"],
+                "interval_start": iv.start,
+                "interval_end": iv.end,
+            }
+        )
+    return made
+
+
+@lru_cache(maxsize=4)
+def _sqlite_timestamp_of(dialect: Dialect) -> Any:
+    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+
+
+def _sqlite_timestamp(conn: Connection) -> Any:
+    """The text SQLite stores for an aware datetime (``UTCDateTime`` through the dialect)."""
+    return _sqlite_timestamp_of(conn.dialect)
+
+
+def _json_rows(name: str) -> Any:
+    """SQLite: ``json_each(:name) AS j``, a bound JSON array read one element per row."""
+    return func.json_each(bindparam(name, type_=Text())).table_valued("value").alias("j")
+
+
+def _json_item(rows: Any, index: int, type_: Any, *, as_json: bool = False) -> Any:
+    """SQLite: item ``index`` of a ``_json_rows`` element: its SQL value (``->>``), or with
+    ``as_json`` its JSON text (``->``, for a nested document stored as JSON)."""
+    return type_coerce(rows.c.value.op("->" if as_json else "->>")(literal_column(str(index))), type_)
+
+
+@lru_cache(maxsize=1)
+def _sqlite_insert_runs_statement() -> Any:
+    j = _json_rows("p_rows")
+    # ids as they are, timestamps already as the text SQLite stores (``_sqlite_timestamp``)
+    varying = [_json_item(j, i, Text() if i >= 2 else BigInteger()) for i in range(len(_NEW_RUN_ARRAYS))]
+    shared: list[Any] = [bindparam(f"p_{name}", type_=type_) for name, type_ in _NEW_RUN_SHARED.items()]
+    columns = [*_NEW_RUN_ARRAYS, *_NEW_RUN_SHARED]
+    return (
+        insert(interval_runs)
+        .from_select(columns, select(*varying, *shared).select_from(j))
+        .returning(interval_runs.c.id, interval_runs.c.backfill_id, type_coerce(interval_runs.c.interval_start, Text()))
+    )
 
 
 def _newest_first(bf: Row) -> bool:
@@ -331,7 +393,6 @@ _NEW_RUN_RETURNING = (
     interval_runs.c.interval_start,
     interval_runs.c.interval_end,
 )
-_INSERT_RUNS = insert(interval_runs).returning(*_NEW_RUN_RETURNING)
 
 
 _NEW_RUN_ARRAYS: dict[str, Any] = {  # what differs from one new run to the next
@@ -629,14 +690,14 @@ def _shares(slots: int, rooms: Sequence[int]) -> list[int]:
 
 def _claim_round(
     conn: Connection, shares: Sequence[tuple[dict[str, Any], int]], owner: str, lease_until: datetime, now: datetime
-) -> dict[int, list[RowMapping]]:
+) -> dict[int, list[Row]]:
     """One dealing round: up to ``k`` runs of each backfill, queued ones first (all
     backfills' in one statement on PostgreSQL), then new ones (all in one INSERT)."""
     queued = [(bf, k) for bf, k in shares if counts_of(bf).queued > 0]
     taken = _take_many(conn, queued, owner, lease_until, now) if queued else {}
     short = [(bf, n) for bf, k in shares if not bf["exhausted"] and (n := k - len(taken.get(bf["id"], []))) > 0]
     made = _materialize(conn, short, owner, lease_until, now) if short else {}
-    out: dict[int, list[RowMapping]] = {}
+    out: dict[int, list[Row]] = {}
     for bf, _ in shares:
         runs = [*taken.get(bf["id"], []), *made.get(bf["id"], [])]
         bf["runs_running"] += len(runs)
@@ -754,7 +815,7 @@ def _claim(
     lease_until = now + timedelta(seconds=lease_seconds)
     stamp = _claim_stamp_base(candidates, now)
     before = {bf["id"]: (bf["runs_running"], bf["runs_created"], bf["cursor"], bf["exhausted"]) for bf in candidates}
-    taken: dict[int, list[RowMapping]] = {}
+    taken: dict[int, list[Row]] = {}
     left = limit
     order = {bf["id"]: i for i, bf in enumerate(candidates)}
     pending = [bf for bf in candidates if _room(bf) > 0]
@@ -795,7 +856,7 @@ def _claim(
     return Claim(claimed, skipped=skipped)
 
 
-def _claimed_run(bf: Row, run: RowMapping) -> ClaimedRun:
+def _claimed_run(bf: Row, run: Row) -> ClaimedRun:
     return ClaimedRun(
         run_id=run["id"],
         attempt=run["attempt"],
@@ -920,7 +981,7 @@ def expire_owners(conn: Connection, owners: Sequence[str], now: datetime, *, rea
 
 # ---- finishing -----------------------------------------------------------------------
 
-COMPLETE_BATCH = 64  # successes recorded per statement (one prepared shape per size)
+COMPLETE_BATCH = 64  # successes recorded per statement (a bounded JSON document each)
 
 
 @dataclass
@@ -1009,32 +1070,43 @@ def _record(
     return recorded
 
 
-@lru_cache(maxsize=COMPLETE_BATCH)
-def _complete_statement(n: int) -> Any:
-    """SQLite: complete ``n`` running attempts in one UPDATE, each fenced on its own
-    attempt and the common lease owner (``r{i}``: run id, ``a{i}`` attempt, ``d{i}``
-    duration, ``n{i}`` rows, ``b{i}`` block results, ``v{i}`` pipeline version)."""
-
-    def per_run(name: str, type_: Any = None) -> Any:
-        whens = [(interval_runs.c.id == bindparam(f"r{i}"), bindparam(f"{name}{i}", type_=type_)) for i in range(n)]
-        return case(*whens)
-
+@lru_cache(maxsize=1)
+def _sqlite_complete_statement() -> Any:
+    """SQLite: complete any number of running attempts in one UPDATE … FROM, each fenced
+    on its own attempt and the common lease owner; the per-run values travel as ONE JSON
+    array of ``[id, attempt, duration, rows, block results, version]`` (``json_each``),
+    read once into a MATERIALIZED CTE: each element is parsed once and each run looked up
+    by its key (without it SQLite scans the array again for every running run)."""
+    j = _json_rows("p_batch")
+    v = (
+        select(
+            _json_item(j, 0, BigInteger()).label("run_id"),
+            _json_item(j, 1, Integer()).label("run_attempt"),
+            _json_item(j, 2, Float()).label("run_duration"),
+            _json_item(j, 3, BigInteger()).label("run_rows"),
+            _json_item(j, 4, Text(), as_json=True).label("run_blocks"),
+            _json_item(j, 5, Text()).label("run_version"),
+        )
+        .select_from(j)
+        .cte("v")
+        .prefix_with("MATERIALIZED")
+    )
     return (
         update(interval_runs)
         .where(
-            interval_runs.c.id.in_([bindparam(f"r{i}") for i in range(n)]),
-            interval_runs.c.attempt == per_run("a"),
+            interval_runs.c.id == v.c.run_id,
+            interval_runs.c.attempt == v.c.run_attempt,
             interval_runs.c.status == RunStatus.RUNNING.value,
             interval_runs.c.lease_owner == bindparam("p_owner"),
         )
         .values(
             status=transitions.run_succeed(RunStatus.RUNNING).value,
             ended_at=bindparam("p_now", type_=UTCDateTime()),
-            duration=per_run("d", Float()),
-            rows=per_run("n", BigInteger()),
+            duration=v.c.run_duration,
+            rows=v.c.run_rows,
             error=None,
-            block_results=per_run("b", json_type()),
-            pipeline_version=per_run("v", String()),
+            block_results=v.c.run_blocks,
+            pipeline_version=v.c.run_version,
             lease_owner=None,
             lease_expires_at=None,
             not_before=None,
@@ -1105,7 +1177,7 @@ def _complete(
         return set()
     params: dict[str, Any] = {"p_owner": owner, "p_now": now}
     if conn.dialect.name == "postgresql":
-        batch = [
+        batch: list[Any] = [
             {
                 "id": key.run_id,
                 "attempt": key.attempt,
@@ -1116,21 +1188,22 @@ def _complete(
             }
             for key, result in successes
         ]
-        params["p_batch"] = json.dumps(batch)
-        done = dict(conn.execute(_pg_complete_statement(), params).all())
+        statement = _pg_complete_statement()
     else:
-        for i, (key, result) in enumerate(successes):
-            params.update(
-                {
-                    f"r{i}": key.run_id,
-                    f"a{i}": key.attempt,
-                    f"d{i}": result.duration or 0.0,
-                    f"n{i}": result.rows,
-                    f"b{i}": result.block_results,
-                    f"v{i}": result.pipeline_version,
-                }
-            )
-        done = dict(conn.execute(_complete_statement(len(successes)), params).all())
+        batch = [
+            [
+                key.run_id,
+                key.attempt,
+                result.duration or 0.0,
+                result.rows,
+                result.block_results,
+                result.pipeline_version,
+            ]
+            for key, result in successes
+        ]
+        statement = _sqlite_complete_statement()
+    params["p_batch"] = json.dumps(batch)
+    done = dict(conn.execute(statement, params).all())
     recorded: set[RunKey] = set()
     for key, result in successes:
         if key.run_id in done:
