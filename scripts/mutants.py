@@ -52,7 +52,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "fence-success-attempt",
         "a completed attempt is recorded only by the attempt that holds the run",
         Q,
-        '            interval_runs.c.attempt == per_run("a"),\n',
+        "            interval_runs.c.attempt == v.c.run_attempt,\n",
         "",
         STORE_QUEUE,
         database="sqlite",
@@ -70,10 +70,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "fence-success-owner",
         "a completed attempt is recorded only by the lease owner",
         Q,
-        '            interval_runs.c.attempt == per_run("a"),\n'
+        "            interval_runs.c.attempt == v.c.run_attempt,\n"
         "            interval_runs.c.status == RunStatus.RUNNING.value,\n"
         '            interval_runs.c.lease_owner == bindparam("p_owner"),\n',
-        '            interval_runs.c.attempt == per_run("a"),\n'
+        "            interval_runs.c.attempt == v.c.run_attempt,\n"
         "            interval_runs.c.status == RunStatus.RUNNING.value,\n",
         STORE_QUEUE,
         database="sqlite",
@@ -206,6 +206,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if not principal.has_scope(access.scope):\n",
         "    if False:\n",
         ("tests/api/test_team_auth_matrix.py", "-k", "scope"),
+    ),
+    Mutant(
+        "sqlite-checkpoint-in-commit",
+        "SQLite commits leave WAL checkpoints to the checkpointer thread",
+        "src/backfill/store/db.py",
+        '        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")\n',
+        "",
+        ("tests/store/test_sqlite_checkpoint.py",),
+        database="sqlite",
     ),
     Mutant(
         "lock-order-pg",

@@ -2,7 +2,8 @@
 
 SQLite connections use WAL, foreign keys and a busy timeout, and write transactions
 start with ``BEGIN IMMEDIATE`` so a read-then-write never fails half way with
-"database is locked". The file (and its -wal/-shm companions, which SQLite creates
+"database is locked". The WAL is checkpointed by a thread, not inside commits
+(``store.sqlite_checkpoint``). The file (and its -wal/-shm companions, which SQLite creates
 with the file's mode) is private to its owner: 0600, in a 0700 directory when created here.
 
 PostgreSQL goes through psycopg 3. Every wait is bounded (``DatabaseTimeouts``): connect,
@@ -23,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 
 from backfill.store import pgbouncer
+from backfill.store.sqlite_checkpoint import CHECKPOINTER, WAL_AUTOCHECKPOINT_PAGES
 
 DEFAULT_SQLITE_PATH = Path(".backfill") / "backfill.db"
 PING_AFTER_IDLE_SECONDS = 1.0
@@ -111,11 +114,13 @@ class Database:
         # ?pgbouncer=true: behind PgBouncer in transaction pooling (see store.pgbouncer)
         parsed, self.behind_pgbouncer = pgbouncer.split_option(parsed)
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        self._sqlite_path: str | None = None
         if self.is_sqlite:
             database = parsed.database
             if database in (None, "", ":memory:"):
                 raise ValueError("an in-memory SQLite database cannot be shared by workers; use a file")
             _private_sqlite_file(Path(database))
+            self._sqlite_path = database
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeouts.busy}
         else:
             options = parsed.query.get("options")
@@ -126,6 +131,8 @@ class Database:
             if self.behind_pgbouncer:  # no server timeouts in "options" through PgBouncer
                 kwargs["connect_args"] = pgbouncer.connect_args(kwargs["connect_args"])
         self.engine: Engine = create_engine(parsed, **kwargs)
+        # SQLite: the file joins the process's checkpointer at the first write transaction
+        self._checkpointed: weakref.finalize[Any, Any] | None = None
         self._driver_sql: dict[Select[Any], tuple[str, tuple[str, ...]]] = {}
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine, busy_ms=int(timeouts.busy * 1000))
@@ -190,12 +197,25 @@ class Database:
         where SQLite's busy handler polls with sleeps (the cause of long tail latencies
         when the API and the worker write at once)."""
         guard = _sqlite_write_lock(self.url) if self.is_sqlite else nullcontext()
+        if self._checkpointed is None and self.is_sqlite:
+            self._checkpoint_in_background()
         with guard, self.engine.connect() as conn:
             conn.execution_options(backfill_write=True)
             with conn.begin():
                 yield conn
 
+    def _checkpoint_in_background(self) -> None:
+        """SQLite: this file's WAL is checkpointed by the process's checkpointer thread
+        (``store.sqlite_checkpoint``), not inside commits, until this object is disposed
+        or collected."""
+        path = self._sqlite_path
+        assert path is not None
+        CHECKPOINTER.register(path)
+        self._checkpointed = weakref.finalize(self, CHECKPOINTER.unregister, path)
+
     def dispose(self) -> None:
+        if self._checkpointed is not None:
+            self._checkpointed()  # unregisters once; later calls do nothing
         self.engine.dispose()
 
 
@@ -243,6 +263,8 @@ def _install_sqlite_hooks(engine: Engine, *, busy_ms: int) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # checkpoints run in a thread of their own (store.sqlite_checkpoint), not in commits
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()

@@ -68,6 +68,7 @@ from sqlalchemy import (
     column,
     func,
     insert,
+    literal,
     literal_column,
     not_,
     or_,
@@ -290,9 +291,7 @@ def _queued_values(now: datetime) -> dict[str, Any]:
     }
 
 
-def _insert_runs(
-    conn: Connection, new: Sequence[tuple[Row, Interval]], values: Mapping[str, Any]
-) -> Sequence[Row]:
+def _insert_runs(conn: Connection, new: Sequence[tuple[Row, Interval]], values: Mapping[str, Any]) -> Sequence[Row]:
     """Insert a run for each (backfill, interval), all holding ``values`` (every column of
     ``_NEW_RUN_SHARED``), in one statement; their ``_NEW_RUN_RETURNING``. The backfills
     and intervals travel as one array per column on PostgreSQL and as one JSON document
@@ -436,10 +435,17 @@ _QUEUED = (
 )
 
 
+def _claimable_status() -> Any:
+    """``status IN (?, ?)`` with one fixed parameter per claimable status: a list given to
+    ``in_`` is an "expanding" parameter, which SQLAlchemy re-renders into the statement on
+    every execution (a third of the claim candidates' read on SQLite)."""
+    return backfills.c.status.in_([literal(s) for s in CLAIMABLE])
+
+
 def _served() -> list[Any]:
     """Backfills a claim may serve at all: claimable status, not paused."""
     return [
-        backfills.c.status.in_(CLAIMABLE),
+        _claimable_status(),
         backfills.c.paused.is_(False),
     ]
 
@@ -503,13 +509,13 @@ def _candidates_statement(postgres: bool) -> Any:
     claim stamp of all. On PostgreSQL the backfill rows of the runs this step records
     (``p_mine``) are locked first, waiting, in id order (a one-time InitPlan), then the
     candidates, skipping rows another claimer holds (not our own)."""
-    newest = select(func.max(backfills.c.last_claimed_at)).where(backfills.c.status.in_(CLAIMABLE)).scalar_subquery()
+    newest = select(func.max(backfills.c.last_claimed_at)).where(_claimable_status()).scalar_subquery()
     # the backfills of the recorded runs may have room again once they are recorded:
     # candidates by status alone (``_room`` decides with the counters the step leaves)
     mine = (
         backfills.c.id == any_(bindparam("p_mine", type_=ARRAY(BigInteger())))
         if postgres
-        else backfills.c.id.in_(bindparam("p_mine", expanding=True))
+        else backfills.c.id.in_(select(_json_rows("p_mine").c.value))  # a JSON array: no expanding IN
     )
     q = (
         select(*_CLAIM_COLUMNS, newest.label("newest_claim"))
@@ -525,7 +531,7 @@ def _candidates_statement(postgres: bool) -> Any:
 
 def _claim_candidates(conn: Connection, limit: int, mine: Sequence[int] = ()) -> list[RowMapping]:
     postgres = conn.dialect.name == "postgresql"
-    params = {"p_limit": limit, "p_mine": list(mine)}
+    params = {"p_limit": limit, "p_mine": list(mine) if postgres else json.dumps(list(mine))}
     return list(conn.execute(_candidates_statement(postgres), params).mappings())
 
 
