@@ -208,6 +208,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/api/test_team_auth_matrix.py", "-k", "scope"),
     ),
     Mutant(
+        "child-sched-batch",
+        "executor children run as SCHED_BATCH (a run sent to a child does not preempt the worker)",
+        "src/backfill/engine/child.py",
+        "    proctree.become_subreaper()\n    _schedule_as_batch()\n",
+        "    proctree.become_subreaper()\n",
+        ("tests/engine/test_executor.py", "-k", "sched_batch"),
+        marks="not e2e",  # the executor's tests start real processes (marked slow)
+    ),
+    Mutant(
         "sqlite-checkpoint-in-commit",
         "SQLite commits leave WAL checkpoints to the checkpointer thread",
         "src/backfill/store/db.py",

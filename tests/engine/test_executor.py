@@ -121,6 +121,30 @@ def assert_still_works(ex: Executor, run_id: int) -> None:
 # --------------------------------------------------------------------------- results
 
 
+def test_runs_execute_under_sched_batch_so_a_send_does_not_preempt_the_worker(ex: Executor) -> None:
+    """The child and what a block starts run as SCHED_BATCH; the worker keeps its policy."""
+    outcome = run_one(
+        ex,
+        request(
+            1,
+            pipeline(
+                py(
+                    "s",
+                    "    import os, subprocess, sys\n"
+                    "    code = 'import os; print(os.sched_getscheduler(0))'\n"
+                    "    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)\n"
+                    "    sub = int(done.stdout)\n"
+                    "    return {'child': os.sched_getscheduler(0), 'sub': sub}",
+                ),
+                uuid="s",
+            ),
+        ),
+    )
+    assert outcome.ok, outcome.error
+    assert json.loads(outcome.block_results[0].output or "{}") == {"child": os.SCHED_BATCH, "sub": os.SCHED_BATCH}
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
 def test_python_block_rows(ex: Executor) -> None:
     outcome = run_one(ex, request(1, pipeline(py("load", "    return {'rows': 3}"))))
     assert outcome.ok

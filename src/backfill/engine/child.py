@@ -71,11 +71,25 @@ def _orphaned(log_dir: str) -> None:
     os._exit(1)
 
 
+def _schedule_as_batch() -> None:
+    """Run this child (and what its runs start) under ``SCHED_BATCH`` (Linux): a child the
+    worker wakes by sending it a run no longer preempts the worker on its core. Without
+    it, each send handed the core to the child until the child blocked again: a worker
+    sending a step's eight runs spent ~240 us of wall time per send (BENCHMARKS.md).
+    Same nice value, same share of the CPU; only wake-up preemption is given up, which
+    suits batch work. Best effort: elsewhere nothing changes."""
+    batch = getattr(os, "SCHED_BATCH", None)
+    if batch is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, batch, os.sched_param(0))
+
+
 def child_main(conn: Connection, log_dir: str) -> None:
     """Entry point of an executor child: serve runs until told to stop or the parent goes."""
     with contextlib.suppress(OSError):
         os.setsid()
     proctree.become_subreaper()
+    _schedule_as_batch()
     # The parent is the fork server, which exits when the worker does.
     proctree.on_parent_death(functools.partial(_orphaned, log_dir))
     if hasattr(select, "POLLRDHUP"):  # Linux
