@@ -102,6 +102,14 @@ def test_a_failing_round_is_logged_once_and_the_others_go_on(
         db.dispose()
 
 
+def test_a_round_never_creates_a_database_file(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(interval=3600)
+    removed = tmp_path / "removed.db"
+    checkpointer.register(str(removed))
+    checkpointer.run_once()
+    assert not removed.exists()
+
+
 def test_a_checkpoint_round_does_not_block_a_writer(tmp_path: Path) -> None:
     """PASSIVE: a writer holding the write lock does not make the round wait or fail."""
     path = tmp_path / "a.db"

@@ -120,7 +120,7 @@ class Database:
             if database in (None, "", ":memory:"):
                 raise ValueError("an in-memory SQLite database cannot be shared by workers; use a file")
             _private_sqlite_file(Path(database))
-            self._sqlite_path = database
+            self._sqlite_path = os.path.abspath(database)  # the checkpointer's, whatever the cwd later
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeouts.busy}
         else:
             options = parsed.query.get("options")

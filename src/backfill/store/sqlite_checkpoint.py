@@ -22,6 +22,7 @@ import logging
 import sqlite3
 import threading
 import time
+import urllib.parse
 
 log = logging.getLogger("backfill.store")
 
@@ -66,8 +67,10 @@ class Checkpointer:
         for path in paths:
             try:
                 connection = self._connections.get(path)
-                if connection is None:
-                    connection = self._connections[path] = sqlite3.connect(path, timeout=0.1, check_same_thread=False)
+                if connection is None:  # mode=rw: a file removed meanwhile is not made again
+                    uri = f"file:{urllib.parse.quote(path)}?mode=rw"
+                    connection = sqlite3.connect(uri, uri=True, timeout=0.1, check_same_thread=False)
+                    self._connections[path] = connection
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             except Exception as exc:  # never ends the loop: the next round tries again
                 self._close(path)
