@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select, text
+from tests.factories import add_pipeline, python_pipeline
 from tests.store.test_queue import T0, claim, make, row
 
 from backfill.services.actor import Actor
@@ -110,6 +111,34 @@ def test_new_runs_of_several_backfills_are_one_insert(db: Database, team: Actor,
     assert len(inserts) == 1, inserts
     for bf in ids:
         assert row(db, bf)["runs_created"] == 2  # row() also checks the counters against the runs
+
+
+def test_new_runs_of_backfills_with_the_same_intervals_each_get_their_own(
+    db: Database, team: Actor, pipeline_id: int
+) -> None:
+    """One insert creates the same intervals for two backfills (of two pipelines): every
+    claimed run is the row of its own backfill and interval (SQLite matches the new ids
+    back by both)."""
+    other = add_pipeline(db, team, python_pipeline("other"))
+    a, b = (make(db, team, p, start="2024-01-01", end="2024-01-31", max_active_runs=2) for p in (pipeline_id, other))
+    with statements(db, "INSERT INTO INTERVAL_RUNS") as inserts:
+        runs = claim(db, owner="w1", n=4)
+    assert len(inserts) == 1, inserts
+    with db.read() as conn:
+        stored = {
+            r.id: (r.backfill_id, r.interval_start, r.interval_end)
+            for r in conn.execute(
+                select(
+                    interval_runs.c.id,
+                    interval_runs.c.backfill_id,
+                    interval_runs.c.interval_start,
+                    interval_runs.c.interval_end,
+                )
+            )
+        }
+    assert {r.run_id: (r.backfill_id, r.interval_start, r.interval_end) for r in runs} == stored
+    starts = {bf: sorted(r.interval_start for r in runs if r.backfill_id == bf) for bf in (a, b)}
+    assert starts[a] == starts[b] and len(set(starts[a])) == 2  # the same two intervals, a run each
 
 
 def test_a_step_that_claims_nothing_still_moves_the_counters(db: Database, team: Actor, pipeline_id: int) -> None:

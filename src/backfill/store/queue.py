@@ -318,7 +318,7 @@ def _sqlite_insert_runs(
     a handful of values whatever the batch size (one parameter set per row cost more than
     the insert itself). It returns each run's id, matched back to its interval by the
     stored start text; what all new runs hold alike is known without reading it back."""
-    stored = _sqlite_timestamp(conn)
+    stored = _sqlite_timestamp(conn.dialect)
     intervals: dict[tuple[int, str], Interval] = {}
     rows = []
     for bf, iv in new:
@@ -344,13 +344,9 @@ def _sqlite_insert_runs(
 
 
 @lru_cache(maxsize=4)
-def _sqlite_timestamp_of(dialect: Dialect) -> Any:
-    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
-
-
-def _sqlite_timestamp(conn: Connection) -> Any:
+def _sqlite_timestamp(dialect: Dialect) -> Any:
     """The text SQLite stores for an aware datetime (``UTCDateTime`` through the dialect)."""
-    return _sqlite_timestamp_of(conn.dialect)
+    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
 
 
 def _json_rows(name: str) -> Any:
