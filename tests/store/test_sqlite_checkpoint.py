@@ -64,8 +64,16 @@ def test_the_process_thread_checkpoints_what_a_database_wrote(tmp_path: Path, mo
     db = Database(f"sqlite:///{path}")
     _fill(db)
     wait_for(lambda: _main_file_size(path) > PAGES * 4000, timeout=10)
+    thread = checkpointer._thread
+    assert thread is not None
     db.dispose()
     assert str(path) not in checkpointer._users
+    thread.join(5)  # nothing left to checkpoint: the thread ends (a new write starts another)
+    assert not thread.is_alive() and checkpointer._thread is None
+    db = Database(f"sqlite:///{path}")
+    _fill(db, rows=1)
+    assert checkpointer._thread is not None and checkpointer._thread.is_alive()
+    db.dispose()
 
 
 def test_a_failing_round_is_logged_once_and_the_others_go_on(

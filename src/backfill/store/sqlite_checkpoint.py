@@ -8,7 +8,8 @@ path (BENCHMARKS.md, "SQLite checkpoints").
 Here every connection raises that threshold to ``WAL_AUTOCHECKPOINT_PAGES`` (a safety net
 that still bounds the log should no checkpointer run), and one daemon thread per process
 runs a PASSIVE checkpoint of each database this process has written to, every
-``CHECKPOINT_SECONDS``, on a connection of its own. SQLite does that work without Python's
+``CHECKPOINT_SECONDS``, on a connection of its own (it ends when every such ``Database``
+is disposed or collected; the next write starts it again). SQLite does that work without Python's
 GIL, so it overlaps the writers instead of stalling one of them; PASSIVE never waits for
 readers or writers (frames a reader still uses are copied by a later round), and pages
 written many times between two rounds are copied once. A failed round is logged and
@@ -45,7 +46,7 @@ class Checkpointer:
         """Checkpoint ``path`` from now on (until as many ``unregister`` calls)."""
         with self._lock:
             self._users[path] = self._users.get(path, 0) + 1
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="backfill-sqlite-checkpoint", daemon=True)
                 self._thread.start()
 
@@ -89,12 +90,19 @@ class Checkpointer:
                 connection.close()
 
     def _run(self) -> None:
+        """Rounds until no file is registered (``register`` starts a new thread then)."""
         while True:
             time.sleep(self.interval)
             try:
                 self.run_once()
             except Exception:  # run_once does not raise; this guards the thread all the same
                 log.exception("sqlite checkpoint round failed")
+            with self._lock:
+                if not self._users:
+                    for path in list(self._connections):
+                        self._close(path)
+                    self._thread = None
+                    return
 
 
 CHECKPOINTER = Checkpointer()
