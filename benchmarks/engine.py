@@ -274,6 +274,10 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
     application = f"bench-{uuid.uuid4().hex[:8]}"
     # PostgreSQL: their server processes, found by name
     worker_url = f"{url}&application_name={application}" if postgres else url
+
+    def server_processes() -> list[psutil.Process]:
+        return backends(db, application) if postgres else []
+
     counters = [ctx.Value("l", 0) for _ in range(processes)]
     workers = [
         ctx.Process(target=worker_process, args=(worker_url, concurrency, stop, counter)) for counter in counters
@@ -283,7 +287,7 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
     time.sleep(3.0 + processes)  # imports and child pools started: steady state
     parents = [psutil.Process(w.pid) for w in workers]
     children = [c for p in parents for c in p.children(recursive=True)]
-    server_before = {p.pid: cpu_of([p]) for p in backends(db, application)} if postgres else {}
+    server_before = {p.pid: cpu_of([p]) for p in server_processes()}
     before = (cpu_of(parents), cpu_of(children))
     claimed_before = [c.value for c in counters]
     slots = processes * concurrency
@@ -305,7 +309,7 @@ def processes_run(url: str, processes: int, backfills: int, runs: int, concurren
     after = (cpu_of(parents), cpu_of(children))
     shares = [c.value - b for c, b in zip(counters, claimed_before, strict=True)]
     # connections the workers opened meanwhile count in full; none closes (pooled)
-    server = sum(cpu_of([p]) - server_before.get(p.pid, 0.0) for p in backends(db, application)) if postgres else 0.0
+    server = sum(cpu_of([p]) - server_before.get(p.pid, 0.0) for p in server_processes())
     stop.set()
     for w in workers:
         w.join(60)

@@ -70,8 +70,8 @@ def test_the_process_thread_checkpoints_what_a_database_wrote(tmp_path: Path, mo
     assert str(path) not in checkpointer._users
     thread.join(5)  # nothing left to checkpoint: the thread ends (a new write starts another)
     assert not thread.is_alive() and checkpointer._thread is None
-    db = Database(f"sqlite:///{path}")
-    _fill(db, rows=1)
+    _fill(db, rows=1)  # the same Database, written to again after its dispose
+    assert checkpointer._users == {str(path): 1}
     assert checkpointer._thread is not None and checkpointer._thread.is_alive()
     db.dispose()
 
@@ -119,7 +119,8 @@ def test_a_round_never_creates_a_database_file(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_round_does_not_block_a_writer(tmp_path: Path) -> None:
-    """PASSIVE: a writer holding the write lock does not make the round wait or fail."""
+    """PASSIVE: a writer holding the write lock does not stop the round from copying what
+    was committed before, nor make it fail."""
     path = tmp_path / "a.db"
     db = Database(f"sqlite:///{path}")
     checkpointer = Checkpointer(interval=3600)
@@ -129,8 +130,10 @@ def test_a_checkpoint_round_does_not_block_a_writer(tmp_path: Path) -> None:
         writer = sqlite3.connect(path, isolation_level=None)
         writer.execute("BEGIN IMMEDIATE")
         writer.execute("INSERT INTO blobs VALUES (randomblob(10))")
+        assert _main_file_size(path) < 100 * 4096
         checkpointer.run_once()
         assert not checkpointer._failing
+        assert _main_file_size(path) > PAGES * 4000
         writer.execute("COMMIT")
         writer.close()
     finally:

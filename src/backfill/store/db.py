@@ -197,8 +197,8 @@ class Database:
         where SQLite's busy handler polls with sleeps (the cause of long tail latencies
         when the API and the worker write at once)."""
         guard = _sqlite_write_lock(self.url) if self.is_sqlite else nullcontext()
-        if self._checkpointed is None and self.is_sqlite:
-            self._checkpoint_in_background()
+        if self.is_sqlite and (self._checkpointed is None or not self._checkpointed.alive):
+            self._checkpoint_in_background()  # the first write (again after a dispose)
         with guard, self.engine.connect() as conn:
             conn.execution_options(backfill_write=True)
             with conn.begin():

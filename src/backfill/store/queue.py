@@ -363,8 +363,11 @@ def _json_item(rows: Any, index: int, type_: Any, *, as_json: bool = False) -> A
 @lru_cache(maxsize=1)
 def _sqlite_insert_runs_statement() -> Any:
     j = _json_rows("p_rows")
-    # ids as they are, timestamps already as the text SQLite stores (``_sqlite_timestamp``)
-    varying = [_json_item(j, i, Text() if i >= 2 else BigInteger()) for i in range(len(_NEW_RUN_ARRAYS))]
+    # timestamps arrive as the text SQLite stores (``_sqlite_timestamp``): no conversion
+    varying = [
+        _json_item(j, i, Text() if isinstance(type_, UTCDateTime) else type_)
+        for i, type_ in enumerate(_NEW_RUN_ARRAYS.values())
+    ]
     shared: list[Any] = [bindparam(f"p_{name}", type_=type_) for name, type_ in _NEW_RUN_SHARED.items()]
     columns = [*_NEW_RUN_ARRAYS, *_NEW_RUN_SHARED]
     return (

@@ -3,17 +3,17 @@
 By default SQLite checkpoints the write-ahead log from inside a commit once the log holds
 1,000 pages: that commit copies them into the database file and syncs it. A worker commits
 a step every few milliseconds, and those checkpoints cost about a third of its database
-path (BENCHMARKS.md, "SQLite checkpoints").
+path (BENCHMARKS.md, "checkpoints off the commit path").
 
 Here every connection raises that threshold to ``WAL_AUTOCHECKPOINT_PAGES`` (a safety net
 that still bounds the log should no checkpointer run), and one daemon thread per process
 runs a PASSIVE checkpoint of each database this process has written to, every
-``CHECKPOINT_SECONDS``, on a connection of its own (it ends when every such ``Database``
-is disposed or collected; the next write starts it again). SQLite does that work without Python's
+``CHECKPOINT_SECONDS``, on a connection of its own. SQLite does that work without Python's
 GIL, so it overlaps the writers instead of stalling one of them; PASSIVE never waits for
 readers or writers (frames a reader still uses are copied by a later round), and pages
 written many times between two rounds are copied once. A failed round is logged and
-retried at the next one: the thread never ends.
+retried at the next one; no error ends the thread. It ends when every ``Database`` that
+registered a file is disposed or collected, and the next write starts it again.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class Checkpointer:
         for path in list(self._connections):
             if path not in paths:
                 self._close(path)
+        self._failing &= set(paths)  # a file registered again reports its first failure again
         for path in paths:
             try:
                 connection = self._connections.get(path)
