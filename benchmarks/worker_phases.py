@@ -45,15 +45,15 @@ def _instrumented_worker(url: str, concurrency: int, stop: Any, claimed: Any, re
 
     import sqlalchemy as sa
 
-    from backfill.store import queue
-
     spent: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
     for module_name, class_name, name, label in PHASES:
         module = importlib.import_module(module_name)
         owner = getattr(module, class_name) if class_name else module
         original = getattr(owner, name)
 
         def timed(*args: Any, _f: Any = original, _label: str = label, **kwargs: Any) -> Any:
+            calls[_label] += 1
             t0 = time.thread_time()
             try:
                 return _f(*args, **kwargs)
@@ -61,18 +61,9 @@ def _instrumented_worker(url: str, concurrency: int, stop: Any, claimed: Any, re
                 spent[_label] += time.thread_time() - t0
 
         setattr(owner, name, functools.wraps(original)(timed))
-    steps: collections.Counter[str] = collections.Counter()
-    step = queue.step
-
-    def counted_step(*args: Any, **kwargs: Any) -> Any:
-        steps["steps"] += 1
-        steps["finished"] += len(args[2])
-        return step(*args, **kwargs)
-
-    queue.step = counted_step  # type: ignore[assignment]
 
     def count_statement(*_: Any) -> None:
-        steps["statements"] += 1
+        calls["statements"] += 1
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", count_statement)
     t0 = time.thread_time()
@@ -81,10 +72,10 @@ def _instrumented_worker(url: str, concurrency: int, stop: Any, claimed: Any, re
     runs = max(1, claimed.value)
     lines = [f"the worker's main thread in all: {total / runs * 1e6:.0f} us per run ({claimed.value} runs)"]
     lines += [f"{label:40s} {spent[label] / runs * 1e6:7.0f} us per run" for *_, label in PHASES]
-    n = max(1, steps["steps"])
+    steps = calls["queue.step"]
     lines.append(
-        f"{steps['steps']} steps: {steps['finished'] / n:.1f} runs recorded per step,"
-        f" {steps['statements'] / runs:.2f} statements per run (all of the process's)"
+        f"{steps} steps: {claimed.value / max(1, steps):.1f} runs per step,"
+        f" {calls['statements'] / runs:.2f} statements per run (all of the process's)"
     )
     report.put("\n".join(lines))
 
